@@ -1,0 +1,134 @@
+"""melkit's command line: parse options, call the library, print. No logic lives here.
+
+Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+from melkit.errors import MelkitError
+
+
+class MelkitGroup(click.Group):
+    """Turns MelkitError into a clear one-line message and its exit code (1 or 2)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MelkitError as e:
+            click.echo(f"melkit: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+def _echo(msg):
+    click.echo(msg, err=False)
+
+
+def _warn_line(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"melkit: warning: {message}", err=True)
+
+
+@click.group(cls=MelkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="melkit")
+def main():
+    """melkit: train, convert, bench and bundle an on-device melanoma-vs-nevus classifier."""
+    warnings.showwarning = _warn_line
+
+
+@main.group(cls=MelkitGroup)
+def data():
+    """Data sets: the embedded synthetic default."""
+
+
+@data.command("synth")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--lesions", default=240, show_default=True, type=click.IntRange(4, 100000), help="Number of lesions.")
+@click.option("--mel-fraction", default=0.35, show_default=True, type=click.FloatRange(0.05, 0.95))
+@click.option("--seed", default=0, show_default=True, type=int)
+def data_synth(out_dir, lesions, mel_fraction, seed):
+    """Write the procedural ABCD data set (HAM10000 layout) to OUT_DIR."""
+    from melkit.data.synth import write_synth_dataset
+    from melkit.progress import progress_bar
+
+    with progress_bar(desc="synth", unit="img") as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = write_synth_dataset(out_dir, n_lesions=lesions, mel_fraction=mel_fraction, seed=seed,
+                                      progress=progress)
+    _echo(f"wrote {summary['n_images']} images of {summary['n_lesions']} lesions "
+          f"({summary['n_nv']} nv, {summary['n_mel']} mel) to {summary['path']}")
+
+
+def _parse_epochs(value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter("comma-separated integers, one per stage, e.g. 15,10") from None
+
+
+@main.command("train")
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="HAM10000-style or class-folder directory.")
+@click.option("--out", default="runs/melkit", show_default=True, type=click.Path(), help="Run directory to create.")
+@click.option("--recipe", default="default", show_default=True, help="default, paper, scratch, or a recipe .json file.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet (downloads), none, or a local MobileNetV2 no-top .h5 (offline).")
+@click.option("--alpha", type=float, help="MobileNetV2 width multiplier (recipe's if omitted).")
+@click.option("--image-size", type=click.IntRange(32, 1024), help="Input size in pixels (recipe's if omitted).")
+@click.option("--batch-size", type=click.IntRange(1, 4096))
+@click.option("--epochs", help="Epochs per stage, comma-separated (e.g. 15,10).")
+@click.option("--threshold-policy", help="youden, sensitivity:0.90, specificity:0.90 or fixed:0.5.")
+@click.option("--oversample", is_flag=True, default=None, help="Balance classes by oversampling instead of class weights.")
+@click.option("--split", "split_mode", type=click.Choice(["lesion", "image"]), default="lesion", show_default=True,
+              help="lesion: honest grouped split; image: the paper's leaky split (measurement only).")
+@click.option("--augment-before-split", is_flag=True, help="The paper's pre-split melanoma augmentation (measurement only).")
+@click.option("--split-csv", type=click.Path(dir_okay=False), help="Reuse an existing split.csv.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default="auto", show_default=True)
+@click.option("--mixed-precision", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="auto: mixed float16 on a GPU only.")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run in OUT.partial.")
+def train_cmd(data_dir, out, recipe, weights, alpha, image_size, batch_size, epochs, threshold_policy, oversample,
+              split_mode, augment_before_split, split_csv, seed, strategy, mixed_precision, resume):
+    """Fine-tune MobileNetV2 on nevus-vs-melanoma data; write a run directory with honest metrics."""
+    from dataclasses import replace
+
+    from melkit.report import print_train_summary
+    from melkit.train.recipe import load_recipe
+    from melkit.train.trainer import TrainOptions, train
+
+    r = load_recipe(recipe)
+    overrides = {k: v for k, v in dict(alpha=alpha, image_size=image_size, batch_size=batch_size,
+                                           threshold_policy=threshold_policy, oversample=oversample).items()
+                 if v is not None}
+    r = replace(r, **overrides)
+    if epochs:
+        r = r.with_epochs(_parse_epochs(epochs))
+    opts = TrainOptions(data=data_dir, out=out, recipe=r, weights=weights, seed=seed, split=split_mode,
+                        augment_before_split=augment_before_split, split_csv=split_csv, strategy=strategy,
+                        mixed_precision=mixed_precision, resume=resume)
+    result = train(opts, echo=_echo)
+    print_train_summary(result, _echo)
+
+
+@main.command("demo")
+@click.option("--out", default="melkit-demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data", "data_dir", type=click.Path(), help="Run the same pipeline on real data instead.")
+@click.option("--weights", default="none", show_default=True, help="none (offline), imagenet or a local .h5.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def demo_cmd(out, data_dir, weights, seed):
+    """The whole job on the embedded synthetic data set, offline: synth, then train."""
+    from melkit.demo import run_demo
+
+    run_demo(out, data_dir=data_dir, weights=weights, seed=seed, echo=_echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

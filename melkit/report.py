@@ -1,0 +1,36 @@
+"""Terminal summaries of results (tables a person reads; the JSON files hold every number)."""
+
+from __future__ import annotations
+
+
+def _pct(v):
+    return "  n/a" if v is None else f"{100 * v:5.1f}"
+
+
+def _auc(m):
+    if m.get("auc") is None:
+        return "undefined"
+    ci = m.get("auc_ci")
+    return f"{m['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def metrics_table(metrics: dict, splits=("val", "test")) -> str:
+    head = f"{'split':<6} {'n':>5} {'mel':>4}  {'AUC [95% CI]':<22} {'bal.acc':>7} {'sens':>6} {'spec':>6} " \
+           f"{'acc@thr':>7} {'acc@0.5':>7} {'majority':>8}"
+    lines = [head, "-" * len(head)]
+    for name in splits:
+        m = metrics[name]
+        lines.append(
+            f"{name:<6} {m['n']:>5} {m['n_pos']:>4}  {_auc(m):<22} {_pct(m['balanced_accuracy']):>7} "
+            f"{_pct(m['sensitivity']):>6} {_pct(m['specificity']):>6} {_pct(m['accuracy_at_threshold']):>7} "
+            f"{_pct(m['accuracy_at_0_5']):>7} {_pct(m['majority_baseline']):>8}"
+        )
+    return "\n".join(lines)
+
+
+def print_train_summary(result, echo=print):
+    m = result.metrics
+    echo("")
+    echo(f"run: {result.out_dir}")
+    echo(f"threshold {m['threshold']:.3f} ({m['threshold_policy']}, chosen on val); percentages below")
+    echo(metrics_table(m))

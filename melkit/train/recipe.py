@@ -1,0 +1,137 @@
+"""Training recipes: hyperparameters as dataclasses, saved in the run's config.json.
+
+``default``: melkit's transfer recipe (frozen-base head, then fine-tune the top of the base).
+``paper``:   exactly the paper (frozen ImageNet base, RMSprop 1e-4, 10 epochs, BCE, threshold 0.5).
+``scratch``: every layer trained from random init (the offline demo, where no ImageNet weights exist).
+A JSON file with the same fields is also a recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from melkit.data.augment import AugmentParams
+from melkit.errors import BadInputError
+
+
+@dataclass
+class Stage:
+    name: str
+    trainable: str  # "head", "all" or "from:LAYER"
+    epochs: int
+    learning_rate: float
+    optimizer: str = "adam"  # adam | rmsprop
+    augment: bool = False
+    early_stopping_patience: int = 0  # 0 = off; else stop after this many epochs without a better val AUC
+
+
+@dataclass
+class Recipe:
+    name: str
+    stages: list
+    image_size: int = 160
+    alpha: float = 1.0
+    batch_size: int = 32
+    dropout: float = 0.2
+    class_weights: bool = True
+    oversample: bool = False
+    bn_inference: bool = True  # BatchNorm frozen (inference mode) in every stage
+    # None keeps Keras' 0.999. A short from-scratch run needs ~0.9, or the moving statistics never
+    # catch up and the model is constant in inference mode (AUC 0.5 on validation).
+    bn_momentum: float | None = None
+    threshold_policy: str = "youden"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment: AugmentParams = field(default_factory=AugmentParams)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise BadInputError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
+        d = dict(d)
+        try:
+            d["stages"] = [Stage(**s) for s in d.get("stages", [])]
+            d["augment"] = AugmentParams(**d.get("augment", {}))
+            recipe = cls(**d)
+        except TypeError as e:
+            raise BadInputError(f"bad recipe: {e}") from None
+        recipe.validate()
+        return recipe
+
+    def validate(self) -> "Recipe":
+        if not self.stages:
+            raise BadInputError("a recipe needs at least one stage")
+        if self.image_size < 32:
+            raise BadInputError(f"image size {self.image_size} too small (MobileNetV2 needs >= 32)")
+        if not 0 < self.val_fraction < 0.5 or not 0 < self.test_fraction < 0.5:
+            raise BadInputError("val and test fractions must be in (0, 0.5)")
+        for s in self.stages:
+            if s.epochs < 1 or s.learning_rate <= 0:
+                raise BadInputError(f"stage {s.name}: epochs must be >= 1 and learning rate > 0")
+            if s.optimizer not in ("adam", "rmsprop"):
+                raise BadInputError(f"stage {s.name}: optimizer must be adam or rmsprop")
+        return self
+
+    def with_epochs(self, epochs: list) -> "Recipe":
+        if len(epochs) != len(self.stages):
+            raise BadInputError(
+                f"--epochs needs one number per stage of recipe {self.name} "
+                f"({', '.join(s.name for s in self.stages)})"
+            )
+        return replace(self, stages=[replace(s, epochs=e) for s, e in zip(self.stages, epochs)])
+
+
+def default_recipe() -> Recipe:
+    return Recipe(
+        name="default",
+        stages=[
+            # Frozen base, no augmentation: features are computed once and only the head trains.
+            Stage("head", "head", epochs=15, learning_rate=1e-3),
+            # Then the last inverted-residual blocks adapt to dermoscopy, slowly, with augmentation.
+            Stage("finetune", "from:block_13_expand", epochs=10, learning_rate=1e-4, augment=True,
+                  early_stopping_patience=3),
+        ],
+    )
+
+
+def paper_recipe() -> Recipe:
+    return Recipe(
+        name="paper",
+        stages=[Stage("frozen", "head", epochs=10, learning_rate=1e-4, optimizer="rmsprop")],
+        image_size=224,
+        class_weights=False,
+        threshold_policy="fixed:0.5",
+    )
+
+
+def scratch_recipe() -> Recipe:
+    return Recipe(
+        name="scratch",
+        stages=[Stage("scratch", "all", epochs=20, learning_rate=2e-3, augment=True, early_stopping_patience=6)],
+        image_size=96,
+        alpha=0.35,
+        bn_inference=False,
+        bn_momentum=0.9,
+    )
+
+
+PRESETS = {"default": default_recipe, "paper": paper_recipe, "scratch": scratch_recipe}
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path]().validate()
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        try:
+            return Recipe.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"{path}: not valid JSON ({e})") from None
+    raise BadInputError(f"unknown recipe {name_or_path!r}: use {', '.join(PRESETS)} or a recipe .json file")

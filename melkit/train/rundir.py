@@ -1,0 +1,150 @@
+"""The run directory: built in ``OUT.partial/``, renamed to ``OUT`` only when complete.
+
+OUT/
+  model.keras      the trained float32 Keras model
+  config.json      everything needed to reproduce: data, preprocessing contract, recipe, seed, versions
+  split.csv        image_id,lesion_id,label,split
+  history.csv      one row per epoch and stage
+  curves.png       train/val loss and AUC per epoch
+  metrics.json     val and test metrics at the threshold chosen on val
+  predictions.csv  P(mel) of every val/test image (what bench and parity start from)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from melkit.data.preprocess import CONTRACT
+from melkit.errors import BadInputError
+from melkit.io import atomic_writer, read_json, write_json
+
+RUN_FILES = ("model.keras", "config.json", "split.csv", "history.csv", "curves.png", "metrics.json", "predictions.csv")
+
+
+def partial_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def claim(out, resume: bool) -> Path:
+    """Check the output paths and return the partial dir to build in. Nothing is ever overwritten."""
+    out = Path(out)
+    partial = partial_dir(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "a melkit run" if (out / "config.json").exists() else "files"
+        raise BadInputError(f"{out} already holds {what}; choose another --out or remove it")
+    if partial.exists() and not resume:
+        raise BadInputError(f"{partial} holds an unfinished run: continue it with --resume, or remove it")
+    if resume and not partial.exists():
+        raise BadInputError(f"--resume: no unfinished run at {partial}")
+    try:
+        partial.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInputError(f"cannot create {partial}: {e}") from None
+    if not os.access(partial, os.W_OK):
+        raise BadInputError(f"{partial} is not writable")
+    return partial
+
+
+def versions() -> dict:
+    import numpy
+    import sklearn
+
+    from melkit import __version__
+    from melkit._tf import keras, tf
+
+    return {
+        "melkit": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "tf_keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def make_config(opts, recipe, data_summary, policy, strategy) -> dict:
+    return {
+        "melkit_run": 1,
+        "data": data_summary,
+        "preprocessing": {**CONTRACT, "image_size": recipe.image_size},
+        "labels": ["nv", "mel"],
+        "recipe": recipe.to_dict(),
+        "model": {
+            "architecture": "MobileNetV2 + GlobalAveragePooling + Dropout + Dense(1) logit",
+            "alpha": recipe.alpha,
+            "image_size": recipe.image_size,
+            "weights": None if opts.weights in (None, "none") else str(opts.weights),
+            "output": "logit (P(mel) = sigmoid)",
+        },
+        "seed": opts.seed,
+        "training": {
+            "strategy": opts.strategy,
+            "replicas": int(strategy.num_replicas_in_sync),
+            "precision_policy": policy,
+            "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
+        },
+        "versions": versions(),
+    }
+
+
+def check_resume(run: Path, config: dict, resume: bool):
+    """A resumed run must be the same run: same data, split, recipe and seed."""
+    saved = run / "config.json"
+    if not resume or not saved.exists():
+        return
+    old = read_json(saved)
+    for key in ("recipe", "seed", "preprocessing"):
+        if old.get(key) != config.get(key):
+            raise BadInputError(f"--resume: the {key} differs from the unfinished run's; start a new run instead")
+    if old["data"]["dir"] != config["data"]["dir"]:
+        raise BadInputError("--resume: the data directory differs from the unfinished run's")
+
+
+def float32_copy(model, recipe):
+    """Rebuild the model in float32 and copy the weights (after mixed-precision training)."""
+    from melkit._tf import keras
+    from melkit.train.model import build_model
+
+    keras.mixed_precision.set_global_policy("float32")
+    copy = build_model(recipe.alpha, recipe.image_size, None, recipe.dropout, recipe.bn_momentum)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def finish(run: Path, out: Path, model, config, metrics, parts, probs):
+    from melkit.train.curves import plot_curves
+
+    tmp_model = run / ".model.tmp.keras"
+    model.save(tmp_model)
+    os.replace(tmp_model, run / "model.keras")
+    write_json(run / "metrics.json", metrics)
+    with atomic_writer(run / "predictions.csv") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["image_id", "lesion_id", "split", "label", "p_mel"])
+        for name in ("val", "test"):
+            for r, p in zip(parts[name].records, probs[name]):
+                w.writerow([r.image_id, r.lesion_id, name, r.dx, f"{p:.6f}"])
+    if (run / "history.csv").exists():
+        plot_curves(run / "history.csv", run / "curves.png")
+    write_json(run / "config.json", {**config, "status": "complete"})
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    if out.exists():  # an empty dir the user created
+        out.rmdir()
+    os.replace(run, out)
+
+
+def load_run(path) -> dict:
+    """Validate a finished run dir and return its config (used by convert, bench, predict)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BadInputError(f"run directory not found: {path}")
+    if not (path / "config.json").is_file() or not (path / "model.keras").is_file():
+        raise BadInputError(f"{path} is not a finished melkit run (needs config.json and model.keras)")
+    try:
+        return read_json(path / "config.json")
+    except ValueError as e:
+        raise BadInputError(f"{path / 'config.json'}: not valid JSON ({e})") from None

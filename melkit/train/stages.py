@@ -1,0 +1,86 @@
+"""One training stage: what trains, on what, for how long; resumable.
+
+A stage that trains only the head on un-augmented images runs on cached base features: the frozen
+base is evaluated once instead of every epoch, which on a CPU is the difference between seconds and
+an hour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from melkit._tf import keras, tf
+from melkit.data.augment import build_augmenter
+from melkit.data.pipeline import make_dataset
+from melkit.progress import keras_verbose
+from melkit.train.callbacks import HistoryLog, KeepBest
+from melkit.train.model import feature_extractor, head_model, set_trainable
+
+
+def _optimizer(stage):
+    if stage.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(stage.learning_rate)
+    return keras.optimizers.Adam(stage.learning_rate)
+
+
+def _compile(model, stage):
+    model.compile(
+        optimizer=_optimizer(stage),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.AUC(from_logits=True, name="auc")],
+    )
+
+
+def uses_feature_cache(stage, distributed: bool) -> bool:
+    # Under a distribution strategy every replica must see the same variables: train through fit there.
+    return stage.trainable == "head" and not stage.augment and not distributed
+
+
+def _features(model, images, batch_size):
+    ds = make_dataset(images, np.zeros(len(images)), batch_size).map(lambda x, y: x)
+    return feature_extractor(model).predict(ds, verbose=keras_verbose()).astype(np.float32)
+
+
+def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strategy, distributed=False, seed=0):
+    ckpt.mkdir(parents=True, exist_ok=True)
+    set_trainable(model, stage.trainable, recipe.bn_inference)
+    keep = KeepBest(ckpt, patience=stage.early_stopping_patience, keep_best=stage.early_stopping_patience > 0)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
+        HistoryLog(history_path, stage.name, offset),
+        keep,
+    ]
+    train, val = parts["train"], parts["val"]
+    if uses_feature_cache(stage, distributed):
+        trainee = head_model(model)
+        x_train = _features(model, train.images, recipe.batch_size)
+        x_val = _features(model, val.images, recipe.batch_size)
+        _compile(trainee, stage)
+        trainee.fit(
+            x_train, train.labels.astype(np.float32), batch_size=recipe.batch_size, epochs=stage.epochs,
+            validation_data=(x_val, val.labels.astype(np.float32)), class_weight=cw, shuffle=True,
+            callbacks=callbacks, verbose=keras_verbose(),
+        )
+    else:
+        augmenter = build_augmenter(recipe.augment, seed) if stage.augment else None
+        train_ds = make_dataset(train.images, train.labels, recipe.batch_size, training=True,
+                                augmenter=augmenter, seed=seed, oversample=recipe.oversample)
+        val_ds = make_dataset(val.images, val.labels, recipe.batch_size)
+        if distributed:
+            opts = tf.data.Options()
+            opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            train_ds, val_ds = train_ds.with_options(opts), val_ds.with_options(opts)
+        with strategy.scope():
+            _compile(model, stage)
+        model.fit(
+            train_ds, epochs=stage.epochs, validation_data=val_ds,
+            class_weight=None if recipe.oversample else cw, callbacks=callbacks, verbose=keras_verbose(),
+        )
+    keep.restore(model)
+
+
+def predict_proba(model, images, batch_size=64) -> np.ndarray:
+    """P(melanoma) per image: sigmoid of the model's logit, through the contract."""
+    ds = make_dataset(images, np.zeros(len(images)), batch_size).map(lambda x, y: x)
+    logits = model.predict(ds, verbose=0).reshape(-1).astype(np.float64)
+    return 1.0 / (1.0 + np.exp(-logits))

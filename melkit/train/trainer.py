@@ -1,0 +1,179 @@
+"""Training a run: data -> split -> stages -> threshold -> metrics, in a resumable ``OUT.partial``.
+
+``train(TrainOptions(...))`` is the whole of ``melkit train``; the CLI only parses options into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from melkit.benchmark.metrics import binary_report, choose_threshold, parse_threshold_policy
+from melkit.data import split as splitting
+from melkit.data.pipeline import ImageArray, class_weights, load_images, make_dataset
+from melkit.data.readers import read_dataset
+from melkit.data.records import LABELS, MEL
+from melkit.errors import BadInputError
+from melkit.io import read_json, write_json
+from melkit.train import rundir
+from melkit.train.recipe import Recipe, default_recipe
+
+log = logging.getLogger("melkit.train")
+
+
+@dataclass
+class TrainOptions:
+    data: str
+    out: str
+    recipe: Recipe = field(default_factory=default_recipe)
+    weights: str | None = "imagenet"  # "imagenet", None/"none", or a local .h5
+    seed: int = 0
+    split: str = "lesion"  # "lesion" (honest) or "image" (the paper's leak, for measurement)
+    augment_before_split: bool = False  # the paper's other leak, for measurement
+    split_csv: str | None = None  # reuse a split.csv (e.g. another run's) instead of splitting
+    strategy: str = "auto"
+    mixed_precision: str = "auto"
+    resume: bool = False
+    n_boot: int = 1000
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    metrics: dict
+    config: dict
+
+
+def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
+    dataset = read_dataset(opts.data)
+    records = dataset.records
+    if opts.augment_before_split:
+        warnings.warn("--augment-before-split reproduces the paper's leak: use it only to measure the leak")
+        records = splitting.augment_before_split(records, opts.seed)
+    counts = dataset.counts()
+    echo(f"data: {counts['images']} images ({counts['nv']} nv, {counts['mel']} mel, {counts['lesions']} lesions)"
+         + (f"; left out other diagnoses {dataset.other_dx}" if dataset.other_dx else ""))
+    arr = load_images(records, recipe.image_size)
+    skipped = dataset.skipped + arr.skipped
+    if skipped:
+        echo(f"skipped {len(skipped)} unreadable or missing image(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
+    labels = arr.labels
+    for c, name in enumerate(LABELS):
+        if not (labels == c).any():
+            raise BadInputError(f"{opts.data}: no readable {name} images: cannot train a nevus-vs-melanoma classifier")
+
+    saved_split = run / "split.csv"
+    if opts.split_csv:
+        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(opts.split_csv))
+    elif opts.resume and saved_split.exists():
+        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(saved_split))
+    elif opts.split == "image":
+        warnings.warn("--split image puts images of one lesion in train and test (the paper's leak)")
+        splits = splitting.split_by_image(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed)
+    elif opts.split == "lesion":
+        splits = splitting.split_by_lesion(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed)
+    else:
+        raise BadInputError(f"unknown split {opts.split!r}: lesion or image")
+    splits = np.array(splits)
+    parts = {name: arr.subset(splits == name) for name in splitting.SPLITS}
+    for name, part in parts.items():
+        if len(set(part.labels.tolist())) < 2:
+            raise BadInputError(f"the {name} split lacks a class; use a larger data set or another split file")
+    summary = {
+        "dir": str(Path(opts.data).resolve()),
+        "layout": dataset.layout,
+        "counts": counts,
+        "other_dx_left_out": dataset.other_dx,
+        "skipped": [{"image_id": i, "reason": r} for i, r in skipped],
+        "split": {
+            "mode": "csv" if opts.split_csv else opts.split,
+            "split_csv": opts.split_csv,
+            "augment_before_split": opts.augment_before_split,
+            "seed": opts.seed,
+            "counts": splitting.split_counts(arr.records, splits),
+        },
+    }
+    return arr, splits, parts, summary
+
+
+def train(opts: TrainOptions, echo=print) -> RunResult:
+    from melkit._tf import keras, tf
+    from melkit.train import distribute, stages
+
+    recipe = opts.recipe.validate()
+    parse_threshold_policy(recipe.threshold_policy)
+    out = Path(opts.out)
+    # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TensorFlow work.
+    strategy, is_chief = distribute.make_strategy(opts.strategy)
+    # Only the chief writes the run; other workers of a multi-worker job write to a scratch directory.
+    run = rundir.claim(out, opts.resume) if is_chief else Path(tempfile.mkdtemp(prefix="melkit-worker-"))
+    keras.utils.set_random_seed(opts.seed)
+    tf.config.experimental.enable_op_determinism()
+    policy = distribute.set_precision(opts.mixed_precision)
+    fresh = not opts.resume
+    try:
+        arr, splits, parts, data_summary = _prepare_data(opts, recipe, run, echo)
+        config = rundir.make_config(opts, recipe, data_summary, policy, strategy)
+        rundir.check_resume(run, config, opts.resume)
+        splitting.write_split_csv(run / "split.csv", arr.records, list(splits))
+        write_json(run / "config.json", {**config, "status": "training"})
+
+        cw = class_weights(parts["train"].labels) if recipe.class_weights else None
+        with strategy.scope():
+            from melkit.train.model import build_model
+
+            model = build_model(recipe.alpha, recipe.image_size, opts.weights, recipe.dropout, recipe.bn_momentum)
+        config["model"]["parameters"] = int(model.count_params())
+        state_path = run / "checkpoints" / "state.json"
+        state = read_json(state_path) if state_path.exists() else {"done": []}
+        offset = 0
+        for stage in recipe.stages:
+            ckpt = run / "checkpoints" / stage.name
+            if stage.name in state["done"]:
+                model.load_weights(str(ckpt / "final.ckpt"))
+                echo(f"stage {stage.name}: done before, weights restored")
+            else:
+                echo(f"stage {stage.name}: {stage.trainable}, {stage.epochs} epochs, lr {stage.learning_rate:g}"
+                     + (", augmented" if stage.augment else ""))
+                stages.run_stage(model, stage, recipe, parts, cw, ckpt, run / "history.csv", offset,
+                                 strategy, distributed=opts.strategy != "auto", seed=opts.seed)
+                model.save_weights(str(ckpt / "final.ckpt"))
+                state["done"].append(stage.name)
+                write_json(state_path, state)
+            offset += stage.epochs
+
+        # Evaluate the float32 model that export will rebuild, not the mixed-precision one.
+        export = rundir.float32_copy(model, recipe) if policy != "float32" else model
+        probs = {name: stages.predict_proba(export, parts[name].images, recipe.batch_size)
+                 for name in ("val", "test")}
+        threshold = choose_threshold(parts["val"].labels, probs["val"], recipe.threshold_policy)
+        metrics = {
+            "threshold": threshold,
+            "threshold_policy": recipe.threshold_policy,
+            "threshold_chosen_on": "val",
+        }
+        for name in ("val", "test"):
+            groups = [r.lesion_id for r in parts[name].records]
+            metrics[name] = binary_report(parts[name].labels, probs[name], threshold, groups=groups,
+                                          n_boot=opts.n_boot, seed=opts.seed)
+        # Every worker saves (saving reads synced variables collectively); non-chiefs into their scratch dir.
+        final = out if is_chief else run.with_name(run.name + "-final")
+        rundir.finish(run, final, export, config, metrics, parts, probs)
+        if not is_chief:
+            shutil.rmtree(final, ignore_errors=True)
+            return RunResult(out, metrics, config)
+    except BadInputError:
+        # Bad input is found before any training: leave nothing behind that would ask for --resume.
+        if fresh and is_chief:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+    finally:
+        if not is_chief:
+            shutil.rmtree(run, ignore_errors=True)
+    return RunResult(out, metrics, config)

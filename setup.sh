@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates .venv beside this script and installs melkit (editable) with pinned, known-good versions.
+# Works on a fresh Debian machine where the system Python is externally managed.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+echo "melkit installed in $here/.venv  (activate: source .venv/bin/activate)"

@@ -1,0 +1,82 @@
+"""Shared fixtures: one small synthetic data set and one tiny trained run for the whole session.
+
+Real data lives in ../shared (beside the repository); tests that need it skip cleanly when it is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("CI", "true")  # one line per epoch from Keras, quiet progress bars
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MELKIT_SHARED", REPO.parent / "shared"))
+HAM = SHARED / "data" / "ham10000-nv-mel"
+ISIC2016 = SHARED / "data" / "isic2016-nv-mel"
+WEIGHTS_035 = SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.h5"
+WEIGHTS_100 = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5"
+
+
+def need(path: Path):
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared is only beside the repository on project machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory):
+    from melkit.data.synth import write_synth_dataset
+
+    out = tmp_path_factory.mktemp("synth") / "data"
+    write_synth_dataset(out, n_lesions=60, seed=1)
+    return out
+
+
+def tiny_recipe(**kw):
+    """A 32-px alpha-0.35 model, a couple of epochs: fast enough for CI, real enough to exercise everything."""
+    from dataclasses import replace
+
+    from melkit.train.recipe import Recipe, Stage
+
+    r = Recipe(
+        name="tiny",
+        stages=[Stage("head", "head", 2, 1e-3), Stage("finetune", "from:block_15_expand", 2, 1e-4, augment=True,
+                                                        early_stopping_patience=2)],
+        image_size=32,
+        alpha=0.35,
+        batch_size=16,
+        bn_inference=False,  # random init: BatchNorm must normalise, or the features vanish
+        bn_momentum=0.9,
+    )
+    return replace(r, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_dir, tmp_path_factory):
+    from melkit.train.trainer import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(TrainOptions(data=str(synth_dir), out=str(out), recipe=tiny_recipe(), weights=None, n_boot=200))
+
+
+def subset_of(src: Path, dest: Path, n_lesions: int, seed=0, mel_share=0.3) -> Path:
+    """A HAM10000-style subset of ``src``: a metadata.csv of some lesions plus a link to its images."""
+    rows = list(csv.DictReader(open(src / "metadata.csv", newline="")))
+    mel = sorted({r["lesion_id"] for r in rows if r["dx"] == "mel"})
+    nv = sorted({r["lesion_id"] for r in rows if r["dx"] == "nv"} - set(mel))
+    rng = random.Random(seed)
+    n_mel = int(n_lesions * mel_share)
+    keep = set(rng.sample(mel, n_mel) + rng.sample(nv, n_lesions - n_mel))
+    dest.mkdir(parents=True)
+    (dest / "images").symlink_to(src / "images")
+    with open(dest / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, rows[0].keys(), lineterminator="\n")
+        w.writeheader()
+        w.writerows(r for r in rows if r["lesion_id"] in keep)
+    return dest

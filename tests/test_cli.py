@@ -1,0 +1,87 @@
+"""The command line in-process (click's CliRunner): exit codes 0 / 2 and clear messages."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from melkit.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+TINY = ["--weights", "none", "--alpha", "0.35", "--image-size", "32", "--epochs", "1,1", "--batch-size", "16"]
+
+
+def test_help_lists_commands():
+    r = run("--help")
+    assert r.exit_code == 0 and "train" in r.output and "demo" in r.output and "data" in r.output
+
+
+def test_train_cli_end_to_end_with_a_corrupt_image(synth_dir, tmp_path):
+    # Copy the synthetic set and corrupt one image: it is skipped and reported, the run completes.
+    import shutil
+
+    data = tmp_path / "d"
+    shutil.copytree(synth_dir, data)
+    victim = sorted((data / "images").iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:200])
+    r = run("train", "--data", data, "--out", tmp_path / "run", *TINY, "--threshold-policy", "sensitivity:0.9")
+    assert r.exit_code == 0, r.output
+    assert "skipped 1 unreadable" in r.output and "AUC" in r.output
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data"]["skipped"][0]["image_id"] == victim.stem
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["threshold_policy"] == "sensitivity:0.9" and m["val"]["sensitivity"] >= 0.9
+    # the same output again: refused, nothing touched
+    before = (tmp_path / "run" / "metrics.json").read_bytes()
+    r = run("train", "--data", data, "--out", tmp_path / "run", *TINY)
+    assert r.exit_code == 2 and "already holds a melkit run" in r.output
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "/nonexistent"], "data directory not found"),
+    (["--recipe", "fancy"], "unknown recipe"),
+    (["--epochs", "1"], "one number per stage"),
+    (["--epochs", "a,b"], "comma-separated"),
+    (["--threshold-policy", "magic"], "youden"),
+    (["--weights", "/no/such.h5"], "weights file not found"),
+    (["--image-size", "8"], "8"),
+])
+def test_train_bad_usage_exits_2(synth_dir, tmp_path, args, message):
+    base = {"--data": str(synth_dir), "--out": str(tmp_path / "o"), "--weights": "none"}
+    for k, v in zip(args[::2], args[1::2]):
+        base[k] = v
+    flat = [x for kv in base.items() for x in kv] + [a for a in args if a.startswith("--") and a not in base]
+    r = run("train", *flat)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+def test_missing_columns_exit_2(tmp_path):
+    (tmp_path / "metadata.csv").write_text("lesion,img,diagnosis\n")
+    r = run("train", "--data", tmp_path, "--out", tmp_path / "o", "--weights", "none")
+    assert r.exit_code == 2 and "missing column" in r.output
+
+
+def test_class_folders_with_an_empty_class_exit_2(tmp_path):
+    (tmp_path / "nv").mkdir()
+    (tmp_path / "mel").mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((20, 20, 3), i * 40, np.uint8)).save(tmp_path / "nv" / f"n{i}.jpg")
+    r = run("train", "--data", tmp_path, "--out", tmp_path / "o", *TINY)
+    assert r.exit_code == 2 and "no readable mel images" in r.output
+
+
+def test_data_synth_cli(tmp_path):
+    r = run("data", "synth", tmp_path / "s", "--lesions", "12", "--seed", "3")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s" / "metadata.csv").exists() and "12 lesions" in r.output
+    r = run("data", "synth", tmp_path / "s", "--lesions", "12")
+    assert r.exit_code == 2 and "melkit: error:" in r.output
