@@ -123,11 +123,15 @@ def train_cmd(data_dir, out, recipe, weights, alpha, image_size, batch_size, epo
 @click.option("--data", "data_dir", type=click.Path(), help="Run the same pipeline on real data instead.")
 @click.option("--weights", default="none", show_default=True, help="none (offline), imagenet or a local .h5.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def demo_cmd(out, data_dir, weights, seed):
+@click.option("--lesions", default=240, show_default=True, type=click.IntRange(12, 100000),
+              help="Size of the synthetic data set.")
+@click.option("--epochs", help="Epochs per stage (the recipe's if omitted).")
+def demo_cmd(out, data_dir, weights, seed, lesions, epochs):
     """The whole job on the embedded synthetic data set, offline: synth, then train."""
     from melkit.demo import run_demo
 
-    run_demo(out, data_dir=data_dir, weights=weights, seed=seed, echo=_echo)
+    run_demo(out, data_dir=data_dir, weights=weights, seed=seed, lesions=lesions, epochs=_parse_epochs(epochs),
+             echo=_echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ from pathlib import Path
 from melkit.errors import BadInputError
 
 
-def run_demo(out, data_dir=None, weights="none", seed=0, echo=print):
+def run_demo(out, data_dir=None, weights="none", seed=0, lesions=240, epochs=None, echo=print):
     from melkit.report import print_train_summary
     from melkit.train.recipe import default_recipe, scratch_recipe
     from melkit.train.trainer import TrainOptions, train
@@ -25,10 +25,12 @@ def run_demo(out, data_dir=None, weights="none", seed=0, echo=print):
 
         data_dir = out / "data"
         echo(f"[1/2] synthetic ABCD data set -> {data_dir}")
-        s = write_synth_dataset(data_dir, seed=seed)
+        s = write_synth_dataset(data_dir, n_lesions=lesions, seed=seed)
         echo(f"      {s['n_images']} images, {s['n_lesions']} lesions ({s['n_mel']} mel images)")
     # No ImageNet weights offline: the scratch recipe trains every layer of a small model.
     recipe = scratch_recipe() if str(weights).lower() == "none" else default_recipe()
+    if epochs:
+        recipe = recipe.with_epochs(epochs)
     echo(f"[2/2] train ({recipe.name} recipe, MobileNetV2 alpha {recipe.alpha}, {recipe.image_size} px) -> {out / 'run'}")
     result = train(TrainOptions(data=str(data_dir), out=str(out / "run"), recipe=recipe, weights=weights, seed=seed),
                    echo=echo)

@@ -85,3 +85,14 @@ def test_data_synth_cli(tmp_path):
     assert (tmp_path / "s" / "metadata.csv").exists() and "12 lesions" in r.output
     r = run("data", "synth", tmp_path / "s", "--lesions", "12")
     assert r.exit_code == 2 and "melkit: error:" in r.output
+
+
+def test_demo_small(tmp_path):
+    # The README's main command, shrunk: synth + scratch training, offline.
+    r = run("demo", "--out", tmp_path / "demo", "--lesions", "40", "--epochs", "2")
+    assert r.exit_code == 0, r.output
+    for name in ("data/metadata.csv", "run/model.keras", "run/metrics.json"):
+        assert (tmp_path / "demo" / name).exists(), name
+    assert "demo finished" in r.output and "AUC" in r.output
+    r = run("demo", "--out", tmp_path / "demo")
+    assert r.exit_code == 2 and "not empty" in r.output
