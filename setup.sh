@@ -11,3 +11,11 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
 echo "melkit installed in $here/.venv  (activate: source .venv/bin/activate)"
+# --with-mediapipe: a separate venv holding only MediaPipe, a real third-party client of melkit's .tflite
+# files for the tests (its absl/protobuf pins clash with tensorflow-model-optimization, so never in .venv).
+if [ "${1:-}" = "--with-mediapipe" ]; then
+  [ -x .venv-mediapipe/bin/python ] || "$python" -m venv .venv-mediapipe
+  .venv-mediapipe/bin/python -m pip install --quiet --upgrade pip
+  .venv-mediapipe/bin/python -m pip install --quiet "mediapipe==1.2.3"
+  echo "MediaPipe client venv in $here/.venv-mediapipe"
+fi

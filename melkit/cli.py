@@ -118,6 +118,56 @@ def train_cmd(data_dir, out, recipe, weights, alpha, image_size, batch_size, epo
     print_train_summary(result, _echo)
 
 
+@main.command("convert")
+@click.argument("run_dir", type=click.Path())
+@click.option("--float32", "v_float32", is_flag=True, help="Float32 TFLite (the parity reference).")
+@click.option("--fp16", "v_fp16", is_flag=True, help="Float16 weights.")
+@click.option("--dynamic", "v_dynamic", is_flag=True, help="Dynamic-range quantization (int8 weights).")
+@click.option("--int8", "v_int8", is_flag=True, help="Full integer: int8 weights and activations, integer-only ops.")
+@click.option("--qat", "v_qat", is_flag=True, help="Quantization-aware training, then full-integer conversion.")
+@click.option("--int8-mixed", "v_mixed", is_flag=True, help="int8 with --float-layer ops kept in float.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default RUN/tflite).")
+@click.option("--calibration-images", default=300, show_default=True, type=int,
+              help="Representative images from the training split.")
+@click.option("--input-type", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True)
+@click.option("--output-type", type=click.Choice(["uint8", "int8", "float32"]), default="uint8", show_default=True)
+@click.option("--min-agreement", default=0.98, show_default=True, type=float,
+              help="Gate: decision agreement with Keras on the validation split.")
+@click.option("--report-only", is_flag=True, help="Print the self-check table; write nothing, no gate.")
+@click.option("--debug", is_flag=True, help="Write a per-layer int8 quantization error report (CSV).")
+@click.option("--float-layer", "float_layers", multiple=True, help="TFLite tensor name kept in float (--int8-mixed).")
+@click.option("--qat-epochs", default=1, show_default=True, type=click.IntRange(1, 100))
+@click.option("--qat-learning-rate", default=1e-5, show_default=True, type=float)
+@click.option("--name", help="Model name (default melkit_mnv2_<alpha>_<size>).")
+@click.option("--model-version", "version", default="1.0.0", show_default=True)
+@click.option("--data", "data_dir", type=click.Path(), help="The run's data directory, if it moved.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, out, calibration_images, input_type,
+                output_type, min_agreement, report_only, debug, float_layers, qat_epochs, qat_learning_rate, name,
+                version, data_dir, seed):
+    """Convert a train run to TFLite models with metadata, gated on agreement with Keras."""
+    from melkit.convert.converter import ConvertOptions, convert_run
+    from melkit.errors import QualityGateError
+
+    flags = {"float32": v_float32, "fp16": v_fp16, "dynamic": v_dynamic, "int8": v_int8, "qat": v_qat,
+             "int8-mixed": v_mixed}
+    opts = ConvertOptions(variants=[k for k, v in flags.items() if v], out=out, calibration_images=calibration_images,
+                          seed=seed, input_type=input_type, output_type=output_type, min_agreement=min_agreement,
+                          report_only=report_only, debug=debug, float_layers=list(float_layers),
+                          qat_epochs=qat_epochs, qat_learning_rate=qat_learning_rate, name=name, version=version,
+                          data_dir=data_dir)
+    result = convert_run(run_dir, opts, echo=_echo)
+    _echo("")
+    _echo(result.table)
+    if result.skipped_qat:
+        _echo(result.skipped_qat)
+    for path in result.written:
+        _echo(f"wrote {path}")
+    if result.failed and not report_only:
+        raise QualityGateError(f"{len(result.failed)} variant(s) failed the self-check and were not written: "
+                               + ", ".join(c.variant for c in result.failed))
+
+
 @main.command("demo")
 @click.option("--out", default="melkit-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data", "data_dir", type=click.Path(), help="Run the same pipeline on real data instead.")

@@ -46,15 +46,19 @@ def tiny_recipe(**kw):
 
     r = Recipe(
         name="tiny",
-        stages=[Stage("head", "head", 2, 1e-3), Stage("finetune", "from:block_15_expand", 2, 1e-4, augment=True,
+        stages=[Stage("head", "head", 3, 2e-3), Stage("finetune", "from:block_15_expand", 2, 1e-4, augment=True,
                                                         early_stopping_patience=2)],
         image_size=32,
         alpha=0.35,
         batch_size=16,
-        bn_inference=False,  # random init: BatchNorm must normalise, or the features vanish
-        bn_momentum=0.9,
     )
     return replace(r, **kw)
+
+
+def tiny_weights() -> str:
+    """ImageNet alpha-0.35 backbone: a few epochs at 32 px then learn the synthetic task (val AUC ~0.9);
+    from random init they learn nothing in CI's time. Tests needing a model that learned skip without it."""
+    return str(need(WEIGHTS_035))
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +66,8 @@ def tiny_run(synth_dir, tmp_path_factory):
     from melkit.train.trainer import TrainOptions, train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    return train(TrainOptions(data=str(synth_dir), out=str(out), recipe=tiny_recipe(), weights=None, n_boot=200))
+    return train(TrainOptions(data=str(synth_dir), out=str(out), recipe=tiny_recipe(), weights=tiny_weights(),
+                              n_boot=200))
 
 
 def subset_of(src: Path, dest: Path, n_lesions: int, seed=0, mel_share=0.3) -> Path:
@@ -80,3 +85,17 @@ def subset_of(src: Path, dest: Path, n_lesions: int, seed=0, mel_share=0.3) -> P
         w.writeheader()
         w.writerows(r for r in rows if r["lesion_id"] in keep)
     return dest
+
+
+# Tiny 32-px models on ~40 validation images flip a few borderline decisions; the gate is tested in test_convert.
+LOOSE = 0.5
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tflite")
+    from melkit.convert.converter import ConvertOptions, convert_run
+
+    opts = ConvertOptions(variants=["float32", "fp16", "dynamic", "int8"], out=str(out), calibration_images=40,
+                          min_agreement=LOOSE, debug=True)
+    return convert_run(tiny_run.out_dir, opts), out

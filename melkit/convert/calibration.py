@@ -1,0 +1,51 @@
+"""The int8 representative set: images from the run's *training* split only, through the contract.
+
+Calibrating on val/test would leak them into the model's quantization ranges. One synthetic full-range
+image (every pixel value 0 and 255 present) pins the input range to exactly [-1, 127/128], which makes
+the uint8 input's scale 1/128 and zero point 128.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from melkit.data.pipeline import load_images
+from melkit.data.readers import read_dataset
+from melkit.errors import BadInputError
+
+
+def full_range_image(size: int) -> np.ndarray:
+    img = np.zeros((size, size, 3), np.uint8)
+    img[::2, ::2] = 255
+    img[1::2, 1::2] = 255
+    return img
+
+
+def split_records(run_dir, config, split: str, data_dir=None):
+    """Records of one split of a run, read from its data dir and split.csv (lesion ids kept)."""
+    data_dir = data_dir or config["data"]["dir"]
+    with open(Path(run_dir) / "split.csv", newline="") as f:
+        wanted = {r["image_id"] for r in csv.DictReader(f) if r["split"] == split}
+    dataset = read_dataset(data_dir)
+    records = [r for r in dataset.records if r.image_id in wanted]
+    # --augment-before-split copies are not files; they are not needed for calibration or checks.
+    if not records:
+        raise BadInputError(f"no {split} images of run {run_dir} found in {data_dir}")
+    return records
+
+
+def representative_images(run_dir, config, n: int = 300, seed: int = 0, data_dir=None) -> np.ndarray:
+    """n-1 training images (seeded choice) + one full-range image, as uint8 q (N, S, S, 3)."""
+    if n < 2:
+        raise BadInputError("the representative set needs at least 2 images")
+    size = config["preprocessing"]["image_size"]
+    records = split_records(run_dir, config, "train", data_dir)
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(records), size=min(n - 1, len(records)), replace=False))
+    arr = load_images([records[i] for i in pick], size, desc="calibration")
+    if len(arr.records) == 0:
+        raise BadInputError("the representative set is empty: no training image could be read")
+    return np.concatenate([arr.images, full_range_image(size)[None]], axis=0)

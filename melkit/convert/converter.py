@@ -1,0 +1,187 @@
+"""``melkit convert``: a train run in, checked TFLite models with metadata and cards out.
+
+    RUN/tflite/<name>_<variant>.tflite   the model, metadata embedded, labels.txt appended (zip)
+    RUN/tflite/<name>_<variant>.json     its card (see card.py)
+    RUN/tflite/labels.txt                nv, mel
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from melkit.convert import card as cards
+from melkit.convert.calibration import representative_images, split_records
+from melkit.convert.selfcheck import compare, table
+from melkit.convert.variants import IO_TYPES, VARIANTS, check_input_quantization, convert, debug_report
+from melkit.data.pipeline import load_images
+from melkit.data.records import LABELS
+from melkit.errors import BadInputError
+from melkit.io import atomic_writer, read_json, write_json
+
+INT8_LIKE = ("int8", "qat", "int8-mixed")
+
+
+@dataclass
+class ConvertOptions:
+    variants: list
+    out: str | None = None  # default RUN/tflite
+    calibration_images: int = 300
+    seed: int = 0
+    input_type: str = "uint8"
+    output_type: str = "uint8"
+    min_agreement: float = 0.98
+    report_only: bool = False
+    debug: bool = False
+    float_layers: list = field(default_factory=list)
+    qat_epochs: int = 1
+    qat_learning_rate: float = 1e-5
+    name: str | None = None
+    version: str = "1.0.0"
+    data_dir: str | None = None  # where the run's images are now, if moved
+
+    def validate(self):
+        if not self.variants:
+            raise BadInputError("choose at least one variant: --float32 --fp16 --dynamic --int8 --qat --int8-mixed")
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad:
+            raise BadInputError(f"unknown variant(s) {bad}: {', '.join(VARIANTS)}")
+        if self.input_type not in IO_TYPES or self.output_type not in IO_TYPES:
+            raise BadInputError(f"input/output type must be one of {', '.join(IO_TYPES)}")
+        if (self.input_type, self.output_type) != ("uint8", "uint8") and not set(self.variants) & {"int8", "qat"}:
+            raise BadInputError("--input-type/--output-type apply to --int8 or --qat only")
+        if self.float_layers and "int8-mixed" not in self.variants:
+            raise BadInputError("--float-layer needs --int8-mixed")
+        if not 0 < self.min_agreement <= 1:
+            raise BadInputError("--min-agreement must be in (0, 1]")
+        if self.calibration_images < 2:
+            raise BadInputError("--calibration-images must be at least 2")
+        return self
+
+
+@dataclass
+class ConvertResult:
+    checks: list
+    written: list
+    table: str
+    skipped_qat: str = ""
+
+    @property
+    def failed(self):
+        return [c for c in self.checks if not c.passed]
+
+
+def _out_dir(run_dir, out) -> Path:
+    path = Path(out) if out else Path(run_dir) / "tflite"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInputError(f"cannot create output directory {path}: {e}") from None
+    if not os.access(path, os.W_OK):
+        raise BadInputError(f"output directory {path} is not writable")
+    return path
+
+
+def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
+    from melkit.convert.export import load_trained_model, with_two_scores
+    from melkit.convert.metadata import ModelInfo, add_metadata
+    from melkit.litert import io_details, load_interpreter, predict_p_mel
+    from melkit.train.stages import predict_proba
+
+    opts.validate()
+    logit_model, config = load_trained_model(run_dir)
+    metrics = read_json(Path(run_dir) / "metrics.json")
+    out = None if opts.report_only else _out_dir(run_dir, opts.out)
+    size = config["preprocessing"]["image_size"]
+    name = opts.name or f"melkit_mnv2_{config['model']['alpha']:g}_{size}"
+    threshold = metrics["threshold"]
+    export = with_two_scores(logit_model)
+
+    val = load_images(split_records(run_dir, config, "val", opts.data_dir), size, desc="val images")
+    p_keras = predict_proba(logit_model, val.images)
+    rep = None
+    if set(opts.variants) & set(INT8_LIKE):
+        rep = representative_images(run_dir, config, opts.calibration_images, opts.seed, opts.data_dir)
+        echo(f"calibration: {len(rep)} images from the training split (one full-range)")
+
+    info = ModelInfo(
+        name=name, version=opts.version,
+        description="Dermoscopy nevus-vs-melanoma classifier (MobileNetV2, melkit). Research use only: "
+                    "not a medical device, gives no diagnosis.",
+        author="melkit", license="Apache-2.0 (model code); trained on data under its own licence, see card",
+        labels=list(LABELS), image_size=size,
+    )
+    built, checks = {}, []
+    order = sorted(opts.variants, key=lambda v: (v == "qat", VARIANTS.index(v)))  # QAT last: compares to int8
+    for variant in order:
+        echo(f"converting {variant} ...")
+        model_for = export
+        if variant == "qat":
+            model_for = _qat_model(run_dir, config, export, rep, opts, echo)
+        io_types = (opts.input_type, opts.output_type) if variant in ("int8", "qat") else ("float32", "float32")
+        data = convert(model_for, variant, rep, *io_types, float_layers=opts.float_layers)
+        data = add_metadata(data, _info_for(info, io_types[0]))
+        interp = load_interpreter(data)
+        io = io_details(interp)
+        if variant in ("int8", "qat"):
+            check_input_quantization(io, io_types[0])
+        p = predict_p_mel(interp, val.images)
+        check = compare(variant, p_keras, p, val.labels, threshold, len(data), opts.min_agreement)
+        checks.append(check)
+        built[variant] = (data, io, check)
+    skipped_qat = ""
+    if "qat" in built and not opts.report_only:
+        ptq = built.get("int8", (None, None, None))[2]
+        if ptq is not None and built["qat"][2].agreement <= ptq.agreement:
+            skipped_qat = (f"qat not written: agreement {built['qat'][2].agreement:.4f} does not beat "
+                           f"int8 PTQ's {ptq.agreement:.4f}")
+            built.pop("qat")
+    text = table(checks)
+    written = []
+    if not opts.report_only:
+        (out / "labels.txt").write_text("\n".join(LABELS) + "\n")
+        for variant, (data, io, check) in built.items():
+            if not check.passed:
+                continue
+            written += _write(out, f"{name}_{variant}", data, variant, io, config, metrics, run_dir, name,
+                              opts, check)
+    if opts.debug and rep is not None and out is not None:
+        debug_report(export, rep, out / f"{name}_int8_debug.csv")
+        written.append(out / f"{name}_int8_debug.csv")
+    return ConvertResult(checks, written, text, skipped_qat)
+
+
+def _info_for(info, input_type):
+    from dataclasses import replace
+
+    stats = (0.0, 255.0) if input_type in ("uint8",) else (-1.0, 127.0 / 128.0) if input_type == "float32" else (-128.0, 127.0)
+    return replace(info, input_stats=stats)
+
+
+def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, check) -> list:
+    model_path, card_path = out / f"{stem}.tflite", out / f"{stem}.json"
+    card = cards.make_card(model_path.name, data, variant, io, config, metrics, run_dir, name, opts.version,
+                           check.to_dict(), extra={"conversion": {
+                               "calibration_images": opts.calibration_images if variant in INT8_LIKE else 0,
+                               "calibration_split": "train", "seed": opts.seed,
+                               "float_layers": list(opts.float_layers) if variant == "int8-mixed" else []}})
+    with atomic_writer(model_path, "wb") as f:
+        f.write(data)
+    write_json(card_path, card)
+    return [model_path, card_path]
+
+
+def _qat_model(run_dir, config, export, rep, opts, echo):
+    from melkit.convert.qat import quantization_aware_model
+    from melkit.train.recipe import Recipe
+
+    recipe = Recipe.from_dict(config["recipe"])
+    train = load_images(split_records(run_dir, config, "train", opts.data_dir), recipe.image_size,
+                        desc="qat train images")
+    return quantization_aware_model(export, train.images, train.labels, rep, epochs=opts.qat_epochs,
+                                    learning_rate=opts.qat_learning_rate, batch_size=recipe.batch_size,
+                                    augment=recipe.augment, seed=opts.seed,
+                                    use_class_weights=recipe.class_weights, echo=echo)

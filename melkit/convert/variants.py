@@ -1,0 +1,128 @@
+"""TFLite conversion of one variant: float32, fp16, dynamic, int8 (full integer), qat, int8-mixed.
+
+int8 I/O follows the contract: a uint8 input with scale 1/128 and zero point 128 (int8: zero point 0)
+is the resized pixel itself, so the phone skips the float normalisation. Checked after conversion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from melkit.data.preprocess import CONTRACT, normalize
+from melkit.errors import BadInputError, QualityGateError
+
+VARIANTS = ("float32", "fp16", "dynamic", "int8", "qat", "int8-mixed")
+IO_TYPES = ("uint8", "int8", "float32")
+
+
+def _representative(images_q):
+    def gen():
+        for q in images_q:
+            yield [normalize(q[None])]
+
+    return gen
+
+
+def convert(model, variant: str, images_q=None, input_type="uint8", output_type="uint8",
+            float_layers=()) -> bytes:
+    """Convert a Keras model (image -> [P(nv), P(mel)]) to TFLite bytes."""
+    from melkit._tf import tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant == "float32":
+        pass
+    elif variant == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant in ("int8", "qat", "int8-mixed"):
+        if images_q is None or len(images_q) == 0:
+            raise BadInputError("int8 conversion needs a non-empty representative set")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _representative(images_q)
+        if variant == "int8-mixed":
+            return _mixed(conv, images_q, float_layers)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = getattr(tf, input_type)
+        conv.inference_output_type = getattr(tf, output_type)
+    else:
+        raise BadInputError(f"unknown variant {variant!r}: {', '.join(VARIANTS)}")
+    try:
+        return conv.convert()
+    except Exception as e:  # the converter raises many types; all mean "this model cannot be converted"
+        raise BadInputError(f"TFLite conversion ({variant}) failed: {type(e).__name__}: {e}") from None
+
+
+def _mixed(conv, images_q, float_layers) -> bytes:
+    """int8 except the named ops (TFLite tensor names, e.g. from the debug report), which stay float.
+
+    Not integer-only: float I/O and float kernels where denied. Uses TFLite's QuantizationDebugger,
+    whose denylist is the supported way to keep selected nodes in float.
+    """
+    from melkit._tf import tf
+
+    if not float_layers:
+        raise BadInputError("int8-mixed needs --float-layer NAME (see the --debug report for candidates)")
+    opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(float_layers))
+    try:
+        dbg = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=_representative(images_q),
+                                                        debug_options=opts)
+        data = dbg.get_nondebug_quantized_model()
+    except Exception as e:
+        raise BadInputError(f"int8-mixed conversion failed: {type(e).__name__}: {e}") from None
+    # An unknown name is silently ignored by the converter: refuse it instead of writing plain int8.
+    from melkit.litert import load_interpreter
+
+    names = {t["name"] for t in load_interpreter(data).get_tensor_details()}
+    unknown = [n for n in float_layers if n not in names]
+    if unknown:
+        raise BadInputError(f"--float-layer: no tensor named {unknown[0]!r} in the model "
+                            "(use a tensor_name from the --debug report)")
+    return data
+
+
+def debug_report(model, images_q, out_csv) -> list:
+    """Per-layer quantization error of the int8 model (TFLite QuantizationDebugger), worst first."""
+    from melkit._tf import tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = _representative(images_q)
+    dbg = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=_representative(images_q[:32]))
+    dbg.run()
+    import csv
+    import io
+
+    buf = io.StringIO()
+    dbg.layer_statistics_dump(buf)
+    buf.seek(0)
+    rows = list(csv.DictReader(buf))
+    for r in rows:
+        # RMSE in units of the quantization step: ~0.29 is the floor of rounding alone; much more hurts.
+        scale = float(r.get("scale") or "nan")
+        r["scaled_rmse"] = float(np.sqrt(float(r["mean_squared_error"])) / scale) if scale > 0 else float("nan")
+    rows.sort(key=lambda r: -np.nan_to_num(r["scaled_rmse"], nan=-1.0))
+    from melkit.io import atomic_writer
+
+    with atomic_writer(out_csv) as f:
+        w = csv.DictWriter(f, ["tensor_name", "op_name", "scaled_rmse", "mean_squared_error", "scale"],
+                           extrasaction="ignore",
+                           lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def check_input_quantization(io: dict, input_type: str):
+    """The contract's input quantization: uint8 (1/128, 128) or int8 (1/128, 0); fail otherwise."""
+    if input_type == "float32":
+        return
+    q = io["input"]["quantization"]
+    want_scale = CONTRACT["input_quantization"]["scale"]
+    want_zero = 128 if input_type == "uint8" else 0
+    if q is None or not np.isclose(q["scale"], want_scale, rtol=1e-6) or q["zero_point"] != want_zero:
+        raise QualityGateError(
+            f"converted input quantization {q} differs from the contract's (scale 1/128, zero point {want_zero}); "
+            "the representative set must span the full pixel range"
+        )

@@ -1,0 +1,174 @@
+"""melkit convert on the session's tiny run: every variant, metadata, cards, I/O contract, gates, refusals."""
+
+import json
+import zipfile
+import io as _io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from melkit.cli import main
+from melkit.convert.converter import ConvertOptions, convert_run
+from melkit.convert.metadata import read_metadata
+from melkit.convert.selfcheck import compare
+from melkit.errors import BadInputError
+from melkit.litert import io_details, load_interpreter
+
+from conftest import LOOSE
+
+
+def test_every_variant_is_written_with_card_and_labels(converted):
+    result, out = converted
+    assert [c.variant for c in result.checks] == ["float32", "fp16", "dynamic", "int8"]
+    assert (out / "labels.txt").read_text() == "nv\nmel\n"
+    for variant in ("float32", "fp16", "dynamic", "int8"):
+        model = out / f"melkit_mnv2_0.35_32_{variant}.tflite"
+        card = json.loads(model.with_suffix(".json").read_text())
+        assert card["variant"] == variant and card["labels"] == ["nv", "mel"]
+        import hashlib
+
+        assert card["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+        assert card["preprocessing"]["image_size"] == 32 and card["output"]["shape"] == [1, 2]
+        assert 0 < card["threshold"] < 1 and card["training_data"]["split"]["mode"] == "lesion"
+    assert (out / "melkit_mnv2_0.35_32_int8_debug.csv").read_text().startswith("tensor_name,")
+
+
+def test_float32_matches_keras(converted):
+    float_check = converted[0].checks[0]
+    assert float_check.agreement == 1.0 and float_check.max_abs_diff < 1e-4
+    assert float_check.auc_tflite == pytest.approx(float_check.auc_keras, abs=1e-6)
+
+
+def test_int8_io_follows_the_contract(converted):
+    _, out = converted
+    io = io_details(load_interpreter(out / "melkit_mnv2_0.35_32_int8.tflite"))
+    assert io["input"]["dtype"] == "uint8" and io["input"]["shape"] == [1, 32, 32, 3]
+    assert io["input"]["quantization"] == {"scale": pytest.approx(1 / 128), "zero_point": 128}
+    assert io["output"]["dtype"] == "uint8" and io["output"]["shape"] == [1, 2]
+    # integer-only: no float tensors except none at all in the ops' activations
+    interp = load_interpreter(out / "melkit_mnv2_0.35_32_int8.tflite")
+    ops = {d["op_name"] for d in interp._get_ops_details()}  # noqa: SLF001
+    assert "DEQUANTIZE" not in ops and "QUANTIZE" not in ops or io["input"]["dtype"] == "uint8"
+
+
+def test_metadata_is_embedded_and_readable(converted):
+    _, out = converted
+    data = (out / "melkit_mnv2_0.35_32_int8.tflite").read_bytes()
+    meta = read_metadata(data)
+    assert meta["name"] == "melkit_mnv2_0.35_32" and meta["labels"] == ["nv", "mel"]
+    assert meta["input"]["image_size"] == 32 and meta["input"]["mean"] == [128.0]
+    with zipfile.ZipFile(_io.BytesIO(data)) as z:
+        assert z.read("labels.txt") == b"nv\nmel\n"
+
+
+def test_scores_sum_to_one_and_follow_the_logit(converted, tiny_run):
+    _, out = converted
+    interp = load_interpreter(out / "melkit_mnv2_0.35_32_float32.tflite")
+    d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    interp.set_tensor(d_in["index"], x)
+    interp.invoke()
+    y = interp.get_tensor(d_out["index"])[0]
+    assert y.sum() == pytest.approx(1.0, abs=1e-5)
+    from melkit._tf import keras
+
+    logit = keras.models.load_model(tiny_run.out_dir / "model.keras")(x).numpy()[0, 0]
+    assert y[1] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-5)
+
+
+def test_same_seed_same_int8_bytes(tiny_run, tmp_path, converted):
+    opts = ConvertOptions(variants=["int8"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE)
+    convert_run(tiny_run.out_dir, opts)
+    name = "melkit_mnv2_0.35_32_int8.tflite"
+    assert (tmp_path / name).read_bytes() == (converted[1] / name).read_bytes()
+
+
+def test_int8_input_and_float_output_options(tiny_run, tmp_path):
+    opts = ConvertOptions(variants=["int8"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE,
+                          input_type="int8", output_type="float32")
+    convert_run(tiny_run.out_dir, opts)
+    io = io_details(load_interpreter(tmp_path / "melkit_mnv2_0.35_32_int8.tflite"))
+    assert io["input"]["dtype"] == "int8" and io["input"]["quantization"]["zero_point"] == 0
+    assert io["output"]["dtype"] == "float32"
+
+
+def test_int8_mixed_keeps_a_named_layer_in_float(tiny_run, tmp_path, converted):
+    import csv
+
+    rows = list(csv.DictReader(open(converted[1] / "melkit_mnv2_0.35_32_int8_debug.csv")))
+    worst = rows[0]["tensor_name"]
+    opts = ConvertOptions(variants=["int8-mixed"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE,
+                          float_layers=[worst])
+    convert_run(tiny_run.out_dir, opts)
+    interp = load_interpreter(tmp_path / "melkit_mnv2_0.35_32_int8-mixed.tflite")
+    kept = [t for t in interp.get_tensor_details() if t["name"] == worst]
+    assert kept and kept[0]["dtype"] == np.float32
+    with pytest.raises(BadInputError, match="no tensor named"):
+        convert_run(tiny_run.out_dir, ConvertOptions(variants=["int8-mixed"], out=str(tmp_path / "x"),
+                                                     calibration_images=40, float_layers=["nope"]))
+
+
+def test_qat_runs_and_is_compared_with_ptq(tiny_run, tmp_path):
+    opts = ConvertOptions(variants=["int8", "qat"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE)
+    result = convert_run(tiny_run.out_dir, opts)
+    qat = [c for c in result.checks if c.variant == "qat"][0]
+    assert qat.auc_tflite is not None and 0 <= qat.agreement <= 1
+    written = (tmp_path / "melkit_mnv2_0.35_32_qat.tflite").exists()
+    int8 = [c for c in result.checks if c.variant == "int8"][0]
+    assert written == (qat.agreement > int8.agreement)
+    assert written or "does not beat" in result.skipped_qat
+
+
+def test_report_only_writes_nothing(tiny_run, tmp_path):
+    out = tmp_path / "o"
+    r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--float32", "--report-only", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "float32" in r.output and "AUC keras" in r.output and not out.exists()
+
+
+def test_gate_failure_exits_1_and_writes_nothing_for_that_variant(tiny_run, tmp_path, monkeypatch):
+    import melkit.litert
+
+    monkeypatch.setattr(melkit.litert, "predict_p_mel", lambda interp, q, progress=None: np.full(len(q), 0.3))
+    r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--float32", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "constant" in r.output
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_compare_gates():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.6, 0.9])
+    assert compare("x", p, p, y, 0.5, 10, 0.99).passed
+    assert compare("x", p, np.array([0.1, 0.6, 0.6, 0.9]), y, 0.5, 10, 0.99).reason.startswith("agreement 0.750")
+    assert "NaN" in compare("x", p, np.array([np.nan] * 4), y, 0.5, 10, 0.5).reason
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "choose at least one variant"),
+    (["--float32", "--float-layer", "x"], "--float-layer needs --int8-mixed"),
+    (["--float32", "--input-type", "int8"], "apply to --int8 or --qat"),
+    (["--int8", "--calibration-images", "1"], "at least 2"),
+])
+def test_bad_flags_exit_2(tiny_run, tmp_path, args, message):
+    r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--out", str(tmp_path / "o"), *args])
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_run_dirs_exit_2(tmp_path, tiny_run):
+    r = CliRunner().invoke(main, ["convert", str(tmp_path / "missing"), "--float32"])
+    assert r.exit_code == 2 and "not found" in r.output
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(tiny_run.out_dir, broken)
+    (broken / "model.keras").write_bytes(b"garbage")
+    r = CliRunner().invoke(main, ["convert", str(broken), "--float32"])
+    assert r.exit_code == 2 and "cannot load" in r.output
+    assert not (broken / "tflite").exists() or not list((broken / "tflite").glob("*.tflite"))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--float32", "--out", str(afile)])
+    assert r.exit_code == 2 and "is a file" in r.output
