@@ -147,3 +147,15 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     img.save(tmp_path / "o.jpg", exif=exif)
     assert read_rgb(tmp_path / "o.jpg").shape == (4, 2, 3)
+
+
+def test_oversampling_balances_classes_and_class_weights_are_balanced():
+    from melkit.data.pipeline import class_weights, make_dataset
+
+    labels = np.array([0] * 90 + [1] * 10)
+    images = np.zeros((100, 8, 8, 3), np.uint8)
+    ds = make_dataset(images, labels, batch_size=100, training=True, oversample=True, seed=0)
+    (x, y), = list(ds)
+    assert x.shape == (100, 8, 8, 3) and 35 <= float(y.numpy().sum()) <= 65  # ~half melanoma, 10 % in the data
+    w = class_weights(labels)
+    assert w[0] * 90 == pytest.approx(w[1] * 10)  # each class weighs the same in the loss
