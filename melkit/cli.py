@@ -138,13 +138,15 @@ def train_cmd(data_dir, out, recipe, weights, alpha, image_size, batch_size, epo
 @click.option("--float-layer", "float_layers", multiple=True, help="TFLite tensor name kept in float (--int8-mixed).")
 @click.option("--qat-epochs", default=1, show_default=True, type=click.IntRange(1, 100))
 @click.option("--qat-learning-rate", default=1e-5, show_default=True, type=float)
+@click.option("--qat-target", type=click.Choice(["teacher", "labels"]), default="teacher", show_default=True,
+              help="QAT fits the float model's scores (distillation) or the labels.")
 @click.option("--name", help="Model name (default melkit_mnv2_<alpha>_<size>).")
 @click.option("--model-version", "version", default="1.0.0", show_default=True)
 @click.option("--data", "data_dir", type=click.Path(), help="The run's data directory, if it moved.")
 @click.option("--seed", default=0, show_default=True, type=int)
 def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, out, calibration_images, input_type,
-                output_type, min_agreement, report_only, debug, float_layers, qat_epochs, qat_learning_rate, name,
-                version, data_dir, seed):
+                output_type, min_agreement, report_only, debug, float_layers, qat_epochs, qat_learning_rate,
+                qat_target, name, version, data_dir, seed):
     """Convert a train run to TFLite models with metadata, gated on agreement with Keras."""
     from melkit.convert.converter import ConvertOptions, convert_run
     from melkit.errors import QualityGateError
@@ -154,7 +156,8 @@ def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, o
     opts = ConvertOptions(variants=[k for k, v in flags.items() if v], out=out, calibration_images=calibration_images,
                           seed=seed, input_type=input_type, output_type=output_type, min_agreement=min_agreement,
                           report_only=report_only, debug=debug, float_layers=list(float_layers),
-                          qat_epochs=qat_epochs, qat_learning_rate=qat_learning_rate, name=name, version=version,
+                          qat_epochs=qat_epochs, qat_learning_rate=qat_learning_rate, qat_target=qat_target,
+                          name=name, version=version,
                           data_dir=data_dir)
     result = convert_run(run_dir, opts, echo=_echo)
     _echo("")

@@ -3,7 +3,6 @@
 import json
 import zipfile
 import io as _io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +171,19 @@ def test_bad_run_dirs_exit_2(tmp_path, tiny_run):
     afile.write_text("x")
     r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--float32", "--out", str(afile)])
     assert r.exit_code == 2 and "is a file" in r.output
+
+
+def test_depthwise_equalisation_keeps_the_float_model(tiny_run):
+    from melkit._tf import keras
+    from melkit.convert.export import load_trained_model
+    from melkit.convert.qat import equalize_depthwise
+
+    model, _ = load_trained_model(tiny_run.out_dir)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    before = model.predict(x, verbose=0)
+    assert equalize_depthwise(model) == 17  # every depthwise conv of MobileNetV2 is followed by its BatchNorm
+    assert np.allclose(model.predict(x, verbose=0), before, atol=1e-4)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            ch = np.abs(layer.get_weights()[0]).max(axis=(0, 1, 3))
+            assert np.allclose(ch[ch > 0], np.median(ch[ch > 0]), rtol=1e-5)

@@ -133,7 +133,7 @@ def test_classes_differ_in_colour_variegation(synth):
 def test_deterministic(tmp_path):
     a = write_synth_dataset(tmp_path / "a", n_lesions=6, seed=7)
     b = write_synth_dataset(tmp_path / "b", n_lesions=6, seed=7)
-    c = write_synth_dataset(tmp_path / "c", n_lesions=6, seed=8)
+    write_synth_dataset(tmp_path / "c", n_lesions=6, seed=8)
     assert {k: v for k, v in a.items() if k != "path"} == {k: v for k, v in b.items() if k != "path"}
     files = ["metadata.csv"] + [f"images/{p.name}" for p in sorted((tmp_path / "a" / "images").iterdir())]
     for f in files:

@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from melkit.convert import card as cards
 from melkit.convert.calibration import representative_images, split_records
@@ -39,6 +38,7 @@ class ConvertOptions:
     float_layers: list = field(default_factory=list)
     qat_epochs: int = 1
     qat_learning_rate: float = 1e-5
+    qat_target: str = "teacher"  # fit the float model's scores (distillation) or the labels
     name: str | None = None
     version: str = "1.0.0"
     data_dir: str | None = None  # where the run's images are now, if moved
@@ -184,4 +184,4 @@ def _qat_model(run_dir, config, export, rep, opts, echo):
     return quantization_aware_model(export, train.images, train.labels, rep, epochs=opts.qat_epochs,
                                     learning_rate=opts.qat_learning_rate, batch_size=recipe.batch_size,
                                     augment=recipe.augment, seed=opts.seed,
-                                    use_class_weights=recipe.class_weights, echo=echo)
+                                    use_class_weights=recipe.class_weights, target=opts.qat_target, echo=echo)

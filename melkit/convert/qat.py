@@ -17,6 +17,37 @@ from melkit.data.preprocess import normalize
 from melkit.errors import BadInputError
 
 
+def equalize_depthwise(model) -> int:
+    """Give every depthwise kernel the same per-channel range, moving the scale into the next BatchNorm.
+
+    tensorflow-model-optimization quantizes depthwise kernels per tensor. When one channel's weights are
+    far larger than the others' (the shared ImageNet backbone has BatchNorm folded into its kernels:
+    ``expanded_conv_depthwise`` spans +-56 while most channels span a few units), the small channels
+    round to almost nothing and QAT starts broken. For kernel channel c scaled by 1/s, BatchNorm with
+    ``mean/s`` and ``gamma*s`` gives exactly the same output, so the float model is unchanged.
+    Returns the number of layers equalised.
+    """
+    from melkit._tf import keras
+
+    n = 0
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.DepthwiseConv2D) or layer.use_bias:
+            continue
+        nodes = layer._outbound_nodes  # noqa: SLF001 - the one consumer in a MobileNetV2 graph
+        bn = nodes[0].outbound_layer if len(nodes) == 1 else None
+        if not isinstance(bn, keras.layers.BatchNormalization) or not bn.scale or not bn.center:
+            continue
+        (kernel,) = layer.get_weights()
+        gamma, beta, mean, var = bn.get_weights()
+        ch_max = np.abs(kernel).max(axis=(0, 1, 3))  # (channels,)
+        target = np.median(ch_max[ch_max > 0]) if (ch_max > 0).any() else 1.0
+        scale = np.where(ch_max > 0, ch_max / target, 1.0).astype(np.float32)
+        layer.set_weights([kernel / scale[None, None, :, None]])
+        bn.set_weights([gamma * scale, beta, mean / scale, var])
+        n += 1
+    return n
+
+
 def _observed_ranges(model, images_q, batch_size=32) -> dict:
     """layer name -> (min, max) of its output over the calibration images (float model)."""
     from melkit._tf import keras
@@ -42,7 +73,12 @@ def init_ranges(qmodel, ranges: dict, input_range=(-1.0, 127.0 / 128.0)) -> int:
         name = inner.name if inner is not None else layer.name
         for var in layer.weights:
             vname = var.name.split("/")[-1].split(":")[0]
-            if not (vname.endswith("_min") or vname.endswith("_max")) or "kernel" in vname or "depthwise" in vname:
+            if not (vname.endswith("_min") or vname.endswith("_max")):
+                continue
+            if "kernel" in vname:
+                # Weight quantizers only record their range in a training step; until then they quantize
+                # with [-6, 6]. Start them at the weights' own (per-channel) range.
+                n += _init_weight_range(layer, vname, var)
                 continue
             if layer.name.startswith("quantize_layer"):
                 lo, hi = input_range
@@ -56,29 +92,71 @@ def init_ranges(qmodel, ranges: dict, input_range=(-1.0, 127.0 / 128.0)) -> int:
     return n
 
 
+def _mean_abs_diff(a, b, images_q) -> float:
+    x = normalize(images_q)
+    return float(np.mean(np.abs(a.predict(x, verbose=0)[:, 1] - b.predict(x, verbose=0)[:, 1])))
+
+
+def _init_weight_range(layer, vname, var) -> int:
+    # The wrapped layer's .kernel is the fake-quantized tensor after build: take the variable itself.
+    kernel_name = "depthwise_kernel" if "depthwise" in vname else "kernel"
+    kernels = [v for v in layer.weights if v.name.split("/")[-1].split(":")[0] == kernel_name]
+    if not kernels:
+        return 0
+    w = np.abs(kernels[0].numpy())
+    size = int(np.prod(var.shape)) if var.shape.rank else 1
+    if size == 1:
+        m = np.full(var.shape, w.max(), np.float32)
+    else:
+        axis = [i for i, d in enumerate(w.shape) if d == size][-1]
+        m = w.max(axis=tuple(i for i in range(w.ndim) if i != axis)).reshape(var.shape)
+    var.assign(-m if vname.endswith("_min") else m)
+    return 1
+
+
 def quantization_aware_model(float_model, train_q, train_labels, images_q, epochs=1, learning_rate=1e-5,
                              batch_size=32, augment: AugmentParams | None = None, seed=0, use_class_weights=True,
-                             echo=print):
-    """Return the fine-tuned QAT Keras model (image -> [P(nv), P(mel)])."""
+                             target="teacher", echo=print):
+    """Return the fine-tuned QAT Keras model (image -> [P(nv), P(mel)]).
+
+    ``target="teacher"`` (default) fits the float model's own scores on each augmented training batch
+    (distillation): what melkit's gate measures is agreement with that model, and fitting the labels
+    instead lets the quantized model drift to a decision boundary of its own. ``target="labels"`` fits
+    the labels. Either way the run's class weights weight the samples.
+    """
     import tensorflow_model_optimization as tfmot
 
-    from melkit._tf import keras
+    from melkit._tf import keras, tf
     from melkit.progress import keras_verbose
 
+    if target not in ("teacher", "labels"):
+        raise BadInputError("QAT target must be teacher or labels")
+    teacher = keras.models.clone_model(float_model)
+    teacher.set_weights(float_model.get_weights())
+    teacher.trainable = False
     for layer in float_model.layers:  # BatchNorm keeps ImageNet+run statistics (inference mode)
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
+    equalized = equalize_depthwise(float_model)
     try:
         qmodel = tfmot.quantization.keras.quantize_model(float_model)
     except (ValueError, RuntimeError, TypeError) as e:
         raise BadInputError(f"tensorflow-model-optimization cannot quantize this model: {e}") from None
     n = init_ranges(qmodel, _observed_ranges(float_model, images_q))
-    echo(f"qat: {n} activation ranges initialised from {len(images_q)} training images")
-    qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                   loss=keras.losses.SparseCategoricalCrossentropy())
+    echo(f"qat: {equalized} depthwise kernels equalised; {n} quantizer ranges initialised from {len(images_q)} "
+         f"training images; "
+         f"mean |dP| vs float before fine-tuning {_mean_abs_diff(qmodel, teacher, images_q):.4f}")
+    qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.CategoricalCrossentropy())
     augmenter = build_augmenter(augment or AugmentParams(), seed)
     ds = make_dataset(train_q, train_labels, batch_size, training=True, augmenter=augmenter, seed=seed)
-    ds = ds.map(lambda x, y: (x, keras.backend.cast(y[:, 0], "int32")))
-    cw = class_weights(train_labels) if use_class_weights else None
-    qmodel.fit(ds, epochs=epochs, class_weight=cw, verbose=keras_verbose())
+    weights = class_weights(train_labels) if use_class_weights else {0: 1.0, 1: 1.0}
+    w = tf.constant([weights[0], weights[1]], tf.float32)
+
+    def targets(x, y):
+        label = tf.cast(y[:, 0], tf.int32)
+        soft = teacher(x, training=False) if target == "teacher" else tf.one_hot(label, 2)
+        return x, soft, tf.gather(w, label)
+
+    qmodel.fit(ds.map(targets), epochs=epochs, verbose=keras_verbose())
+    echo(f"qat: mean |dP| vs float after fine-tuning {_mean_abs_diff(qmodel, teacher, images_q):.4f}")
     return qmodel

@@ -9,16 +9,16 @@ import logging
 import shutil
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from melkit.benchmark.metrics import binary_report, choose_threshold, parse_threshold_policy
 from melkit.data import split as splitting
-from melkit.data.pipeline import ImageArray, class_weights, load_images, make_dataset
+from melkit.data.pipeline import class_weights, load_images
 from melkit.data.readers import read_dataset
-from melkit.data.records import LABELS, MEL
+from melkit.data.records import LABELS
 from melkit.errors import BadInputError
 from melkit.io import read_json, write_json
 from melkit.train import rundir
