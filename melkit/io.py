@@ -26,6 +26,20 @@ def atomic_writer(path, mode="w", **kwargs):
         raise
 
 
+def writable_dir(path) -> Path:
+    """Create ``path`` (and parents) if needed and check it can be written; BadInputError otherwise."""
+    from melkit.errors import BadInputError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInputError(f"cannot create output directory {path}: {e}") from None
+    if not os.access(path, os.W_OK):
+        raise BadInputError(f"output directory {path} is not writable")
+    return path
+
+
 def write_json(path, obj) -> None:
     with atomic_writer(path) as f:
         json.dump(obj, f, indent=2, sort_keys=False, default=_jsonable)

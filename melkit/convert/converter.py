@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from melkit.convert.variants import IO_TYPES, VARIANTS, check_input_quantization
 from melkit.data.pipeline import load_images
 from melkit.data.records import LABELS
 from melkit.errors import BadInputError
-from melkit.io import atomic_writer, read_json, write_json
+from melkit.io import atomic_writer, read_json, writable_dir, write_json
 
 INT8_LIKE = ("int8", "qat", "int8-mixed")
 
@@ -74,17 +73,6 @@ class ConvertResult:
         return [c for c in self.checks if not c.passed]
 
 
-def _out_dir(run_dir, out) -> Path:
-    path = Path(out) if out else Path(run_dir) / "tflite"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BadInputError(f"cannot create output directory {path}: {e}") from None
-    if not os.access(path, os.W_OK):
-        raise BadInputError(f"output directory {path} is not writable")
-    return path
-
-
 def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     from melkit.convert.export import load_trained_model, with_two_scores
     from melkit.convert.metadata import ModelInfo, add_metadata
@@ -94,7 +82,7 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     opts.validate()
     logit_model, config = load_trained_model(run_dir)
     metrics = read_json(Path(run_dir) / "metrics.json")
-    out = None if opts.report_only else _out_dir(run_dir, opts.out)
+    out = None if opts.report_only else writable_dir(opts.out or Path(run_dir) / "tflite")
     size = config["preprocessing"]["image_size"]
     name = opts.name or f"melkit_mnv2_{config['model']['alpha']:g}_{size}"
     threshold = metrics["threshold"]

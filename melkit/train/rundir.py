@@ -20,7 +20,7 @@ from pathlib import Path
 
 from melkit.data.preprocess import CONTRACT
 from melkit.errors import BadInputError
-from melkit.io import atomic_writer, read_json, write_json
+from melkit.io import atomic_writer, read_json, writable_dir, write_json
 
 RUN_FILES = ("model.keras", "config.json", "split.csv", "history.csv", "curves.png", "metrics.json", "predictions.csv")
 
@@ -40,13 +40,7 @@ def claim(out, resume: bool) -> Path:
         raise BadInputError(f"{partial} holds an unfinished run: continue it with --resume, or remove it")
     if resume and not partial.exists():
         raise BadInputError(f"--resume: no unfinished run at {partial}")
-    try:
-        partial.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BadInputError(f"cannot create {partial}: {e}") from None
-    if not os.access(partial, os.W_OK):
-        raise BadInputError(f"{partial} is not writable")
-    return partial
+    return writable_dir(partial)
 
 
 def versions() -> dict:
