@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from melkit.convert import card as cards
 from melkit.convert.calibration import representative_images, split_records
 from melkit.convert.selfcheck import compare, table
@@ -20,7 +19,8 @@ from melkit.data.records import LABELS
 from melkit.errors import BadInputError
 from melkit.io import atomic_writer, read_json, writable_dir, write_json
 
-INT8_LIKE = ("int8", "qat", "int8-mixed")
+INT8_LIKE = ("int8", "qat", "int8-mixed")  # calibrated on the representative set
+FULL_INTEGER = ("int8", "qat")  # integer-only, with the contract's uint8/int8 I/O
 
 
 @dataclass
@@ -50,7 +50,7 @@ class ConvertOptions:
             raise BadInputError(f"unknown variant(s) {bad}: {', '.join(VARIANTS)}")
         if self.input_type not in IO_TYPES or self.output_type not in IO_TYPES:
             raise BadInputError(f"input/output type must be one of {', '.join(IO_TYPES)}")
-        if (self.input_type, self.output_type) != ("uint8", "uint8") and not set(self.variants) & {"int8", "qat"}:
+        if (self.input_type, self.output_type) != ("uint8", "uint8") and not set(self.variants) & set(FULL_INTEGER):
             raise BadInputError("--input-type/--output-type apply to --int8 or --qat only")
         if self.float_layers and "int8-mixed" not in self.variants:
             raise BadInputError("--float-layer needs --int8-mixed")
@@ -109,12 +109,12 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         model_for = export
         if variant == "qat":
             model_for = _qat_model(run_dir, config, export, rep, opts, echo)
-        io_types = (opts.input_type, opts.output_type) if variant in ("int8", "qat") else ("float32", "float32")
+        io_types = (opts.input_type, opts.output_type) if variant in FULL_INTEGER else ("float32", "float32")
         data = convert(model_for, variant, rep, *io_types, float_layers=opts.float_layers)
-        data = add_metadata(data, _info_for(info, io_types[0]))
+        data = add_metadata(data, info)  # input stats follow the converted input type
         interp = load_interpreter(data)
         io = io_details(interp)
-        if variant in ("int8", "qat"):
+        if variant in FULL_INTEGER:
             check_input_quantization(io, io_types[0])
         p = predict_p_mel(interp, val.images)
         check = compare(variant, p_keras, p, val.labels, threshold, len(data), opts.min_agreement)
@@ -140,13 +140,6 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         debug_report(export, rep, out / f"{name}_int8_debug.csv")
         written.append(out / f"{name}_int8_debug.csv")
     return ConvertResult(checks, written, text, skipped_qat)
-
-
-def _info_for(info, input_type):
-    from dataclasses import replace
-
-    stats = (0.0, 255.0) if input_type in ("uint8",) else (-1.0, 127.0 / 128.0) if input_type == "float32" else (-128.0, 127.0)
-    return replace(info, input_stats=stats)
 
 
 def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, check) -> list:

@@ -131,18 +131,20 @@ def quantization_aware_model(float_model, train_q, train_labels, images_q, epoch
 
     if target not in ("teacher", "labels"):
         raise BadInputError("QAT target must be teacher or labels")
-    teacher = keras.models.clone_model(float_model)
-    teacher.set_weights(float_model.get_weights())
-    teacher.trainable = False
-    for layer in float_model.layers:  # BatchNorm keeps ImageNet+run statistics (inference mode)
+    # The caller's model stays untouched (it is the teacher, and convert writes other variants from it);
+    # the student is a copy that gets equalised and quantized.
+    teacher = float_model
+    student = keras.models.clone_model(float_model)
+    student.set_weights(float_model.get_weights())
+    for layer in student.layers:  # BatchNorm keeps ImageNet+run statistics (inference mode)
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
-    equalized = equalize_depthwise(float_model)
+    equalized = equalize_depthwise(student)
     try:
-        qmodel = tfmot.quantization.keras.quantize_model(float_model)
+        qmodel = tfmot.quantization.keras.quantize_model(student)
     except (ValueError, RuntimeError, TypeError) as e:
         raise BadInputError(f"tensorflow-model-optimization cannot quantize this model: {e}") from None
-    n = init_ranges(qmodel, _observed_ranges(float_model, images_q))
+    n = init_ranges(qmodel, _observed_ranges(student, images_q))  # ranges of the equalised model
     echo(f"qat: {equalized} depthwise kernels equalised; {n} quantizer ranges initialised from {len(images_q)} "
          f"training images; "
          f"mean |dP| vs float before fine-tuning {_mean_abs_diff(qmodel, teacher, images_q):.4f}")
