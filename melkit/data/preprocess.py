@@ -1,6 +1,6 @@
 """THE preprocessing contract: the one definition of how an image becomes a model input.
 
-Training, int8 calibration, bench, predict and the Android core (``ClassifierCore.java``) implement exactly
+Training, int8 calibration, bench, predict and the Android core (``ContractPreprocessor.java``) implement exactly
 this, step by step, so the phone sees the same numbers the model was trained on:
 
 1. Decode to RGB, 8 bits per channel (see :mod:`melkit.data.imageio` for odd modes).

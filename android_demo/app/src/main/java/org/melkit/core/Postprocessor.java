@@ -1,0 +1,34 @@
+package org.melkit.core;
+
+/** Model output bytes to scores, P(mel) and the decision, the way melkit.litert reads them in Python. */
+public final class Postprocessor {
+    private Postprocessor() {
+    }
+
+    /** Dequantized scores in double, {@code (raw - zero_point) * scale} as numpy computes it in float64. */
+    public static double[] scores(byte[] raw, TensorSpec output) {
+        if (raw.length != output.numBytes()) {
+            throw new IllegalArgumentException(raw.length + " bytes for output " + output);
+        }
+        double[] out = new double[output.elements()];
+        for (int i = 0; i < out.length; i++) {
+            double v;
+            if (output.dtype.equals("uint8")) {
+                v = raw[i] & 0xFF;
+            } else if (output.dtype.equals("int8")) {
+                v = raw[i];
+            } else {
+                int bits = (raw[4 * i] & 0xFF) | (raw[4 * i + 1] & 0xFF) << 8 | (raw[4 * i + 2] & 0xFF) << 16
+                        | (raw[4 * i + 3] & 0xFF) << 24;
+                v = Float.intBitsToFloat(bits);
+            }
+            out[i] = output.scale > 0 ? (v - output.zeroPoint) * output.scale : v;
+        }
+        return out;
+    }
+
+    public static Prediction predict(byte[] raw, ModelCard card) {
+        double[] s = scores(raw, card.output);
+        return new Prediction(s, s[card.melIndex], card.threshold);
+    }
+}

@@ -1,0 +1,278 @@
+package org.melkit.demo;
+
+import java.nio.ByteBuffer;
+import java.util.Locale;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+import android.app.Activity;
+import android.content.ActivityNotFoundException;
+import android.content.Intent;
+import android.content.SharedPreferences;
+import android.net.Uri;
+import android.os.Bundle;
+import android.provider.MediaStore;
+import android.view.View;
+import android.widget.AdapterView;
+import android.widget.ArrayAdapter;
+import android.widget.Button;
+import android.widget.CheckBox;
+import android.widget.CompoundButton;
+import android.widget.ImageView;
+import android.widget.Spinner;
+import android.widget.TextView;
+
+import org.melkit.core.ContractPreprocessor;
+import org.melkit.core.ModelCard;
+import org.melkit.core.Prediction;
+
+/**
+ * Wires Android to the core: pick or capture a photo, classify it off the UI thread, show the result.
+ * All image and model logic lives in org.melkit.core (tested on the JVM) and LiteRtClassifier.
+ */
+public class MainActivity extends Activity {
+    private static final int REQ_PICK = 1;
+    private static final int REQ_CAPTURE = 2;
+    private static final String PREF_ACCEPTED = "accepted_notice_v1";
+    private static final String[] THREADS = {"1", "2", "4"};
+
+    private final ExecutorService worker = Executors.newSingleThreadExecutor();
+    private ModelCard card;
+    private ByteBuffer model;
+    private LiteRtClassifier classifier;  // touched only on the worker thread
+    private Uri lastImage;
+    private volatile int threads = 2;
+    private volatile boolean useGpu;
+
+    private TextView modelInfo;
+    private TextView result;
+    private TextView details;
+    private ImageView preview;
+
+    @Override
+    protected void onCreate(Bundle state) {
+        super.onCreate(state);
+        if (state != null) {
+            lastImage = state.getParcelable("lastImage");
+        }
+        if (prefs().getBoolean(PREF_ACCEPTED, false)) {
+            showMain();
+        } else {
+            showFirstRun();
+        }
+    }
+
+    private SharedPreferences prefs() {
+        return getSharedPreferences("melkit", MODE_PRIVATE);
+    }
+
+    /** First run: what the app is and is not, acknowledged once before anything else. */
+    private void showFirstRun() {
+        setContentView(R.layout.first_run);
+        findViewById(R.id.accept).setOnClickListener(new View.OnClickListener() {
+            @Override
+            public void onClick(View v) {
+                prefs().edit().putBoolean(PREF_ACCEPTED, true).apply();
+                showMain();
+            }
+        });
+    }
+
+    private void showMain() {
+        setContentView(R.layout.activity_main);
+        modelInfo = (TextView) findViewById(R.id.model_info);
+        result = (TextView) findViewById(R.id.result);
+        details = (TextView) findViewById(R.id.details);
+        preview = (ImageView) findViewById(R.id.preview);
+        ((Button) findViewById(R.id.pick)).setOnClickListener(new View.OnClickListener() {
+            @Override
+            public void onClick(View v) {
+                pick();
+            }
+        });
+        ((Button) findViewById(R.id.capture)).setOnClickListener(new View.OnClickListener() {
+            @Override
+            public void onClick(View v) {
+                capture();
+            }
+        });
+        setUpSettings();
+        String missing = RuntimeCheck.missing();
+        try {
+            card = ModelAssets.findCard(getAssets());
+            model = ModelAssets.mapModel(getAssets(), card);
+            modelInfo.setText(getString(R.string.model_info, card.name, card.version, card.variant,
+                    card.imageSize, card.threshold));
+        } catch (Exception e) {
+            modelInfo.setText(getString(R.string.no_model, e.getMessage()));
+        }
+        if (missing != null) {
+            result.setText(getString(R.string.no_runtime, missing));
+        } else if (lastImage != null && model != null) {
+            classify(lastImage);
+        }
+    }
+
+    private void setUpSettings() {
+        Spinner spinner = (Spinner) findViewById(R.id.threads);
+        ArrayAdapter<String> adapter = new ArrayAdapter<String>(this, android.R.layout.simple_spinner_item, THREADS);
+        adapter.setDropDownViewResource(android.R.layout.simple_spinner_dropdown_item);
+        spinner.setAdapter(adapter);
+        spinner.setSelection(1);
+        spinner.setOnItemSelectedListener(new AdapterView.OnItemSelectedListener() {
+            @Override
+            public void onItemSelected(AdapterView<?> parent, View view, int position, long id) {
+                int n = Integer.parseInt(THREADS[position]);
+                if (n != threads) {
+                    threads = n;
+                    settingsChanged();
+                }
+            }
+
+            @Override
+            public void onNothingSelected(AdapterView<?> parent) {
+            }
+        });
+        ((CheckBox) findViewById(R.id.gpu)).setOnCheckedChangeListener(new CompoundButton.OnCheckedChangeListener() {
+            @Override
+            public void onCheckedChanged(CompoundButton button, boolean checked) {
+                useGpu = checked;
+                settingsChanged();
+            }
+        });
+    }
+
+    /** A new thread count or backend needs a new interpreter; the last image is run again on it. */
+    private void settingsChanged() {
+        worker.execute(new Runnable() {
+            @Override
+            public void run() {
+                closeClassifier();
+            }
+        });
+        if (lastImage != null && model != null && RuntimeCheck.missing() == null) {
+            classify(lastImage);
+        }
+    }
+
+    private void pick() {
+        Intent i = new Intent(Intent.ACTION_GET_CONTENT).setType("image/*").addCategory(Intent.CATEGORY_OPENABLE);
+        startActivityForResult(Intent.createChooser(i, getString(R.string.pick)), REQ_PICK);
+    }
+
+    private void capture() {
+        Intent i = new Intent(MediaStore.ACTION_IMAGE_CAPTURE);
+        i.putExtra(MediaStore.EXTRA_OUTPUT, CaptureProvider.CAPTURE_URI);
+        i.addFlags(Intent.FLAG_GRANT_WRITE_URI_PERMISSION | Intent.FLAG_GRANT_READ_URI_PERMISSION);
+        try {
+            startActivityForResult(i, REQ_CAPTURE);
+        } catch (ActivityNotFoundException e) {
+            result.setText(R.string.no_camera);
+        }
+    }
+
+    @Override
+    protected void onActivityResult(int request, int code, Intent data) {
+        super.onActivityResult(request, code, data);
+        if (code != RESULT_OK || result == null) {
+            return;
+        }
+        Uri uri = request == REQ_PICK && data != null ? data.getData() : request == REQ_CAPTURE
+                ? CaptureProvider.CAPTURE_URI : null;
+        if (uri == null) {
+            return;
+        }
+        lastImage = uri;
+        String missing = RuntimeCheck.missing();
+        if (model == null) {
+            result.setText(R.string.cannot_classify);
+        } else if (missing != null) {
+            result.setText(getString(R.string.no_runtime, missing));
+        } else {
+            classify(uri);
+        }
+    }
+
+    private void classify(final Uri uri) {
+        result.setText(R.string.working);
+        final int nThreads = threads;
+        final boolean gpu = useGpu;
+        worker.execute(new Runnable() {
+            @Override
+            public void run() {
+                try {
+                    final ImageLoader.Loaded img = ImageLoader.load(getContentResolver(), uri);
+                    long t0 = System.nanoTime();
+                    byte[] q = ContractPreprocessor.resizeToQ(img.argb, img.width, img.height, img.orientation,
+                            card.imageSize);
+                    byte[] input = ContractPreprocessor.encodeInput(q, card.input);
+                    final double prepMs = (System.nanoTime() - t0) / 1e6;
+                    img.argb = null;
+                    if (classifier == null || classifier.threads != nThreads || classifier.gpuRequested != gpu) {
+                        closeClassifier();
+                        classifier = new LiteRtClassifier(model, card, nThreads, gpu);
+                    }
+                    final double[] ms = new double[1];
+                    final Prediction p = classifier.classify(input, ms);
+                    final LiteRtClassifier c = classifier;
+                    runOnUiThread(new Runnable() {
+                        @Override
+                        public void run() {
+                            show(img, p, ms[0], prepMs, c);
+                        }
+                    });
+                } catch (final Throwable t) {  // a bad image or model must show a message, not crash
+                    runOnUiThread(new Runnable() {
+                        @Override
+                        public void run() {
+                            result.setText(getString(R.string.failed, String.valueOf(t.getMessage())));
+                        }
+                    });
+                }
+            }
+        });
+    }
+
+    private void show(ImageLoader.Loaded img, Prediction p, double inferMs, double prepMs, LiteRtClassifier c) {
+        preview.setImageBitmap(img.preview);
+        orientPreview(img.orientation);
+        result.setText(getString(p.suspicious ? R.string.result_suspicious : R.string.result_nevus,
+                100 * p.pMel, 100 * p.threshold));
+        String note = c.note.isEmpty() ? "" : "\n" + c.note;
+        details.setText(String.format(Locale.ROOT, "%s\ninference %.1f ms, preprocessing %.1f ms\n%s, %d thread(s)%s",
+                p.decision(), inferMs, prepMs, c.backend, c.threads, note));
+    }
+
+    /** The preview bitmap is stored as decoded; turn the view so it shows upright (the model's input is). */
+    private void orientPreview(int o) {
+        float rot = o == 3 || o == 4 ? 180f : o == 5 || o == 6 ? 90f : o == 7 || o == 8 ? 270f : 0f;
+        boolean mirror = o == 2 || o == 4 || o == 5 || o == 7;
+        preview.setRotation(rot);
+        preview.setScaleX(mirror ? -1f : 1f);
+    }
+
+    private void closeClassifier() {
+        if (classifier != null) {
+            classifier.close();
+            classifier = null;
+        }
+    }
+
+    @Override
+    protected void onSaveInstanceState(Bundle out) {
+        super.onSaveInstanceState(out);
+        out.putParcelable("lastImage", lastImage);
+    }
+
+    @Override
+    protected void onDestroy() {
+        worker.execute(new Runnable() {
+            @Override
+            public void run() {
+                closeClassifier();
+            }
+        });
+        worker.shutdown();
+        super.onDestroy();
+    }
+}

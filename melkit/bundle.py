@@ -1,0 +1,133 @@
+"""``melkit bundle``: put a converted model into the Android app, after checking it is what its card says.
+
+The app reads only its assets (model, card, labels.txt), so a model whose card disagrees with the file
+(sha256, input/output dtype, shape, quantization, image size) would be fed or read wrongly on the phone
+with no error at all. Such a model is refused here (BadInputError, exit 2) before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from melkit.convert.card import load_card
+from melkit.errors import BadInputError
+
+ASSETS = Path("app", "src", "main", "assets")
+GOLDEN = Path("app", "src", "test", "resources", "golden")
+
+
+def _same_quant(a, b) -> bool:
+    if not a or not b:
+        return not a and not b
+    return int(a["zero_point"]) == int(b["zero_point"]) and abs(float(a["scale"]) - float(b["scale"])) <= \
+        1e-6 * abs(float(b["scale"]))
+
+
+def check_model(model_path):
+    """The card of ``model_path`` and a loaded interpreter, after checking they agree; BadInputError if not."""
+    from melkit.litert import io_details, load_interpreter
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise BadInputError(f"{model_path}: no such model file")
+    if model_path.suffix != ".tflite":
+        raise BadInputError(f"{model_path}: not a .tflite file")
+    card = load_card(model_path)  # missing card, not a card, sha256 mismatch
+    if card.get("model_file") != model_path.name:
+        raise BadInputError(f"{model_path}: its card describes {card.get('model_file')!r}")
+    interp = load_interpreter(model_path)
+    actual = io_details(interp)
+    for side in ("input", "output"):
+        want, got = card.get(side) or {}, actual[side]
+        for key in ("dtype", "shape"):
+            if want.get(key) != got[key]:
+                raise BadInputError(f"{model_path}: card says {side} {key} {want.get(key)}, the model has {got[key]}")
+        if not _same_quant(want.get("quantization"), got["quantization"]):
+            raise BadInputError(f"{model_path}: card says {side} quantization {want.get('quantization')}, "
+                                f"the model has {got['quantization']}")
+    labels = card.get("labels") or []
+    size = (card.get("preprocessing") or {}).get("image_size")
+    shape_in, shape_out = actual["input"]["shape"], actual["output"]["shape"]
+    if shape_in[1:] != [size, size, 3]:
+        raise BadInputError(f"{model_path}: card image_size {size} does not fit input shape {shape_in}")
+    if "mel" not in labels or shape_out[-1] != len(labels):
+        raise BadInputError(f"{model_path}: labels {labels} do not fit output shape {shape_out}")
+    if not 0.0 <= float(card.get("threshold", -1)) <= 1.0:
+        raise BadInputError(f"{model_path}: card threshold {card.get('threshold')} is not a probability")
+    return card, interp
+
+
+def _labels_text(model_path: Path, card: dict) -> str:
+    text = "".join(f"{label}\n" for label in card["labels"])
+    beside = model_path.parent / card.get("labels_file", "labels.txt")
+    if beside.is_file() and beside.read_text(encoding="utf-8").split() != card["labels"]:
+        raise BadInputError(f"{beside} does not list the card's labels {card['labels']}")
+    return text
+
+
+def _is_ours(path: Path) -> bool:
+    """Files a previous bundle put into assets (replaced, so exactly one model is in the app)."""
+    return path.suffix in (".tflite", ".json") or path.name == "labels.txt"
+
+
+def swap_dir(staged: Path, final: Path) -> None:
+    """Replace ``final`` by the complete ``staged`` directory (two renames: never a half-filled final)."""
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staged, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def staging(final: Path):
+    """A fresh ``<final>.partial`` directory, swapped in on success and removed on failure."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged = final.with_name(final.name + ".partial")
+    if staged.exists():
+        shutil.rmtree(staged)
+    staged.mkdir()
+    try:
+        yield staged
+        swap_dir(staged, final)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def bundle(model_path, app_dir, golden_dir=None, images=None) -> dict:
+    """Copy model, card and labels.txt into ``app_dir``'s assets and write golden vectors.
+
+    Goldens go to ``golden_dir`` (default: the app's JVM test resources). Real images (``images``) need an
+    explicit ``golden_dir``, so shared data never lands in the app's source tree by default.
+    """
+    from melkit.golden import write_goldens
+
+    model_path, app_dir = Path(model_path), Path(app_dir)
+    if not (app_dir / "app" / "src" / "main" / "AndroidManifest.xml").is_file():
+        raise BadInputError(f"{app_dir}: not the melkit Android app (no app/src/main/AndroidManifest.xml)")
+    if images and golden_dir is None:
+        raise BadInputError("--image needs --golden-dir: goldens from real images are not put into the app")
+    card, interp = check_model(model_path)
+    labels = _labels_text(model_path, card)
+    card_path = model_path.with_suffix(".json")
+
+    assets = app_dir / ASSETS
+    with staging(assets) as staged:
+        if assets.is_dir():  # keep whatever else the app ships in its assets
+            for f in assets.iterdir():
+                if not _is_ours(f):
+                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
+        shutil.copyfile(model_path, staged / model_path.name)
+        shutil.copyfile(card_path, staged / card_path.name)
+        (staged / "labels.txt").write_text(labels, encoding="utf-8")
+    golden = Path(golden_dir) if golden_dir is not None else app_dir / GOLDEN
+    index = write_goldens(model_path, card, interp, golden, images=images)
+    return {"assets": assets, "model": assets / model_path.name, "golden": golden, "images": len(index["images"]),
+            "card": card}

@@ -1,0 +1,292 @@
+"""The Android app, as far as CI can prove it without a device or Gradle (README "Android app").
+
+1. The plain-Java core compiles (Java 8, no Android imports) and its JUnit 4 tests pass on the JVM against
+   golden vectors from Python: the input tensor byte for byte, P(mel) and the decision.
+2. All app sources compile against the real API 23 android.jar with compile-only LiteRT stubs.
+3. A debug APK is assembled from a temp copy of android_demo/ with a bundled test model, signed and
+   verified, and the assets inside are the bundled files, the model stored uncompressed.
+Plus ``melkit bundle``'s refusals. Tests never write into the checkout; without the Android toolchain
+(android_demo/setup_toolchain.sh, needs ../shared/android-sdk) the toolchain tests skip.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import HAM, REPO, need
+from melkit.cli import main
+
+APP = REPO / "android_demo"
+CORE = APP / "app" / "src" / "main" / "java" / "org" / "melkit" / "core"
+CORE_TESTS = APP / "app" / "src" / "test" / "java" / "org" / "melkit" / "core"
+COMMITTED_GOLDEN = APP / "app" / "src" / "test" / "resources" / "golden"
+STUBS = REPO / "tests" / "android" / "litert_stubs"
+TOOLCHAIN = Path(os.environ.get("MELKIT_ANDROID_TOOLCHAIN", APP / ".toolchain"))
+JAVA = Path("/usr/share/java")
+JVM_CP = [JAVA / "com.android.json.jar", JAVA / "junit4.jar", JAVA / "hamcrest-core.jar"]
+FRAMEWORK = Path("/usr/share/android-framework-res/framework-res.apk")
+SETUP_HINT = "run android_demo/setup_toolchain.sh (needs ../shared/android-sdk)"
+
+
+def need_jvm():
+    missing = [str(p) for p in JVM_CP if not p.is_file()] + [t for t in ("javac", "java") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"JVM test tools missing ({', '.join(missing)}): {SETUP_HINT}")
+
+
+def need_android():
+    need_jvm()
+    files = [TOOLCHAIN / "android.jar", TOOLCHAIN / "dx.jar", FRAMEWORK]
+    missing = [str(p) for p in files if not p.is_file()]
+    missing += [t for t in ("aapt", "zipalign", "apksigner", "keytool", "dexdump") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"Android toolchain missing ({', '.join(missing)}): {SETUP_HINT}")
+
+
+def sh(*cmd, **kw):
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kw)
+    assert r.returncode == 0, f"{cmd[0]} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r.stdout
+
+
+def java_files(*dirs):
+    return sorted(str(p) for d in dirs for p in Path(d).rglob("*.java"))
+
+
+def cp(*parts):
+    return os.pathsep.join(str(p) for p in parts)
+
+
+def model_file(out: Path, variant: str) -> Path:
+    return out / f"melkit_mnv2_0.35_32_{variant}.tflite"
+
+
+def app_copy(tmp_path: Path) -> Path:
+    """A copy of android_demo/ to bundle into and build from: the checkout is never written."""
+    dest = tmp_path / "android_demo"
+    shutil.copytree(APP, dest, ignore=shutil.ignore_patterns(".toolchain", "build", ".gradle"))
+    return dest
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. the core on the JVM against Python's goldens
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def core_classes(tmp_path_factory):
+    need_jvm()
+    out = tmp_path_factory.mktemp("core_classes")
+    # --release 8: Java 8 language and library only, as on the phone.
+    sh("javac", "--release", "8", "-encoding", "UTF-8", "-Xlint:all", "-Werror", "-cp", cp(*JVM_CP), "-d", out,
+       *java_files(CORE, CORE_TESTS))
+    return out
+
+
+def run_junit(classes, golden_dirs):
+    return subprocess.run(["java", f"-Dmelkit.golden={cp(*golden_dirs)}", "-cp", cp(classes, *JVM_CP),
+                           "org.junit.runner.JUnitCore", "org.melkit.core.CoreTest", "org.melkit.core.GoldenTest"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def real_images(n_per_class=2):
+    """A few HAM10000 images of each class (shared data: goldens from them stay in a temp dir)."""
+    rows = list(csv.DictReader(open(need(HAM) / "metadata.csv", newline="")))
+    picked = []
+    for dx in ("nv", "mel"):
+        ids = sorted(r["image_id"] for r in rows if r["dx"] == dx)[:n_per_class]
+        picked += [next((HAM / "images").glob(f"{i}.*")) for i in ids]
+    return picked
+
+
+def test_core_is_plain_java():
+    for f in CORE.glob("*.java"):
+        text = f.read_text()
+        assert "import android." not in text and "org.tensorflow" not in text, f"{f.name} is not plain Java"
+
+
+def test_jvm_core_matches_python_goldens(converted, core_classes, tmp_path):
+    from melkit.bundle import check_model
+    from melkit.golden import write_goldens
+
+    _, out = converted
+    dirs, expected = [], 0
+    for variant in ("float32", "fp16", "dynamic", "int8"):  # float32 and uint8 input/output tensors
+        model = model_file(out, variant)
+        card, interp = check_model(model)
+        expected += len(write_goldens(model, card, interp, tmp_path / variant)["images"])
+        dirs.append(tmp_path / variant)
+    if HAM.is_dir():
+        model = model_file(out, "int8")
+        card, interp = check_model(model)
+        expected += len(write_goldens(model, card, interp, tmp_path / "real", images=real_images())["images"])
+        dirs.append(tmp_path / "real")
+    if (COMMITTED_GOLDEN / "index.json").is_file():  # the release model's synthetic goldens, once bundled
+        expected += len(json.loads((COMMITTED_GOLDEN / "index.json").read_text())["images"])
+        dirs.append(COMMITTED_GOLDEN)
+    r = run_junit(core_classes, dirs)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert f"golden images checked: {expected}" in r.stdout, r.stdout[-3000:]
+    assert "orientation 6" in r.stdout and r.stdout.count("orientation ok:") == len(dirs)
+
+
+def test_jvm_golden_test_fails_on_one_wrong_byte(converted, core_classes, tmp_path):
+    """Negative control: the JVM test really compares (one flipped input byte fails it)."""
+    from melkit.bundle import check_model
+    from melkit.golden import write_goldens
+
+    model = model_file(converted[1], "int8")
+    card, interp = check_model(model)
+    index = write_goldens(model, card, interp, tmp_path / "g")
+    victim = tmp_path / "g" / index["images"][0]["input"]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    victim.write_bytes(bytes(data))
+    r = run_junit(core_classes, [tmp_path / "g"])
+    assert r.returncode != 0 and "input tensor differs from Python's at byte" in r.stdout
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. the app's sources against android.jar (API 23) with LiteRT stubs
+# ---------------------------------------------------------------------------------------------------
+def test_app_compiles_against_android_jar_with_litert_stubs(tmp_path):
+    need_android()
+    src = APP / "app" / "src" / "main"
+    manifest = tmp_path / "AndroidManifest.xml"
+    manifest.write_text(src.joinpath("AndroidManifest.xml").read_text().replace("<manifest ", '<manifest package='
+                                                                                '"org.melkit.demo" ', 1))
+    (tmp_path / "gen").mkdir()
+    sh("aapt", "package", "-f", "-m", "-J", tmp_path / "gen", "-M", manifest, "-S", src / "res", "-I", FRAMEWORK)
+    boot = ["-source", "8", "-target", "8", "-bootclasspath", TOOLCHAIN / "android.jar", "-encoding", "UTF-8"]
+    sh("javac", *boot, "-nowarn", "-d", tmp_path / "stubs", *java_files(STUBS))
+    sh("javac", *boot, "-cp", tmp_path / "stubs", "-d", tmp_path / "classes",
+       *java_files(src / "java", tmp_path / "gen"))
+    classes = {p.relative_to(tmp_path / "classes").as_posix() for p in (tmp_path / "classes").rglob("*.class")}
+    for name in ("MainActivity", "CaptureProvider", "LiteRtClassifier", "ImageLoader", "ModelAssets"):
+        assert f"org/melkit/demo/{name}.class" in classes
+    assert not any(c.startswith("org/tensorflow") for c in classes)  # the stubs are never part of the app
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. the debug APK, from a temp copy of the app with a bundled model
+# ---------------------------------------------------------------------------------------------------
+def test_apk_is_built_signed_aligned_and_holds_the_bundled_assets(converted, tmp_path):
+    need_android()
+    before = sorted(p.name for p in (APP / "app" / "src" / "main" / "assets").iterdir())
+    app = app_copy(tmp_path)
+    model = model_file(converted[1], "int8")
+    r = run_cli("bundle", model, "--app", app)
+    assert r.exit_code == 0, r.output
+    assert "bundled melkit_mnv2_0.35_32 1.0.0 (int8, uint8 input" in r.output
+    assets = app / "app" / "src" / "main" / "assets"
+    assert sorted(p.name for p in assets.iterdir()) == sorted(
+        [".gitkeep", model.name, model.with_suffix(".json").name, "labels.txt"])
+    golden = json.loads((app / "app" / "src" / "test" / "resources" / "golden" / "index.json").read_text())
+    assert [i["name"] for i in golden["images"]] == ["synth_wide", "synth_square", "synth_exif6", "synth_alpha"]
+
+    env = {**os.environ, "MELKIT_ANDROID_TOOLCHAIN": str(TOOLCHAIN), "MELKIT_LITERT_STUBS": str(STUBS)}
+    log = sh("bash", app / "build_apk.sh", "--debian", "--out", tmp_path / "apk", env=env)
+    assert "Verifies" in log and "sdkVersion:'24'" in log and "targetSdkVersion:'34'" in log
+    assert "launchable-activity: name='org.melkit.demo.MainActivity'" in log
+    apk = tmp_path / "apk" / "melkit-demo-debug.apk"
+    sh("apksigner", "verify", apk)
+    sh("zipalign", "-c", "-p", "4", apk)
+    with zipfile.ZipFile(apk) as z:
+        for f in (model, model.with_suffix(".json")):
+            assert z.read(f"assets/{f.name}") == f.read_bytes()
+        assert z.read("assets/labels.txt") == b"nv\nmel\n"
+        assert z.getinfo(f"assets/{model.name}").compress_type == zipfile.ZIP_STORED  # mmap-able
+        z.extract("classes.dex", tmp_path)
+    dex = sh("dexdump", tmp_path / "classes.dex")
+    for cls in ("Lorg/melkit/demo/MainActivity;", "Lorg/melkit/core/ContractPreprocessor;"):
+        assert f"Class descriptor  : '{cls}'" in dex
+    assert "Class descriptor  : 'Lorg/tensorflow" not in dex  # the stubs are never packed
+    assert sorted(p.name for p in (APP / "app" / "src" / "main" / "assets").iterdir()) == before
+
+
+def test_apk_with_litert_aar_packs_its_classes_and_native_library(tmp_path):
+    """build_apk.sh --litert-aar on a stand-in AAR (the stubs' classes, a dummy .so): the packing path only;
+    the real AAR is not reachable here, so this proves no LiteRT behaviour."""
+    need_android()
+    sh("javac", "-source", "8", "-target", "8", "-bootclasspath", TOOLCHAIN / "android.jar", "-nowarn",
+       "-d", tmp_path / "stubs", *java_files(STUBS))
+    aar = tmp_path / "litert-standin.aar"
+    with zipfile.ZipFile(aar, "w") as z:
+        z.writestr("AndroidManifest.xml", '<manifest package="org.tensorflow.lite"/>')
+        z.writestr("jni/arm64-v8a/libtensorflowlite_jni.so", b"\x7fELF stand-in")
+        jar = tmp_path / "classes.jar"
+        with zipfile.ZipFile(jar, "w") as cj:
+            for c in (tmp_path / "stubs").rglob("*.class"):
+                cj.write(c, c.relative_to(tmp_path / "stubs").as_posix())
+        z.write(jar, "classes.jar")
+    app = app_copy(tmp_path)
+    env = {**os.environ, "MELKIT_ANDROID_TOOLCHAIN": str(TOOLCHAIN)}
+    log = sh("bash", app / "build_apk.sh", "--debian", "--litert-aar", aar, "--out", tmp_path / "apk", env=env)
+    assert "no --litert-aar" not in log
+    apk = tmp_path / "apk" / "melkit-demo-debug.apk"
+    with zipfile.ZipFile(apk) as z:
+        assert z.read("lib/arm64-v8a/libtensorflowlite_jni.so") == b"\x7fELF stand-in"
+        z.extract("classes.dex", tmp_path)
+    assert "Class descriptor  : 'Lorg/tensorflow/lite/Interpreter;'" in sh("dexdump", tmp_path / "classes.dex")
+
+
+# ---------------------------------------------------------------------------------------------------
+# melkit bundle refuses models it cannot vouch for (exit 2, app untouched)
+# ---------------------------------------------------------------------------------------------------
+def _refused(app, model, *extra, match):
+    assets = app / "app" / "src" / "main" / "assets"
+    before = sorted(p.name for p in assets.iterdir())
+    r = CliRunner().invoke(main, ["bundle", str(model), "--app", str(app), *map(str, extra)])
+    assert r.exit_code == 2, r.output
+    assert match in r.output, r.output
+    assert sorted(p.name for p in assets.iterdir()) == before
+
+
+def _model_with_card(converted, tmp_path, edit=None):
+    src = model_file(converted[1], "int8")
+    dest = tmp_path / "m" / src.name
+    dest.parent.mkdir()
+    shutil.copy(src, dest)
+    card = json.loads(src.with_suffix(".json").read_text())
+    if edit:
+        edit(card)
+    dest.with_suffix(".json").write_text(json.dumps(card))
+    return dest
+
+
+def test_bundle_refuses_a_model_without_card(converted, tmp_path):
+    app = app_copy(tmp_path)
+    lone = tmp_path / "lone.tflite"
+    shutil.copy(model_file(converted[1], "int8"), lone)
+    _refused(app, lone, match="no model card")
+
+
+def test_bundle_refuses_a_sha256_mismatch(converted, tmp_path):
+    app = app_copy(tmp_path)
+    _refused(app, _model_with_card(converted, tmp_path, lambda c: c.update(sha256="0" * 64)), match="sha256 differs")
+
+
+def test_bundle_refuses_a_card_with_the_wrong_dtype(converted, tmp_path):
+    app = app_copy(tmp_path)
+    model = _model_with_card(converted, tmp_path, lambda c: c["input"].update(dtype="float32"))
+    _refused(app, model, match="card says input dtype float32, the model has uint8")
+
+
+def test_bundle_refuses_wrong_image_size_and_no_app(converted, tmp_path):
+    app = app_copy(tmp_path)
+    model = _model_with_card(converted, tmp_path, lambda c: c["preprocessing"].update(image_size=64))
+    _refused(app, model, match="image_size 64 does not fit")
+    r = run_cli("bundle", model_file(converted[1], "int8"), "--app", tmp_path)
+    assert r.exit_code == 2 and "not the melkit Android app" in r.output
+    _refused(app, model_file(converted[1], "int8"), "--image", model, match="--image needs --golden-dir")
