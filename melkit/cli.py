@@ -41,7 +41,7 @@ def main():
 
 @main.group(cls=MelkitGroup)
 def data():
-    """Data sets: the embedded synthetic default."""
+    """Data sets: the embedded synthetic default, and public ones to fetch."""
 
 
 @data.command("synth")
@@ -63,6 +63,20 @@ def data_synth(out_dir, lesions, mel_fraction, seed):
                                       progress=progress)
     _echo(f"wrote {summary['n_images']} images of {summary['n_lesions']} lesions "
           f"({summary['n_nv']} nv, {summary['n_mel']} mel) to {summary['path']}")
+
+
+@data.command("fetch")
+@click.argument("name", default="ham10000")
+@click.option("--to", "to", type=click.Path(file_okay=False), help="Target directory (default data/NAME).")
+@click.option("--base-url", help="Dataverse server (default https://dataverse.harvard.edu, or $MELKIT_DATAVERSE_URL).")
+@click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 100),
+              help="Further tries after a network failure, with doubling waits.")
+@click.option("--keep-archives", is_flag=True, help="Keep the downloaded zip files after extracting them.")
+def data_fetch(name, to, base_url, retries, keep_archives):
+    """Download NAME (ham10000 or isic2018-test) from its Dataverse record: verified, resumable, extracted."""
+    from melkit.data.fetch import fetch_set
+
+    fetch_set(name, to, base_url=base_url, retries=retries, keep_archives=keep_archives, echo=_echo)
 
 
 def _parse_epochs(value):
@@ -171,6 +185,25 @@ def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, o
                                + ", ".join(c.variant for c in result.failed))
 
 
+@main.command("bundle")
+@click.argument("model", type=click.Path())
+@click.option("--app", "app_dir", default="android_demo", show_default=True, type=click.Path(file_okay=False),
+              help="The Android project (android_demo/).")
+@click.option("--golden-dir", type=click.Path(file_okay=False),
+              help="Where golden vectors go (default: the app's JVM test resources).")
+@click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
+              help="Make goldens from these images instead of the synthetic set (needs --golden-dir).")
+def bundle_cmd(model, app_dir, golden_dir, images):
+    """Copy MODEL (.tflite), its card and labels.txt into the Android app, and write golden vectors."""
+    from melkit.bundle import bundle
+
+    r = bundle(model, app_dir, golden_dir=golden_dir, images=list(images) or None)
+    card = r["card"]
+    _echo(f"bundled {card['name']} {card['version']} ({card['variant']}, {card['input']['dtype']} input, "
+          f"threshold {card['threshold']:.4f}) into {r['assets']}")
+    _echo(f"wrote {r['images']} golden vectors to {r['golden']}")
+
+
 @main.command("demo")
 @click.option("--out", default="melkit-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data", "data_dir", type=click.Path(), help="Run the same pipeline on real data instead.")
@@ -180,11 +213,70 @@ def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, o
               help="Size of the synthetic data set.")
 @click.option("--epochs", help="Epochs per stage (the recipe's if omitted).")
 def demo_cmd(out, data_dir, weights, seed, lesions, epochs):
-    """The whole job on the embedded synthetic data set, offline: synth, then train."""
+    """The whole job offline: synthetic data, train, convert to int8, bench, predict, bundle (into OUT)."""
     from melkit.demo import run_demo
 
     run_demo(out, data_dir=data_dir, weights=weights, seed=seed, lesions=lesions, epochs=_parse_epochs(epochs),
              echo=_echo)
+
+
+@main.command("bench")
+@click.argument("models", nargs=-1, type=click.Path())
+@click.option("--reference", type=click.Path(),
+              help="Run dir or float32 .tflite to compare against (default: the run dir among MODELS).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]),
+              help="Which split of the run (or of --split-csv) to evaluate on.")
+@click.option("--data", "data_dir", type=click.Path(), help="Images: a HAM10000-style or class-folder directory.")
+@click.option("--split-csv", type=click.Path(dir_okay=False), help="image_id,...,split over --data (e.g. RUN/split.csv).")
+@click.option("--out", type=click.Path(file_okay=False), help="Report directory (default RUN/bench).")
+@click.option("--runs", default=100, show_default=True, type=click.IntRange(1, 100000), help="Timed runs per model.")
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(0, 10000))
+@click.option("--threads", type=click.IntRange(1, 1024), help="LiteRT threads (default: every usable core).")
+@click.option("--sweep-threads", type=click.IntRange(0, 1024),
+              help="Thread sweep 1..N (default: every usable core; 0: no sweep).")
+@click.option("--no-xnnpack-off", is_flag=True, help="Skip the XNNPACK-off (builtin kernels) measurement.")
+@click.option("--no-latency", is_flag=True, help="Accuracy and parity only.")
+@click.option("--keras-batch", default=32, show_default=True, type=click.IntRange(1, 4096),
+              help="Batch size of the batched Keras latency.")
+@click.option("--litert-benchmark", is_flag=True,
+              help="Also run LiteRT's own benchmark_litert_model on each model, for comparison.")
+@click.option("--max-auc-drop", type=click.FloatRange(0, 1), help="Gate: exit 1 if a model's AUC drops more.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), help="Gate: exit 1 if decision agreement is lower.")
+@click.option("--bootstrap", "n_boot", default=1000, show_default=True, type=click.IntRange(1, 100000),
+              help="Bootstrap resamples (lesions) for the AUC CI.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def bench_cmd(models, reference, split, data_dir, split_csv, out, runs, warmup, threads, sweep_threads,
+              no_xnnpack_off, no_latency, keras_batch, litert_benchmark, max_auc_drop, min_agreement, n_boot, seed):
+    """Parity, clinical metrics and latency of a run's Keras model and .tflite MODELS on the same images."""
+    from melkit.benchmark.bench import BenchOptions, run_bench
+    from melkit.errors import QualityGateError
+
+    opts = BenchOptions(models=list(models), reference=reference, split=split, data=data_dir, split_csv=split_csv,
+                        out=out, n_boot=n_boot, seed=seed, latency=not no_latency, runs=runs, warmup=warmup,
+                        threads=threads, sweep_max_threads=sweep_threads, xnnpack_off=not no_xnnpack_off,
+                        keras_batch=keras_batch, litert_benchmark=litert_benchmark, max_auc_drop=max_auc_drop,
+                        min_agreement=min_agreement)
+    result = run_bench(opts, echo=_echo)
+    _echo("")
+    _echo(result.table)
+    for path in result.written:
+        _echo(f"wrote {path}")
+    if result.failures:
+        raise QualityGateError(f"{len(result.failures)} gate(s) failed: " + "; ".join(result.failures))
+
+
+@main.command("predict")
+@click.argument("model", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def predict_cmd(model, images, as_json):
+    """P(melanoma) and the decision for IMAGES with MODEL (a .tflite with its card, or a run dir)."""
+    import json
+
+    from melkit.benchmark.predict import predict_files, text
+
+    result = predict_files(model, list(images))
+    _echo(json.dumps(result, indent=2) if as_json else text(result))
 
 
 if __name__ == "__main__":  # pragma: no cover

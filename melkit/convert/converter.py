@@ -148,7 +148,9 @@ def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, c
                            check.to_dict(), extra={"conversion": {
                                "calibration_images": opts.calibration_images if variant in INT8_LIKE else 0,
                                "calibration_split": "train", "seed": opts.seed,
-                               "float_layers": list(opts.float_layers) if variant == "int8-mixed" else []}})
+                               "float_layers": list(opts.float_layers) if variant == "int8-mixed" else [],
+                               **({"qat": {"epochs": opts.qat_epochs, "learning_rate": opts.qat_learning_rate,
+                                           "target": opts.qat_target}} if variant == "qat" else {})}})
     with atomic_writer(model_path, "wb") as f:
         f.write(data)
     write_json(card_path, card)

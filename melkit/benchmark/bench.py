@@ -1,0 +1,227 @@
+"""``melkit bench``: the reference and every .tflite on the same images, then latency, then the report.
+
+Order matters for honest numbers: all accuracy work happens first in this process; each latency
+measurement then runs in its own fresh child process (see latency.py), and Keras latency is measured
+here, in the process that already holds TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from melkit.benchmark import evaluate, host, inputs, latency, litert_tool, parity
+from melkit.benchmark import report as reporting
+from melkit.errors import BadInputError
+
+
+@dataclass
+class BenchOptions:
+    models: list  # run directories and .tflite files, in the order the report shows them
+    reference: str | None = None  # run dir or float32 .tflite; default: the run dir among ``models``
+    split: str = "test"
+    data: str | None = None
+    split_csv: str | None = None
+    out: str | None = None  # default RUN/bench, or ./melkit-bench without a run
+    n_boot: int = 1000
+    seed: int = 0
+    latency: bool = True
+    runs: int = 100
+    warmup: int = 10
+    threads: int | None = None  # default: every usable core (as Keras/TensorFlow uses)
+    sweep_max_threads: int | None = None  # thread sweep 1..this; default every usable core; 0 = no sweep
+    xnnpack_off: bool = True
+    keras_batch: int = 32
+    litert_benchmark: bool = False
+    max_auc_drop: float | None = None
+    min_agreement: float | None = None
+
+    def validate(self):
+        if not self.models and not self.reference:
+            raise BadInputError("nothing to benchmark: give a run directory and/or .tflite models")
+        for name in ("runs", "warmup", "n_boot", "keras_batch"):
+            if getattr(self, name) < (0 if name == "warmup" else 1):
+                raise BadInputError(f"--{name.replace('_', '-')} must be at least {0 if name == 'warmup' else 1}")
+        if self.threads is not None and self.threads < 1:
+            raise BadInputError("--threads must be at least 1")
+        if self.sweep_max_threads is not None and self.sweep_max_threads < 0:
+            raise BadInputError("--sweep-threads must be 0 (no sweep) or more")
+        if self.max_auc_drop is not None and not 0 <= self.max_auc_drop <= 1:
+            raise BadInputError("--max-auc-drop must be in [0, 1]")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
+            raise BadInputError("--min-agreement must be in [0, 1]")
+        if self.litert_benchmark and not litert_tool.available():
+            raise BadInputError(f"--litert-benchmark: {litert_tool.MODULE} is not in the installed ai-edge-litert")
+        return self
+
+
+@dataclass
+class BenchResult:
+    report: dict
+    out_dir: Path
+    table: str
+    written: list = field(default_factory=list)
+
+    @property
+    def failures(self) -> list:
+        return self.report["gates"]["failures"]
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _open_models(opts: BenchOptions):
+    """(reference, models in report order with the reference first, the run dir or None)."""
+    models = [inputs.open_model(p) for p in opts.models]
+    reference = None
+    if opts.reference:
+        reference = next((m for m in models if _same(m.path, Path(opts.reference))), None)
+        if reference is None:
+            reference = inputs.open_model(opts.reference)
+            models.insert(0, reference)
+    else:
+        reference = next((m for m in models if m.kind == "keras"), None)
+        if reference is None:
+            raise BadInputError("no reference: give the run directory the models came from, or --reference "
+                                "with a float32 .tflite")
+    runs = [m for m in models if m.kind == "keras"]
+    if len(runs) > 1:
+        raise BadInputError("one run directory at a time (its Keras model is the reference)")
+    run = runs[0] if runs else None
+    if run is not None and not any(m.kind == "tflite" for m in models):
+        # Just a run: bench it against the models convert wrote beside it.
+        found = sorted((run.path / "tflite").glob("*.tflite"))
+        if not found:
+            raise BadInputError(f"no .tflite models given and none in {run.path / 'tflite'}; run melkit convert")
+        models += [inputs.open_tflite(p) for p in found]
+    models.remove(reference)
+    models.insert(0, reference)
+    inputs.unique_names(models)
+    return reference, models, run
+
+
+def _load_images(source, sizes, echo):
+    """uint8 images per input size, the same records for every size (decode failures do not depend on size)."""
+    from melkit.data.pipeline import load_images
+
+    arrays = {}
+    for size in sorted(sizes):
+        arrays[size] = load_images(source.records, size, desc=f"images {size}px")
+    first = arrays[min(sizes)]
+    if not first.records:
+        raise BadInputError(f"none of the {len(source.records)} images could be read")
+    if first.skipped:
+        echo(f"skipped {len(first.skipped)} unreadable image(s), e.g. {first.skipped[0][1]}")
+    return arrays
+
+
+def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
+    from melkit.benchmark.metrics import reliability_curve
+    from melkit.io import writable_dir
+
+    opts.validate()
+    timings = {}
+    t_start = time.perf_counter()
+    reference, models, run = _open_models(opts)
+    if reference.kind == "tflite" and reference.card.get("variant") != "float32":
+        echo(f"note: the reference {reference.path.name} is not a float32 model; Δ are relative to it")
+    out = writable_dir(opts.out or (run.path / "bench" if run else "melkit-bench"))
+    source = inputs.select_records(run.path if run else None, run.config if run else None, opts.split,
+                                   opts.data, opts.split_csv)
+    arrays = _load_images(source, {m.image_size for m in models}, echo)
+    records = arrays[reference.image_size].records
+    labels = np.array([r.label for r in records], int)
+    image_ids = [r.image_id for r in records]
+    lesion_ids = [r.lesion_id for r in records]
+    timings["images_s"] = time.perf_counter() - t_start
+    echo(f"{len(records)} images ({int(labels.sum())} mel) from {source.description}")
+
+    probs, keras_model = {}, None
+    t0 = time.perf_counter()
+    for m in models:
+        images = arrays[m.image_size].images
+        t = time.perf_counter()
+        if m.kind == "keras":
+            keras_model = evaluate.load_keras(m)
+            probs[m.name] = evaluate.keras_probs(keras_model, images, desc=m.name)
+        else:
+            probs[m.name] = evaluate.tflite_probs(m, images, threads=latency.usable_cores())
+        timings[f"eval_{m.name}_s"] = time.perf_counter() - t
+    timings["evaluation_s"] = time.perf_counter() - t0
+
+    names = [m.name for m in models]
+    thresholds = {m.name: m.threshold for m in models}
+    results = parity.evaluate(names, probs, thresholds, labels, lesion_ids, image_ids, reference.name,
+                              n_boot=opts.n_boot, seed=opts.seed)
+    groups = parity.subgroups(records, names, probs, thresholds, labels, reference.name)
+    failures = parity.gate_failures(results, reference.name, opts.max_auc_drop, opts.min_agreement)
+
+    lat = _latency(opts, models, arrays, keras_model, echo) if opts.latency else None
+    timings["latency_s"] = lat.pop("seconds") if lat else 0.0
+
+    report = reporting.build(
+        models=models, reference=reference, source=source, records=records, labels=labels,
+        skipped=arrays[reference.image_size].skipped, results=results, subgroups=groups, latency=lat,
+        host=host.host_info(with_tensorflow=keras_model is not None), opts=opts, failures=failures,
+        timings=timings)
+    written = _plots(out, report, labels, probs, {n: reliability_curve(labels, probs[n]) for n in names})
+    report["plots"] = [p.name for p in written]
+    report["timings_s"]["total_s"] = time.perf_counter() - t_start
+    written = reporting.write(out, report, records, probs) + written
+    return BenchResult(report, out, reporting.terminal_table(report), written)
+
+
+def _latency(opts, models, arrays, keras_model, echo) -> dict:
+    t0 = time.perf_counter()
+    cores = latency.usable_cores()
+    threads = opts.threads or cores
+    top = cores if opts.sweep_max_threads is None else opts.sweep_max_threads
+    sweep = list(range(1, top + 1))
+    per_model, litert = {}, {}
+    for m in (m for m in models if m.kind == "tflite"):
+        echo(f"latency {m.name}: {opts.runs} runs at {threads} thread(s)"
+             + (f", sweep 1..{top}" if sweep else "") + (", XNNPACK off" if opts.xnnpack_off else ""))
+        sample = arrays[m.image_size].images[0]
+        per_model[m.name] = latency.measure_in_child(m.path, sample, threads, opts.runs, opts.warmup, sweep,
+                                                     opts.xnnpack_off)
+        if opts.litert_benchmark:
+            litert[m.name] = litert_tool.run(m.path, threads, opts.runs, opts.warmup)
+    keras = None
+    if keras_model is not None:
+        echo(f"latency keras: {opts.runs} single-image runs, batches of {opts.keras_batch}")
+        keras_size = next(m.image_size for m in models if m.kind == "keras")
+        keras = latency.measure_keras(keras_model, arrays[keras_size].images[0], opts.runs, opts.warmup,
+                                      opts.keras_batch)
+    tflite_files = [m.path for m in models if m.kind == "tflite"]
+    return {"settings": {"threads": threads, "runs": opts.runs, "warmup": opts.warmup, "sweep": sweep,
+                         "xnnpack_off": opts.xnnpack_off},
+            "tflite": per_model, "keras": keras, "litert_benchmark": litert or None,
+            "phone_commands": host.phone_commands(tflite_files, threads, opts.runs, opts.warmup),
+            "seconds": time.perf_counter() - t0}
+
+
+def _plots(out, report, labels, probs, curves) -> list:
+    from melkit.benchmark import plots
+
+    written = []
+    aucs = {m["name"]: m["metrics"]["auc"] for m in report["models"]}
+    if plots.roc_plot(out / "roc.png", labels, probs, aucs):
+        written.append(out / "roc.png")
+    plots.reliability_plot(out / "reliability.png", curves)
+    written.append(out / "reliability.png")
+    lat = report.get("latency")
+    if lat:
+        runs = {}
+        for name, r in lat["tflite"].items():
+            runs[f"{name} ({r['threads']} thr)"] = r["timed"]["runs_ms"]
+            if r.get("xnnpack_off"):
+                runs[f"{name}, XNNPACK off"] = r["xnnpack_off"]["runs_ms"]
+        if lat.get("keras"):
+            runs["keras, 1 image"] = lat["keras"]["single"]["runs_ms"]
+        if plots.latency_plot(out / "latency.png", runs):
+            written.append(out / "latency.png")
+    return written

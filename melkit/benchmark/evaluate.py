@@ -1,0 +1,44 @@
+"""P(mel) of every image from one model, Keras or LiteRT, through the preprocessing contract."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from melkit.benchmark.inputs import ModelRef
+from melkit.errors import BadInputError
+from melkit.progress import progress_bar
+
+
+def load_keras(model: ModelRef):
+    """The run's float32 logit model (what every .tflite was converted from)."""
+    from melkit.convert.export import load_trained_model
+
+    keras_model, _ = load_trained_model(model.path)
+    return keras_model
+
+
+def keras_probs(keras_model, images_q: np.ndarray, batch_size=64, desc="keras") -> np.ndarray:
+    """Batched: a thousand images cost a few batched calls instead of a thousand single ones."""
+    from melkit.data.preprocess import normalize
+
+    out = np.empty(len(images_q), np.float64)
+    with progress_bar(total=len(images_q), desc=desc, unit="img") as bar:
+        for start in range(0, len(images_q), batch_size):
+            chunk = normalize(images_q[start:start + batch_size])
+            logits = np.asarray(keras_model.predict_on_batch(chunk), np.float64).reshape(-1)
+            out[start:start + len(chunk)] = 1.0 / (1.0 + np.exp(-logits))
+            bar.update(len(chunk))
+    return out
+
+
+def tflite_probs(model: ModelRef, images_q: np.ndarray, threads=None, desc=None) -> np.ndarray:
+    """One invoke per image, as on the phone."""
+    from melkit.litert import load_interpreter, predict_p_mel
+
+    interp = load_interpreter(model.path, num_threads=threads)
+    with progress_bar(total=len(images_q), desc=desc or model.name, unit="img") as bar:
+        p = predict_p_mel(interp, images_q, progress=bar.update)
+    if not np.all(np.isfinite(p)):
+        raise BadInputError(f"{model.path}: the model outputs NaN or inf")
+    # A uint8 output dequantizes to at most 255/256; clip guards float rounding just past [0, 1].
+    return np.clip(p, 0.0, 1.0)

@@ -1,0 +1,136 @@
+"""What a benchmark or a prediction runs on: checked models and the images to feed them.
+
+A model is either a train run directory (its Keras model, threshold from ``metrics.json``) or a .tflite
+file with its card. A .tflite is only used when its card matches it (sha256) and the interpreter's
+actual input agrees with what the card promises: the app reads the card, so a mismatch would make the
+phone feed the model something else than what bench measured.
+
+Images come from, in this order of precedence: ``--data DIR`` with ``--split-csv`` (one split of DIR),
+``--data DIR`` alone (every image of DIR), or the reference run's own split of its data directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from melkit.errors import BadInputError
+from melkit.io import read_json
+
+
+@dataclass
+class ModelRef:
+    """One model to evaluate: ``kind`` is "keras" (a run dir) or "tflite"."""
+
+    kind: str
+    path: Path
+    name: str
+    threshold: float
+    image_size: int
+    card: dict | None = None  # tflite only
+    config: dict | None = None  # keras only (the run's config.json)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int | None:
+        return self.path.stat().st_size if self.kind == "tflite" else None
+
+
+def open_run(path) -> ModelRef:
+    """A finished train run as a model: its Keras weights and the threshold it chose on val."""
+    from melkit.train.rundir import load_run
+
+    path = Path(path)
+    config = load_run(path)
+    metrics_path = path / "metrics.json"
+    if not metrics_path.is_file():
+        raise BadInputError(f"{path} has no metrics.json (no decision threshold): is the run finished?")
+    try:
+        threshold = float(read_json(metrics_path)["threshold"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise BadInputError(f"{metrics_path}: no usable threshold ({e})") from None
+    return ModelRef("keras", path, "keras", threshold, int(config["preprocessing"]["image_size"]), config=config)
+
+
+def open_tflite(path) -> ModelRef:
+    """A .tflite with its card, checked: card present and matching, model loadable, I/O as the card says."""
+    from melkit.convert.card import load_card
+    from melkit.litert import io_details, load_interpreter
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"model file not found: {path}")
+    card = load_card(path)
+    actual = io_details(load_interpreter(path))["input"]
+    promised = card.get("input", {})
+    size = int(card.get("preprocessing", {}).get("image_size", -1))
+    if actual["dtype"] != promised.get("dtype"):
+        raise BadInputError(f"{path}: input dtype is {actual['dtype']}, its card says {promised.get('dtype')}")
+    if actual["shape"] != promised.get("shape") or actual["shape"][1:3] != [size, size]:
+        raise BadInputError(f"{path}: input shape is {actual['shape']}, its card says {promised.get('shape')} "
+                            f"and image size {size}")
+    return ModelRef("tflite", path, str(card.get("variant") or path.stem), float(card["threshold"]), size,
+                    card=card)
+
+
+def open_model(path) -> ModelRef:
+    """A run directory or a .tflite file, whichever ``path`` is."""
+    path = Path(path)
+    if path.is_dir():
+        return open_run(path)
+    if path.suffix.lower() == ".tflite" or path.is_file():
+        return open_tflite(path)
+    raise BadInputError(f"not found: {path} (expected a run directory or a .tflite file)")
+
+
+def unique_names(models: list) -> None:
+    """Give each model a distinct display name: its variant, prefixed by its folder when variants repeat."""
+    seen = {}
+    for m in models:
+        seen.setdefault(m.name, []).append(m)
+    for name, group in seen.items():
+        if len(group) > 1:
+            for m in group:
+                m.name = f"{m.path.parent.name}/{name}"
+    # Still equal (same folder name twice): number them, the order of the command line.
+    counts = {}
+    for m in models:
+        counts[m.name] = counts.get(m.name, 0) + 1
+        if counts[m.name] > 1:
+            m.name = f"{m.name}#{counts[m.name]}"
+
+
+@dataclass
+class ImageSource:
+    records: list
+    description: str  # said in the report: where the images came from
+
+
+def select_records(run: Path | None, config: dict | None, split: str, data=None, split_csv=None) -> ImageSource:
+    """The records to benchmark on (see the module docstring for the precedence)."""
+    from melkit.data.readers import read_dataset
+    from melkit.data.split import SPLITS, read_split_csv
+
+    if split not in SPLITS:
+        raise BadInputError(f"unknown split {split!r}: one of {', '.join(SPLITS)}")
+    if split_csv and not data and not run:
+        raise BadInputError("--split-csv needs --data (the images it refers to) or a run directory")
+    if data is None:
+        if run is None:
+            raise BadInputError("no images: give a run directory or --data DIR")
+        data = config["data"]["dir"]
+        if not Path(data).is_dir():
+            raise BadInputError(f"the run's data directory {data} is not there; if it moved, pass "
+                                f"--data NEW_DIR --split-csv {run / 'split.csv'}")
+        split_csv = split_csv or run / "split.csv"
+        where = f"split {split} of run {run}"
+    else:
+        where = f"split {split} of {split_csv} over {data}" if split_csv else f"all images of {data}"
+    dataset = read_dataset(data)
+    records = dataset.records
+    if split_csv:
+        mapping = read_split_csv(split_csv)
+        records = [r for r in records if mapping.get(r.image_id) == split]
+    if not records:
+        raise BadInputError(f"no images to benchmark: {where} is empty")
+    return ImageSource(records, where)

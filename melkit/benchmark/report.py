@@ -1,0 +1,284 @@
+"""The bench report: ``report.json`` (every number), ``report.md`` (tables a person reads),
+``predictions.csv`` (P(mel) per image and model, to recompute anything) and a compact terminal table.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from dataclasses import asdict
+
+from melkit.io import atomic_writer, write_json
+
+REPORT_VERSION = 1
+FLIPS_IN_MARKDOWN = 20
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def latency_ratios(models: list, latency: dict | None) -> dict:
+    """Mean single-image latency of each .tflite over the float32 .tflite's and over Keras's (lower = faster)."""
+    if not latency:
+        return {}
+    tfl = latency["tflite"]
+    float_name = next((m["name"] for m in models if m["variant"] == "float32" and m["name"] in tfl), None)
+    keras = latency.get("keras")
+    out = {}
+    for name, r in tfl.items():
+        mean = r["timed"]["mean_ms"]
+        out[name] = {
+            "over_float32_tflite": _ratio(mean, tfl[float_name]["timed"]["mean_ms"]) if float_name else None,
+            "over_keras_single": _ratio(mean, keras["single"]["mean_ms"]) if keras else None,
+            "over_keras_batched_per_image": _ratio(mean, keras["batch_per_image"]["mean_ms"]) if keras else None,
+            "xnnpack_on_over_off": _ratio(mean, (r.get("xnnpack_off") or {}).get("mean_ms")),
+        }
+    out["_float32_tflite"] = float_name
+    return out
+
+
+def build(models, reference, source, records, labels, skipped, results, subgroups, latency, host, opts, failures,
+          timings) -> dict:
+    entries = []
+    for m in models:
+        card = m.card or {}
+        entry = {
+            "name": m.name, "kind": m.kind, "path": str(m.path),
+            "variant": card.get("variant", "keras" if m.kind == "keras" else None),
+            "threshold": m.threshold, "image_size": m.image_size, "size_bytes": m.size_bytes,
+            "input": card.get("input"), "metrics": results[m.name]["metrics"],
+            "vs_reference": results[m.name]["vs_reference"],
+        }
+        if latency and m.name in latency["tflite"]:
+            entry["latency"] = latency["tflite"][m.name]
+            entry["litert_benchmark"] = (latency.get("litert_benchmark") or {}).get(m.name)
+        entries.append(entry)
+    opt = asdict(opts)
+    return {
+        "melkit_bench": REPORT_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "images": {"source": source.description, "n": len(records), "n_mel": int(labels.sum()),
+                   "n_nv": int(len(labels) - labels.sum()), "lesions": len({r.lesion_id for r in records}),
+                   "skipped": [{"image_id": i, "reason": why} for i, why in skipped]},
+        "reference": reference.name,
+        "models": entries,
+        "subgroups": subgroups,
+        "latency": latency,
+        "latency_ratios": latency_ratios(entries, latency),
+        "host": host,
+        "gates": {"max_auc_drop": opts.max_auc_drop, "min_agreement": opts.min_agreement, "failures": failures},
+        "options": opt,
+        "timings_s": timings,
+    }
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _f(v, spec=".3f", none="n/a"):
+    return none if v is None else format(v, spec)
+
+
+def _pct(v):
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def _auc_ci(m):
+    if m["auc"] is None:
+        return "undefined"
+    ci = m["auc_ci"]
+    return f"{m['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _table(head, rows) -> list:
+    """A markdown pipe table (also readable as plain text)."""
+    cell = lambda c: str(c).replace("|", "\\|")  # a literal | (as in |Δp|) would end the cell
+    lines = ["| " + " | ".join(cell(h) for h in head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _parity_rows(report):
+    for e in report["models"]:
+        m, vs = e["metrics"], e["vs_reference"]
+        if vs is None:
+            yield [e["name"], _auc_ci(m), "reference", "", "", "", ""]
+        else:
+            yield [e["name"], _auc_ci(m), _f(vs["delta_auc"], "+.4f"), _pct(vs["agreement"]), vs["n_flipped"],
+                   _f(vs["mean_abs_dp"], ".4f"), _f(vs["max_abs_dp"], ".4f")]
+
+
+def _clinical_rows(report):
+    for e in report["models"]:
+        m = e["metrics"]
+        yield [e["name"], f"{m['threshold']:.3f}", _pct(m["sensitivity"]), _pct(m["specificity"]),
+               _pct(m["balanced_accuracy"]), _pct(m["sensitivity_at_90_specificity"]),
+               _pct(m["specificity_at_90_sensitivity"]), _pct(m["accuracy_at_threshold"]),
+               _pct(m["majority_baseline"]), _f(m["ece"], ".3f"), _f(m["brier"], ".3f")]
+
+
+def _latency_rows(report):
+    lat = report["latency"]
+    ratios = report["latency_ratios"]
+    for e in report["models"]:
+        r = e.get("latency")
+        if r is None:
+            continue
+        t, off, ext = r["timed"], r.get("xnnpack_off"), e.get("litert_benchmark") or {}
+        ra = ratios.get(e["name"], {})
+        yield [e["name"], f"{e['size_bytes'] / 1e6:.2f}", f"{r['init_ms']:.1f}", f"{r['first_inference_ms']:.1f}",
+               f"{t['mean_ms']:.2f}", f"{t['p50_ms']:.2f}", f"{t['p90_ms']:.2f}", f"{t['p99_ms']:.2f}",
+               _f(off and off["mean_ms"], ".2f"), f"{r['peak_rss_mb']:.0f}",
+               _f(ext.get("latency", {}).get("avg_ms"), ".2f", "-" if not ext else "error"),
+               _f(ra.get("over_float32_tflite"), ".2f"), _f(ra.get("over_keras_single"), ".3f")]
+    k = lat.get("keras")
+    if k:
+        yield ["keras (1 image)", "", "", "", f"{k['single']['mean_ms']:.2f}", f"{k['single']['p50_ms']:.2f}",
+               f"{k['single']['p90_ms']:.2f}", f"{k['single']['p99_ms']:.2f}", "", "", "", "", "1"]
+        b = k["batch_per_image"]
+        yield [f"keras (batch {k['batch_size']}, per image)", "", "", "", f"{b['mean_ms']:.2f}", f"{b['p50_ms']:.2f}",
+               f"{b['p90_ms']:.2f}", f"{b['p99_ms']:.2f}", "", "", "", "", ""]
+
+
+PARITY_HEAD = ["model", "AUC [95% CI]", "ΔAUC", "agree %", "flips", "mean|Δp|", "max|Δp|"]
+CLINICAL_HEAD = ["model", "thr", "sens %", "spec %", "bal.acc %", "sens@90spec %", "spec@90sens %", "acc %",
+                 "majority %", "ECE", "Brier"]
+LATENCY_HEAD = ["model", "MB", "init ms", "first ms", "mean ms", "p50", "p90", "p99", "XNNPACK off ms",
+                "peak RSS MB", "LiteRT tool avg ms", "× float32", "× keras"]
+
+
+def _plain(head, rows) -> list:
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return [fmt(head), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r) for r in rows]
+
+
+def terminal_table(report) -> str:
+    im = report["images"]
+    lines = [f"{im['n']} images ({im['n_mel']} mel, {im['lesions']} lesions): {im['source']}", ""]
+    lines += _plain(PARITY_HEAD, list(_parity_rows(report)))
+    lines += [""] + _plain(CLINICAL_HEAD, list(_clinical_rows(report)))
+    if report["latency"]:
+        s = report["latency"]["settings"]
+        lines += ["", f"latency: {s['runs']} timed single-image runs at {s['threads']} thread(s); "
+                      f"× = mean over the float32 .tflite's / over Keras's single-image mean"]
+        lines += _plain(LATENCY_HEAD, list(_latency_rows(report)))
+    from melkit.benchmark.host import host_line
+
+    lines += ["", "host: " + host_line(report["host"])]
+    for f in report["gates"]["failures"]:
+        lines.append(f"GATE FAILED: {f}")
+    return "\n".join(lines)
+
+
+def markdown(report) -> str:
+    from melkit.benchmark.host import host_line
+
+    im = report["images"]
+    out = ["# melkit bench", "",
+           f"{im['n']} images ({im['n_mel']} melanoma, {im['n_nv']} nevus; {im['lesions']} lesions) from "
+           f"{im['source']}. Reference: **{report['reference']}**. Created {report['created']}.", ""]
+    if im["skipped"]:
+        out += [f"{len(im['skipped'])} image(s) could not be read and were left out (see report.json).", ""]
+    out += ["## Parity with the reference", "",
+            "ΔAUC = model − reference; agreement = same decision at each model's own threshold; flips = images "
+            "whose decision changed. AUC CI: 95 % bootstrap over lesions.", ""]
+    out += _table(PARITY_HEAD, _parity_rows(report)) + [""]
+    out += ["## Clinical metrics", "", "Percentages at the model's threshold (from its card or the run).", ""]
+    out += _table(CLINICAL_HEAD, _clinical_rows(report)) + [""]
+    out += _subgroups_md(report)
+    out += _flips_md(report)
+    if report["latency"]:
+        out += _latency_md(report)
+    out += ["## Host", "", host_line(report["host"]), ""]
+    g = report["gates"]
+    if g["max_auc_drop"] is not None or g["min_agreement"] is not None:
+        out += ["## Gates", "", f"--max-auc-drop {g['max_auc_drop']}, --min-agreement {g['min_agreement']}: "
+                + ("**FAILED**" if g["failures"] else "passed"), ""]
+        out += [f"- {f}" for f in g["failures"]] + [""]
+    if report.get("plots"):
+        out += ["## Plots", ""] + [f"![{p}]({p})" for p in report["plots"]] + [""]
+    return "\n".join(out)
+
+
+def _subgroups_md(report) -> list:
+    if not report["subgroups"]:
+        return []
+    names = [e["name"] for e in report["models"]]
+    out = ["## Subgroups", "", "Per value: AUC / sensitivity % / specificity % (agreement % with the reference).", ""]
+    for field_name, rows in report["subgroups"].items():
+        out += [f"### {field_name}", ""]
+        body = []
+        for row in rows:
+            cells = [row["value"], row["n"], row["n_pos"]]
+            for n in names:
+                s = row["models"][n]
+                cells.append(f"{_f(s['auc'])} / {_pct(s['sensitivity'])} / {_pct(s['specificity'])}"
+                             + ("" if n == report["reference"] else f" ({_pct(s['agreement'])})"))
+            body.append(cells)
+        out += _table([field_name, "n", "mel"] + names, body) + [""]
+    return out
+
+
+def _flips_md(report) -> list:
+    out = []
+    for e in report["models"]:
+        vs = e["vs_reference"]
+        if not vs or not vs["flipped"]:
+            continue
+        if not out:
+            out = ["## Flipped decisions", "", f"Largest probability change first; at most {FLIPS_IN_MARKDOWN} per "
+                   "model here, all in report.json.", ""]
+        rows = [[f["image_id"], "mel" if f["label"] else "nv", f"{f['p_reference']:.3f}", f"{f['p']:.3f}",
+                 f"{f['reference_says']} → {f['model_says']}"] for f in vs["flipped"][:FLIPS_IN_MARKDOWN]]
+        out += [f"### {e['name']} ({vs['n_flipped']})", ""]
+        out += _table(["image", "truth", "p reference", "p model", "decision"], rows) + [""]
+    return out
+
+
+def _latency_md(report) -> list:
+    lat = report["latency"]
+    s = lat["settings"]
+    out = ["## Latency", "",
+           f"LiteRT interpreter, one image per invoke, {s['warmup']} warm-up then {s['runs']} timed runs at "
+           f"{s['threads']} thread(s), each model in a fresh process (init, first inference and peak RSS are "
+           "that process's). × float32 / × keras: mean latency over the float32 .tflite's / over Keras "
+           "single-image `predict_on_batch` (lower is faster). Keras uses every core.", ""]
+    out += _table(LATENCY_HEAD, _latency_rows(report)) + [""]
+    if s["sweep"]:
+        out += ["### Thread sweep (mean ms)", ""]
+        rows = [[name] + [_f(r["sweep"].get(str(t), {}).get("mean_ms"), ".2f") for t in s["sweep"]]
+                for name, r in lat["tflite"].items()]
+        out += _table(["model"] + [f"{t} thr" for t in s["sweep"]], rows) + [""]
+    ext = lat.get("litert_benchmark")
+    if ext:
+        out += ["LiteRT's own tool, same files and settings:", ""]
+        out += [f"- `{r.get('command', '')}`: " + (f"avg {r['latency']['avg_ms']} ms, median "
+                                                  f"{r['latency']['median_ms']} ms" if "latency" in r
+                                                  else f"error: {r.get('error')}") for r in ext.values()]
+        out += [""]
+    out += ["### The same measurement on a phone", "", "With TFLite's prebuilt Android `benchmark_model`:", "",
+            "```sh"] + lat["phone_commands"] + ["```", ""]
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write(out, report, records, probs) -> list:
+    """report.json, report.md and predictions.csv, each atomically; returns their paths."""
+    write_json(out / "report.json", report)
+    with atomic_writer(out / "report.md") as f:
+        f.write(markdown(report))
+    with atomic_writer(out / "predictions.csv") as f:
+        w = csv.writer(f, lineterminator="\n")
+        names = list(probs)
+        w.writerow(["image_id", "lesion_id", "label"] + [f"p_mel_{n}" for n in names])
+        for i, r in enumerate(records):
+            w.writerow([r.image_id, r.lesion_id, r.dx] + [f"{probs[n][i]:.6f}" for n in names])
+    return [out / "report.json", out / "report.md", out / "predictions.csv"]
