@@ -154,13 +154,16 @@ def train_cmd(data_dir, out, recipe, weights, alpha, image_size, batch_size, epo
 @click.option("--qat-learning-rate", default=1e-5, show_default=True, type=float)
 @click.option("--qat-target", type=click.Choice(["teacher", "labels"]), default="teacher", show_default=True,
               help="QAT fits the float model's scores (distillation) or the labels.")
+@click.option("--equalize-margin", default=1.5, show_default=True, type=click.FloatRange(min=1.0),
+              help="ReLU6 range equalisation before int8: headroom over the calibration maximum.")
+@click.option("--no-equalize", is_flag=True, help="Quantize the model as trained (no range equalisation).")
 @click.option("--name", help="Model name (default melkit_mnv2_<alpha>_<size>).")
 @click.option("--model-version", "version", default="1.0.0", show_default=True)
 @click.option("--data", "data_dir", type=click.Path(), help="The run's data directory, if it moved.")
 @click.option("--seed", default=0, show_default=True, type=int)
 def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, out, calibration_images, input_type,
                 output_type, min_agreement, report_only, debug, float_layers, qat_epochs, qat_learning_rate,
-                qat_target, name, version, data_dir, seed):
+                qat_target, equalize_margin, no_equalize, name, version, data_dir, seed):
     """Convert a train run to TFLite models with metadata, gated on agreement with Keras."""
     from melkit.convert.converter import ConvertOptions, convert_run
     from melkit.errors import QualityGateError
@@ -171,7 +174,7 @@ def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, o
                           seed=seed, input_type=input_type, output_type=output_type, min_agreement=min_agreement,
                           report_only=report_only, debug=debug, float_layers=list(float_layers),
                           qat_epochs=qat_epochs, qat_learning_rate=qat_learning_rate, qat_target=qat_target,
-                          name=name, version=version,
+                          equalize_margin=None if no_equalize else equalize_margin, name=name, version=version,
                           data_dir=data_dir)
     result = convert_run(run_dir, opts, echo=_echo)
     _echo("")
@@ -212,12 +215,15 @@ def bundle_cmd(model, app_dir, golden_dir, images):
 @click.option("--lesions", default=240, show_default=True, type=click.IntRange(12, 100000),
               help="Size of the synthetic data set.")
 @click.option("--epochs", help="Epochs per stage (the recipe's if omitted).")
-def demo_cmd(out, data_dir, weights, seed, lesions, epochs):
+@click.option("--recipe", help="Recipe name or .json (default: scratch without weights, default with them).")
+@click.option("--min-agreement", default=0.90, show_default=True, type=click.FloatRange(0, 1),
+              help="int8 gate (the synthetic validation split is small: one flip is ~1.4 %).")
+def demo_cmd(out, data_dir, weights, seed, lesions, epochs, recipe, min_agreement):
     """The whole job offline: synthetic data, train, convert to int8, bench, predict, bundle (into OUT)."""
     from melkit.demo import run_demo
 
     run_demo(out, data_dir=data_dir, weights=weights, seed=seed, lesions=lesions, epochs=_parse_epochs(epochs),
-             echo=_echo)
+             recipe=recipe, min_agreement=min_agreement, echo=_echo)
 
 
 @main.command("bench")

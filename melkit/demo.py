@@ -1,41 +1,115 @@
-"""``melkit demo``: the main job end to end on the embedded synthetic data set, offline.
+"""``melkit demo``: the whole job end to end, offline, on the embedded synthetic data set (or ``--data``).
 
-Steps grow with the project (synth + train now; convert, bench, predict and bundle as they land).
+synth -> train -> convert (float32 reference + int8) -> bench -> predict one image -> bundle into a copy of
+android_demo. Every artifact lands under ``--out``; the repository's own android_demo/ is never touched.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from melkit.errors import BadInputError
 
+# The repository's Android project, next to the package in a checkout (editable install).
+APP_TEMPLATE = Path(__file__).resolve().parents[1] / "android_demo"
+STEPS = 6
 
-def run_demo(out, data_dir=None, weights="none", seed=0, lesions=240, epochs=None, echo=print):
+
+def _app_copy(out: Path) -> Path | None:
+    if not (APP_TEMPLATE / "app" / "src" / "main" / "AndroidManifest.xml").is_file():
+        return None
+    dest = out / "android_demo"
+    # Only the sources: toolchain/build folders of the checkout stay behind.
+    shutil.copytree(APP_TEMPLATE, dest, ignore=shutil.ignore_patterns(".toolchain", "build", ".gradle", "*.apk"))
+    return dest
+
+
+# The synthetic validation split has ~70 images, so one flipped decision is 1.4 %: the demo gates int8 at
+# 90 % agreement (at most ~7 flips) instead of convert's 98 %, which is meant for real validation sets.
+DEMO_MIN_AGREEMENT = 0.90
+
+
+def run_demo(out, data_dir=None, weights="none", seed=0, lesions=240, epochs=None, bench_runs=50,
+             min_agreement=DEMO_MIN_AGREEMENT, recipe=None, echo=print) -> dict:
+    from melkit.benchmark.bench import BenchOptions, run_bench
+    from melkit.benchmark.predict import predict_files, text
+    from melkit.bundle import bundle
+    from melkit.convert.converter import ConvertOptions, convert_run
+    from melkit.data.readers import read_dataset
+    from melkit.data.split import read_split_csv
+    from melkit.errors import QualityGateError
     from melkit.report import print_train_summary
-    from melkit.train.recipe import default_recipe, scratch_recipe
+    from melkit.train.recipe import default_recipe, load_recipe, scratch_recipe
     from melkit.train.trainer import TrainOptions, train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out} is not empty; choose another --out or remove it")
     t0 = time.time()
+    artifacts = {}
     if data_dir is None:
         from melkit.data.synth import write_synth_dataset
 
         data_dir = out / "data"
-        echo(f"[1/2] synthetic ABCD data set -> {data_dir}")
+        echo(f"[1/{STEPS}] synthetic ABCD data set -> {data_dir}")
         s = write_synth_dataset(data_dir, n_lesions=lesions, seed=seed)
         echo(f"      {s['n_images']} images, {s['n_lesions']} lesions ({s['n_mel']} mel images)")
+        artifacts["data"] = data_dir
+    else:
+        echo(f"[1/{STEPS}] data: {data_dir}")
     # No ImageNet weights offline: the scratch recipe trains every layer of a small model.
-    recipe = scratch_recipe() if str(weights).lower() == "none" else default_recipe()
+    if recipe is not None:
+        recipe = load_recipe(recipe)
+    else:
+        recipe = scratch_recipe() if str(weights).lower() == "none" else default_recipe()
     if epochs:
         recipe = recipe.with_epochs(epochs)
-    echo(f"[2/2] train ({recipe.name} recipe, MobileNetV2 alpha {recipe.alpha}, {recipe.image_size} px) -> {out / 'run'}")
-    result = train(TrainOptions(data=str(data_dir), out=str(out / "run"), recipe=recipe, weights=weights, seed=seed),
+    run_dir = out / "run"
+    echo(f"[2/{STEPS}] train ({recipe.name} recipe, MobileNetV2 alpha {recipe.alpha}, {recipe.image_size} px) "
+         f"-> {run_dir}")
+    result = train(TrainOptions(data=str(data_dir), out=str(run_dir), recipe=recipe, weights=weights, seed=seed),
                    echo=echo)
     print_train_summary(result, echo)
+    artifacts["run"] = result.out_dir
+
+    tflite_dir = out / "tflite"
+    echo(f"\n[3/{STEPS}] convert: float32 (parity reference) + int8 -> {tflite_dir}")
+    conv = convert_run(result.out_dir, ConvertOptions(variants=["float32", "int8"], out=str(tflite_dir),
+                                                      min_agreement=min_agreement, seed=seed), echo=echo)
+    echo(conv.table)
+    if conv.failed:
+        raise QualityGateError(f"int8 self-check failed (agreement < {min_agreement}); see the table above")
+    models = {p.stem.rsplit("_", 1)[-1]: p for p in conv.written if p.suffix == ".tflite"}
+    artifacts["tflite"] = tflite_dir
+
+    bench_dir = out / "bench"
+    echo(f"\n[4/{STEPS}] bench: Keras vs float32 vs int8 on the test split -> {bench_dir}")
+    bench = run_bench(BenchOptions(models=[str(result.out_dir), str(models["float32"]), str(models["int8"])],
+                                   out=str(bench_dir), runs=bench_runs, warmup=5, sweep_max_threads=0,
+                                   n_boot=500, seed=seed), echo=echo)
+    echo(bench.table)
+    artifacts["bench"] = bench_dir / "report.md"
+
+    split = read_split_csv(result.out_dir / "split.csv")
+    test = [r for r in read_dataset(data_dir).records if split.get(r.image_id) == "test"]
+    image = min(test, key=lambda r: r.image_id).path if test else None
+    echo(f"\n[5/{STEPS}] predict one test image with the int8 model")
+    if image is not None:
+        echo(text(predict_files(models["int8"], [image])))
+    else:
+        echo("      (no test image found on disk; skipped)")
+
+    echo(f"\n[6/{STEPS}] bundle the int8 model into a copy of android_demo")
+    app = _app_copy(out)
+    if app is None:
+        echo("      android_demo/ is not beside the package (not a checkout); skipped")
+    else:
+        b = bundle(models["int8"], app)
+        echo(f"      {b['model']} (+ card, labels.txt); {b['images']} golden vectors in {b['golden']}")
+        artifacts["android_demo"] = app
     echo(f"\ndemo finished in {time.time() - t0:.0f} s; artifacts:")
-    for name in ("model.keras", "metrics.json", "curves.png", "split.csv", "config.json"):
-        echo(f"  {result.out_dir / name}")
-    return result
+    for name, path in artifacts.items():
+        echo(f"  {name:13s} {path}")
+    return {"train": result, "convert": conv, "bench": bench, "artifacts": artifacts}

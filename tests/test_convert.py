@@ -187,3 +187,44 @@ def test_depthwise_equalisation_keeps_the_float_model(tiny_run):
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             ch = np.abs(layer.get_weights()[0]).max(axis=(0, 1, 3))
             assert np.allclose(ch[ch > 0], np.median(ch[ch > 0]), rtol=1e-5)
+
+
+def test_range_equalisation_keeps_the_float_model_and_fills_the_relu6_range(tiny_run):
+    from melkit.convert.calibration import representative_images
+    from melkit.convert.equalize import _channel_max, equalize_activation_ranges, equalizable_pairs
+    from melkit.convert.export import load_trained_model
+    from melkit.data.preprocess import normalize
+
+    model, config = load_trained_model(tiny_run.out_dir)
+    rep = representative_images(tiny_run.out_dir, config, 40, 0)
+    pairs = equalizable_pairs(model)
+    # Conv1 + 16 expand + 17 depthwise ReLU6 outputs, each feeding a conv that is linear per input channel,
+    # and out_relu feeding the logit through the global average pool
+    assert len(pairs) == 35 and type(pairs[-1][2]).__name__ == "Dense"
+    before_max = _channel_max(model, [r for _, r, _ in pairs], rep)
+    eq, n = equalize_activation_ranges(model, rep, margin=1.5)
+    assert n == 35
+    x = normalize(rep)
+    # On the calibration images nothing new reaches the cap, so the function is the same (float rounding aside)
+    assert np.allclose(eq.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    after_max = _channel_max(eq, [eq.get_layer(r.name) for _, r, _ in pairs], rep)
+    for lo, hi in zip(before_max, after_max):
+        live = (lo > 6.0 / 1.5 / 64) & (lo < 6.0 / 1.5)
+        assert np.allclose(hi[live], 4.0, rtol=1e-3)  # every live channel now peaks at 6 / margin
+    # The reference model itself is untouched.
+    assert np.allclose(_channel_max(model, [r for _, r, _ in pairs], rep)[0], before_max[0])
+    with pytest.raises(ValueError):
+        equalize_activation_ranges(model, rep, margin=0.9)
+
+
+def test_equalisation_is_recorded_and_can_be_switched_off(tiny_run, tmp_path, converted):
+    card = json.loads((converted[1] / "melkit_mnv2_0.35_32_int8.json").read_text())
+    assert card["conversion"]["range_equalization"] == {"margin": 1.5, "layers": 35}
+    assert json.loads((converted[1] / "melkit_mnv2_0.35_32_float32.json").read_text())[
+        "conversion"]["range_equalization"] is None
+    r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--int8", "--no-equalize", "--out",
+                                  str(tmp_path), "--calibration-images", "40", "--min-agreement", str(LOOSE)])
+    assert r.exit_code == 0, r.output
+    plain = json.loads((tmp_path / "melkit_mnv2_0.35_32_int8.json").read_text())
+    assert plain["conversion"]["range_equalization"] is None
+    assert plain["sha256"] != card["sha256"]

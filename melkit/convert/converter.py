@@ -38,6 +38,7 @@ class ConvertOptions:
     qat_epochs: int = 1
     qat_learning_rate: float = 1e-5
     qat_target: str = "teacher"  # fit the float model's scores (distillation) or the labels
+    equalize_margin: float | None = 1.5  # ReLU6 range equalisation before int8 conversion; None: off
     name: str | None = None
     version: str = "1.0.0"
     data_dir: str | None = None  # where the run's images are now, if moved
@@ -56,6 +57,8 @@ class ConvertOptions:
             raise BadInputError("--float-layer needs --int8-mixed")
         if not 0 < self.min_agreement <= 1:
             raise BadInputError("--min-agreement must be in (0, 1]")
+        if self.equalize_margin is not None and self.equalize_margin < 1:
+            raise BadInputError("--equalize-margin must be at least 1")
         if self.calibration_images < 2:
             raise BadInputError("--calibration-images must be at least 2")
         return self
@@ -94,6 +97,12 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     if set(opts.variants) & set(INT8_LIKE):
         rep = representative_images(run_dir, config, opts.calibration_images, opts.seed, opts.data_dir)
         echo(f"calibration: {len(rep)} images from the training split (one full-range)")
+    quant_source, n_equalized = export, 0
+    if rep is not None and opts.equalize_margin is not None:
+        from melkit.convert.equalize import equalize_activation_ranges
+
+        quant_source, n_equalized = equalize_activation_ranges(export, rep, opts.equalize_margin)
+        echo(f"range equalisation: {n_equalized} ReLU6 outputs rescaled (margin {opts.equalize_margin:g})")
 
     info = ModelInfo(
         name=name, version=opts.version,
@@ -106,9 +115,9 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     order = sorted(opts.variants, key=lambda v: (v == "qat", VARIANTS.index(v)))  # QAT last: compares to int8
     for variant in order:
         echo(f"converting {variant} ...")
-        model_for = export
+        model_for = quant_source if variant in INT8_LIKE else export
         if variant == "qat":
-            model_for = _qat_model(run_dir, config, export, rep, opts, echo)
+            model_for = _qat_model(run_dir, config, export, quant_source, rep, opts, echo)
         io_types = (opts.input_type, opts.output_type) if variant in FULL_INTEGER else ("float32", "float32")
         data = convert(model_for, variant, rep, *io_types, float_layers=opts.float_layers)
         data = add_metadata(data, info)  # input stats follow the converted input type
@@ -135,20 +144,22 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
             if not check.passed:
                 continue
             written += _write(out, f"{name}_{variant}", data, variant, io, config, metrics, run_dir, name,
-                              opts, check)
+                              opts, check, n_equalized)
     if opts.debug and rep is not None and out is not None:
-        debug_report(export, rep, out / f"{name}_int8_debug.csv")
+        debug_report(quant_source, rep, out / f"{name}_int8_debug.csv")
         written.append(out / f"{name}_int8_debug.csv")
     return ConvertResult(checks, written, text, skipped_qat)
 
 
-def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, check) -> list:
+def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, check, n_equalized=0) -> list:
     model_path, card_path = out / f"{stem}.tflite", out / f"{stem}.json"
     card = cards.make_card(model_path.name, data, variant, io, config, metrics, run_dir, name, opts.version,
                            check.to_dict(), extra={"conversion": {
                                "calibration_images": opts.calibration_images if variant in INT8_LIKE else 0,
                                "calibration_split": "train", "seed": opts.seed,
                                "float_layers": list(opts.float_layers) if variant == "int8-mixed" else [],
+                               "range_equalization": ({"margin": opts.equalize_margin, "layers": n_equalized}
+                                                      if variant in INT8_LIKE and n_equalized else None),
                                **({"qat": {"epochs": opts.qat_epochs, "learning_rate": opts.qat_learning_rate,
                                            "target": opts.qat_target}} if variant == "qat" else {})}})
     with atomic_writer(model_path, "wb") as f:
@@ -157,7 +168,7 @@ def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, c
     return [model_path, card_path]
 
 
-def _qat_model(run_dir, config, export, rep, opts, echo):
+def _qat_model(run_dir, config, export, student, rep, opts, echo):
     from melkit.convert.qat import quantization_aware_model
     from melkit.train.recipe import Recipe
 
@@ -167,4 +178,5 @@ def _qat_model(run_dir, config, export, rep, opts, echo):
     return quantization_aware_model(export, train.images, train.labels, rep, epochs=opts.qat_epochs,
                                     learning_rate=opts.qat_learning_rate, batch_size=recipe.batch_size,
                                     augment=recipe.augment, seed=opts.seed,
-                                    use_class_weights=recipe.class_weights, target=opts.qat_target, echo=echo)
+                                    use_class_weights=recipe.class_weights, target=opts.qat_target,
+                                    student=student, echo=echo)

@@ -116,13 +116,15 @@ def _init_weight_range(layer, vname, var) -> int:
 
 def quantization_aware_model(float_model, train_q, train_labels, images_q, epochs=1, learning_rate=1e-5,
                              batch_size=32, augment: AugmentParams | None = None, seed=0, use_class_weights=True,
-                             target="teacher", echo=print):
+                             target="teacher", student=None, echo=print):
     """Return the fine-tuned QAT Keras model (image -> [P(nv), P(mel)]).
 
     ``target="teacher"`` (default) fits the float model's own scores on each augmented training batch
     (distillation): what melkit's gate measures is agreement with that model, and fitting the labels
     instead lets the quantized model drift to a decision boundary of its own. ``target="labels"`` fits
-    the labels. Either way the run's class weights weight the samples.
+    the labels. Either way the run's class weights weight the samples. ``student`` (default: a copy of
+    ``float_model``) is where the quantized model starts, e.g. the range-equalised model, which computes the
+    same function.
     """
     import tensorflow_model_optimization as tfmot
 
@@ -134,8 +136,9 @@ def quantization_aware_model(float_model, train_q, train_labels, images_q, epoch
     # The caller's model stays untouched (it is the teacher, and convert writes other variants from it);
     # the student is a copy that gets equalised and quantized.
     teacher = float_model
-    student = keras.models.clone_model(float_model)
-    student.set_weights(float_model.get_weights())
+    source = student if student is not None else float_model
+    student = keras.models.clone_model(source)
+    student.set_weights(source.get_weights())
     for layer in student.layers:  # BatchNorm keeps ImageNet+run statistics (inference mode)
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
