@@ -1,6 +1,7 @@
 """melkit convert on the session's tiny run: every variant, metadata, cards, I/O contract, gates, refusals."""
 
 import json
+import re
 import zipfile
 import io as _io
 
@@ -111,7 +112,10 @@ def test_int8_mixed_keeps_a_named_layer_in_float(tiny_run, tmp_path, converted):
 
 def test_qat_runs_and_is_compared_with_ptq(tiny_run, tmp_path):
     opts = ConvertOptions(variants=["int8", "qat"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE)
-    result = convert_run(tiny_run.out_dir, opts)
+    lines = []
+    result = convert_run(tiny_run.out_dir, opts, echo=lines.append)
+    assert any(re.match(r"qat: Keras-QAT validation AUC [01]\.\d{4} \(float Keras [01]\.\d{4}\)", line)
+               for line in lines), lines
     qat = [c for c in result.checks if c.variant == "qat"][0]
     assert qat.auc_tflite is not None and 0 <= qat.agreement <= 1
     written = (tmp_path / "melkit_mnv2_0.35_32_qat.tflite").exists()

@@ -14,7 +14,9 @@ from melkit.convert import card as cards
 from melkit.convert.calibration import representative_images, split_records
 from melkit.convert.selfcheck import compare, table
 from melkit.convert.variants import IO_TYPES, VARIANTS, check_input_quantization, convert, debug_report
+from melkit.benchmark.metrics import roc_auc
 from melkit.data.pipeline import load_images
+from melkit.data.preprocess import normalize
 from melkit.data.records import LABELS
 from melkit.errors import BadInputError
 from melkit.io import atomic_writer, read_json, writable_dir, write_json
@@ -118,6 +120,10 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         model_for = quant_source if variant in INT8_LIKE else export
         if variant == "qat":
             model_for = _qat_model(run_dir, config, export, quant_source, rep, opts, echo)
+            # The fake-quantized Keras model on the same images, next to its TFLite conversion below.
+            p_qat_keras = model_for.predict(normalize(val.images), verbose=0)[:, 1]
+            echo(f"qat: Keras-QAT validation AUC {roc_auc(val.labels, p_qat_keras):.4f} "
+                 f"(float Keras {roc_auc(val.labels, p_keras):.4f})")
         io_types = (opts.input_type, opts.output_type) if variant in FULL_INTEGER else ("float32", "float32")
         data = convert(model_for, variant, rep, *io_types, float_layers=opts.float_layers)
         data = add_metadata(data, info)  # input stats follow the converted input type
