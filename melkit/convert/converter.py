@@ -16,7 +16,6 @@ from melkit.convert.selfcheck import compare, table
 from melkit.convert.variants import IO_TYPES, VARIANTS, check_input_quantization, convert, debug_report
 from melkit.benchmark.metrics import roc_auc
 from melkit.data.pipeline import load_images
-from melkit.data.preprocess import normalize
 from melkit.data.records import LABELS
 from melkit.errors import BadInputError
 from melkit.io import atomic_writer, read_json, writable_dir, write_json
@@ -82,7 +81,7 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     from melkit.convert.export import load_trained_model, with_two_scores
     from melkit.convert.metadata import ModelInfo, add_metadata
     from melkit.litert import io_details, load_interpreter, predict_p_mel
-    from melkit.train.stages import predict_proba
+    from melkit.train.stages import predict_outputs, predict_proba
 
     opts.validate()
     logit_model, config = load_trained_model(run_dir)
@@ -121,7 +120,7 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         if variant == "qat":
             model_for = _qat_model(run_dir, config, export, quant_source, rep, opts, echo)
             # The fake-quantized Keras model on the same images, next to its TFLite conversion below.
-            p_qat_keras = model_for.predict(normalize(val.images), verbose=0)[:, 1]
+            p_qat_keras = predict_outputs(model_for, val.images)[:, 1]
             echo(f"qat: Keras-QAT validation AUC {roc_auc(val.labels, p_qat_keras):.4f} "
                  f"(float Keras {roc_auc(val.labels, p_keras):.4f})")
         io_types = (opts.input_type, opts.output_type) if variant in FULL_INTEGER else ("float32", "float32")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from melkit.data.preprocess import normalize
+from melkit.convert.probe import layer_batches
 
 RELU6_CAP = 6.0
 MAX_SCALE = 64.0  # channels that are (almost) always zero are left alone beyond this
@@ -67,16 +67,10 @@ def equalizable_pairs(model) -> list:
     return pairs
 
 
-def _channel_max(model, relus, images_q, batch_size=32) -> list:
-    from melkit._tf import keras
-
-    probe = keras.Model(model.input, [r.output for r in relus])
+def _channel_max(model, relus, images_q) -> list:
     highs = [np.zeros(r.output.shape[-1], np.float64) for r in relus]
-    for start in range(0, len(images_q), batch_size):
-        outs = probe(normalize(images_q[start:start + batch_size]), training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    for outs in layer_batches(model, relus, images_q):
         for i, y in enumerate(outs):
-            y = y.numpy()
             highs[i] = np.maximum(highs[i], y.reshape(-1, y.shape[-1]).max(axis=0))
     return highs
 

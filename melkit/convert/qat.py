@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from melkit.convert.probe import layer_batches
 from melkit.data.augment import AugmentParams, build_augmenter
 from melkit.data.pipeline import class_weights, make_dataset
-from melkit.data.preprocess import normalize
 from melkit.errors import BadInputError
 
 
@@ -48,18 +48,15 @@ def equalize_depthwise(model) -> int:
     return n
 
 
-def _observed_ranges(model, images_q, batch_size=32) -> dict:
+def _observed_ranges(model, images_q) -> dict:
     """layer name -> (min, max) of its output over the calibration images (float model)."""
     from melkit._tf import keras
 
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    probe = keras.Model(model.input, [l.output for l in layers])
     lo = {l.name: np.inf for l in layers}
     hi = {l.name: -np.inf for l in layers}
-    for start in range(0, len(images_q), batch_size):
-        outs = probe(normalize(images_q[start:start + batch_size]), training=False)
+    for outs in layer_batches(model, layers, images_q):
         for layer, y in zip(layers, outs):
-            y = y.numpy()
             lo[layer.name] = min(lo[layer.name], float(y.min()))
             hi[layer.name] = max(hi[layer.name], float(y.max()))
     return {k: (lo[k], hi[k]) for k in lo}
@@ -93,8 +90,9 @@ def init_ranges(qmodel, ranges: dict, input_range=(-1.0, 127.0 / 128.0)) -> int:
 
 
 def _mean_abs_diff(a, b, images_q) -> float:
-    x = normalize(images_q)
-    return float(np.mean(np.abs(a.predict(x, verbose=0)[:, 1] - b.predict(x, verbose=0)[:, 1])))
+    from melkit.train.stages import predict_outputs
+
+    return float(np.mean(np.abs(predict_outputs(a, images_q)[:, 1] - predict_outputs(b, images_q)[:, 1])))
 
 
 def _init_weight_range(layer, vname, var) -> int:

@@ -79,8 +79,13 @@ def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strat
     keep.restore(model)
 
 
+def predict_outputs(model, images, batch_size=64) -> np.ndarray:
+    """The model's raw outputs for uint8 contract images, normalized batch by batch (never all at once)."""
+    ds = make_dataset(images, np.zeros(len(images)), batch_size).map(lambda x, y: x)
+    return model.predict(ds, verbose=0)
+
+
 def predict_proba(model, images, batch_size=64) -> np.ndarray:
     """P(melanoma) per image: sigmoid of the model's logit, through the contract."""
-    ds = make_dataset(images, np.zeros(len(images)), batch_size).map(lambda x, y: x)
-    logits = model.predict(ds, verbose=0).reshape(-1).astype(np.float64)
+    logits = predict_outputs(model, images, batch_size).reshape(-1).astype(np.float64)
     return 1.0 / (1.0 + np.exp(-logits))
