@@ -81,7 +81,7 @@ def run_demo(out, data_dir=None, weights="none", seed=0, lesions=240, epochs=Non
     echo(conv.table)
     if conv.failed:
         raise QualityGateError(f"int8 self-check failed (agreement < {min_agreement}); see the table above")
-    models = {p.stem.rsplit("_", 1)[-1]: p for p in conv.written if p.suffix == ".tflite"}
+    models = conv.models
     artifacts["tflite"] = tflite_dir
 
     bench_dir = out / "bench"

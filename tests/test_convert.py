@@ -232,3 +232,53 @@ def test_equalisation_is_recorded_and_can_be_switched_off(tiny_run, tmp_path, co
     plain = json.loads((tmp_path / "melkit_mnv2_0.35_32_int8.json").read_text())
     assert plain["conversion"]["range_equalization"] is None
     assert plain["sha256"] != card["sha256"]
+
+
+def test_compensated_rounding_beats_nearest_on_the_layer_output():
+    from melkit.convert.rounding import compensated_rounding
+
+    rng = np.random.default_rng(0)
+    # Correlated, ReLU-like inputs (as after a depthwise conv) and weights with a few large ones per column
+    x = np.maximum(rng.normal(size=(3000, 48)) @ rng.normal(size=(48, 48)) * 0.3, 0)
+    w = rng.normal(size=(48, 12)) * rng.uniform(0.05, 1.0, size=(48, 1))
+    step = np.abs(w).max(axis=0) / 127
+    q = compensated_rounding(w, x.T @ x)
+    nearest = np.round(w / step) * step
+    assert np.allclose(q / step, np.round(q / step), atol=1e-9)  # on the int8 grid
+    assert np.all(np.abs(np.round(q / step)) <= 127)
+    assert np.allclose(np.abs(q).max(axis=0), np.abs(w).max(axis=0))  # the converter's scales stay the same
+    err_q = np.linalg.norm(x @ (w - q))
+    err_nearest = np.linalg.norm(x @ (w - nearest))
+    assert err_q < 0.85 * err_nearest, (err_q, err_nearest)
+
+
+def test_converter_keeps_the_compensated_int8_weights(tiny_run, converted):
+    """The int8 model holds exactly the rounded weights: the converter's own rounding must not undo them."""
+    from melkit.convert.calibration import representative_images
+    from melkit.convert.equalize import equalize_activation_ranges
+    from melkit.convert.export import load_trained_model, with_two_scores
+    from melkit.convert.rounding import pointwise_convs, round_pointwise_weights
+
+    model, config = load_trained_model(tiny_run.out_dir)
+    rep = representative_images(tiny_run.out_dir, config, 40, 0)
+    eq, _ = equalize_activation_ranges(with_two_scores(model), rep, 1.5)
+    rounded, n = round_pointwise_weights(eq, rep)
+    assert n == 34  # 16 expand + 17 project + Conv_1
+    card = json.loads((converted[1] / "melkit_mnv2_0.35_32_int8.json").read_text())
+    assert card["conversion"]["weight_rounding"] == {"method": "compensated", "layers": 34}
+    interp = load_interpreter(converted[1] / "melkit_mnv2_0.35_32_int8.tflite")
+    tensors = {t["name"]: t for t in interp.get_tensor_details()}
+    checked = 0
+    for conv, f in pointwise_convs(rounded):
+        if not conv.name.endswith("_project"):
+            continue
+        expected = rounded.get_layer(conv.name).get_weights()[0][0, 0] * f  # folded (cin, cout)
+        step = np.abs(expected).max(axis=0) / 127
+        ints = np.round(expected / step).T  # TFLite keeps OHWI
+        found = [t for name, t in tensors.items() if conv.name + "/" in name and t["dtype"] == np.int8
+                 and len(t["shape"]) == 4 and tuple(t["shape"][[0, 3]]) == ints.shape]
+        assert len(found) == 1, [n for n in tensors if conv.name + "/" in n]
+        got = interp.get_tensor(found[0]["index"])[:, 0, 0, :]
+        assert np.array_equal(got, ints.astype(np.int8)), conv.name
+        checked += 1
+    assert checked == 17

@@ -18,17 +18,11 @@ def load_keras(model: ModelRef):
 
 
 def keras_probs(keras_model, images_q: np.ndarray, batch_size=64, desc="keras") -> np.ndarray:
-    """Batched: a thousand images cost a few batched calls instead of a thousand single ones."""
-    from melkit.data.preprocess import normalize
+    """Batched (a thousand images cost a few batched calls, not a thousand single ones), with progress."""
+    from melkit.train.stages import predict_proba
 
-    out = np.empty(len(images_q), np.float64)
     with progress_bar(total=len(images_q), desc=desc, unit="img") as bar:
-        for start in range(0, len(images_q), batch_size):
-            chunk = normalize(images_q[start:start + batch_size])
-            logits = np.asarray(keras_model.predict_on_batch(chunk), np.float64).reshape(-1)
-            out[start:start + len(chunk)] = 1.0 / (1.0 + np.exp(-logits))
-            bar.update(len(chunk))
-    return out
+        return predict_proba(keras_model, images_q, batch_size, progress=bar.update)
 
 
 def tflite_probs(model: ModelRef, images_q: np.ndarray, threads=None, desc=None) -> np.ndarray:

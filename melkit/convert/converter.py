@@ -22,6 +22,8 @@ from melkit.io import atomic_writer, read_json, writable_dir, write_json
 
 INT8_LIKE = ("int8", "qat", "int8-mixed")  # calibrated on the representative set
 FULL_INTEGER = ("int8", "qat")  # integer-only, with the contract's uint8/int8 I/O
+WEIGHT_ROUNDING = ("compensated", "nearest")
+ROUNDED = ("int8", "int8-mixed")  # QAT learns its own weights: compensated rounding would be undone
 
 
 @dataclass
@@ -40,6 +42,7 @@ class ConvertOptions:
     qat_learning_rate: float = 1e-5
     qat_target: str = "teacher"  # fit the float model's scores (distillation) or the labels
     equalize_margin: float | None = 1.5  # ReLU6 range equalisation before int8 conversion; None: off
+    weight_rounding: str = "compensated"  # 1x1 conv weights for int8 / int8-mixed: compensated or nearest
     name: str | None = None
     version: str = "1.0.0"
     data_dir: str | None = None  # where the run's images are now, if moved
@@ -60,6 +63,8 @@ class ConvertOptions:
             raise BadInputError("--min-agreement must be in (0, 1]")
         if self.equalize_margin is not None and self.equalize_margin < 1:
             raise BadInputError("--equalize-margin must be at least 1")
+        if self.weight_rounding not in WEIGHT_ROUNDING:
+            raise BadInputError(f"weight rounding must be one of {', '.join(WEIGHT_ROUNDING)}")
         if self.calibration_images < 2:
             raise BadInputError("--calibration-images must be at least 2")
         return self
@@ -71,6 +76,7 @@ class ConvertResult:
     written: list
     table: str
     skipped_qat: str = ""
+    models: dict = field(default_factory=dict)  # variant -> written .tflite path
 
     @property
     def failed(self):
@@ -104,6 +110,12 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
 
         quant_source, n_equalized = equalize_activation_ranges(export, rep, opts.equalize_margin)
         echo(f"range equalisation: {n_equalized} ReLU6 outputs rescaled (margin {opts.equalize_margin:g})")
+    rounded_source, n_rounded = quant_source, 0
+    if rep is not None and opts.weight_rounding == "compensated" and set(opts.variants) & set(ROUNDED):
+        from melkit.convert.rounding import round_pointwise_weights
+
+        rounded_source, n_rounded = round_pointwise_weights(quant_source, rep, seed=opts.seed)
+        echo(f"weight rounding: {n_rounded} 1x1 convolutions rounded to int8 with error compensation")
 
     info = ModelInfo(
         name=name, version=opts.version,
@@ -116,7 +128,7 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     order = sorted(opts.variants, key=lambda v: (v == "qat", VARIANTS.index(v)))  # QAT last: compares to int8
     for variant in order:
         echo(f"converting {variant} ...")
-        model_for = quant_source if variant in INT8_LIKE else export
+        model_for = rounded_source if variant in ROUNDED else quant_source if variant in INT8_LIKE else export
         if variant == "qat":
             model_for = _qat_model(run_dir, config, export, quant_source, rep, opts, echo)
             # The fake-quantized Keras model on the same images, next to its TFLite conversion below.
@@ -142,21 +154,24 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
                            f"int8 PTQ's {ptq.agreement:.4f}")
             built.pop("qat")
     text = table(checks)
-    written = []
+    written, models = [], {}
     if not opts.report_only:
         (out / "labels.txt").write_text("\n".join(LABELS) + "\n")
         for variant, (data, io, check) in built.items():
             if not check.passed:
                 continue
-            written += _write(out, f"{name}_{variant}", data, variant, io, config, metrics, run_dir, name,
-                              opts, check, n_equalized)
+            paths = _write(out, f"{name}_{variant}", data, variant, io, config, metrics, run_dir, name,
+                           opts, check, n_equalized, n_rounded)
+            models[variant] = paths[0]
+            written += paths
     if opts.debug and rep is not None and out is not None:
-        debug_report(quant_source, rep, out / f"{name}_int8_debug.csv")
+        debug_report(rounded_source, rep, out / f"{name}_int8_debug.csv")
         written.append(out / f"{name}_int8_debug.csv")
-    return ConvertResult(checks, written, text, skipped_qat)
+    return ConvertResult(checks, written, text, skipped_qat, models)
 
 
-def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, check, n_equalized=0) -> list:
+def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, check, n_equalized=0,
+           n_rounded=0) -> list:
     model_path, card_path = out / f"{stem}.tflite", out / f"{stem}.json"
     card = cards.make_card(model_path.name, data, variant, io, config, metrics, run_dir, name, opts.version,
                            check.to_dict(), extra={"conversion": {
@@ -165,6 +180,9 @@ def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, c
                                "float_layers": list(opts.float_layers) if variant == "int8-mixed" else [],
                                "range_equalization": ({"margin": opts.equalize_margin, "layers": n_equalized}
                                                       if variant in INT8_LIKE and n_equalized else None),
+                               "weight_rounding": ({"method": "compensated", "layers": n_rounded}
+                                                   if variant in ROUNDED and n_rounded else
+                                                   {"method": "nearest"} if variant in INT8_LIKE else None),
                                **({"qat": {"epochs": opts.qat_epochs, "learning_rate": opts.qat_learning_rate,
                                            "target": opts.qat_target}} if variant == "qat" else {})}})
     with atomic_writer(model_path, "wb") as f:

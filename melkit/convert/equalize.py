@@ -13,6 +13,13 @@ channel now spans most of the int8 range. ``margin`` keeps room above the calibr
 images; beyond it the scaled channel is clipped a little earlier than the original. The next layer must be
 linear per input channel: a 1x1/kxk Conv2D or a DepthwiseConv2D, possibly behind a ZeroPadding2D (zero
 padding commutes with scaling). The float reference model is never changed: this works on a copy.
+
+Measured later on the same model, most of what this buys is in the *weights*: simulating int8 weights alone
+(float activations) flipped 7.8 % of decisions before equalisation and 0.6 % after. A ReLU6 channel with small
+activations tends to meet large weights in the next 1x1 convolution, which then set that layer's per-channel
+weight scale and leave every other input channel a few int8 steps; dividing them by s_c balances the weights
+as well as the activations (the effect cross-layer equalisation is known for). What weight error is left is
+taken on by ``rounding.py``.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ def equalizable_pairs(model) -> list:
 
 def _channel_max(model, relus, images_q) -> list:
     highs = [np.zeros(r.output.shape[-1], np.float64) for r in relus]
-    for outs in layer_batches(model, relus, images_q):
+    for outs in layer_batches(model, relus, images_q, desc="range equalisation"):
         for i, y in enumerate(outs):
             highs[i] = np.maximum(highs[i], y.reshape(-1, y.shape[-1]).max(axis=0))
     return highs

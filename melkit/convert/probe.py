@@ -7,14 +7,17 @@ one probe model returns every requested layer's output in a single forward pass 
 from __future__ import annotations
 
 from melkit.data.preprocess import normalize
+from melkit.progress import progress_bar
 
 
-def layer_batches(model, layers, images_q, batch_size: int = 32):
+def layer_batches(model, layers, images_q, batch_size: int = 32, desc: str = "probing"):
     """Yield, for each batch of contract images (uint8 q), the numpy outputs of ``layers`` in order."""
     from melkit._tf import keras
 
     probe = keras.Model(model.input, [layer.output for layer in layers])
-    for start in range(0, len(images_q), batch_size):
-        outs = probe(normalize(images_q[start:start + batch_size]), training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        yield [y.numpy() for y in outs]
+    with progress_bar(total=len(images_q), desc=desc, unit="img") as bar:
+        for start in range(0, len(images_q), batch_size):
+            outs = probe(normalize(images_q[start:start + batch_size]), training=False)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            yield [y.numpy() for y in outs]
+            bar.update(min(batch_size, len(images_q) - start))

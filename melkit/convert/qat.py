@@ -55,7 +55,7 @@ def _observed_ranges(model, images_q) -> dict:
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     lo = {l.name: np.inf for l in layers}
     hi = {l.name: -np.inf for l in layers}
-    for outs in layer_batches(model, layers, images_q):
+    for outs in layer_batches(model, layers, images_q, desc="QAT ranges"):
         for layer, y in zip(layers, outs):
             lo[layer.name] = min(lo[layer.name], float(y.min()))
             hi[layer.name] = max(hi[layer.name], float(y.max()))

@@ -12,6 +12,7 @@ import numpy as np
 from melkit._tf import keras, tf
 from melkit.data.augment import build_augmenter
 from melkit.data.pipeline import make_dataset
+from melkit.data.preprocess import normalize
 from melkit.progress import keras_verbose
 from melkit.train.callbacks import HistoryLog, KeepBest
 from melkit.train.model import feature_extractor, head_model, set_trainable
@@ -79,13 +80,23 @@ def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strat
     keep.restore(model)
 
 
-def predict_outputs(model, images, batch_size=64) -> np.ndarray:
-    """The model's raw outputs for uint8 contract images, normalized batch by batch (never all at once)."""
-    ds = make_dataset(images, np.zeros(len(images)), batch_size).map(lambda x, y: x)
-    return model.predict(ds, verbose=0)
+def predict_outputs(model, images, batch_size=64, progress=None) -> np.ndarray:
+    """The model's raw outputs for uint8 contract images, normalized batch by batch (never all at once).
+
+    ``progress(n)`` is called after each batch of n images.
+    """
+    outs = []
+    for start in range(0, len(images), batch_size):
+        chunk = normalize(images[start:start + batch_size])
+        outs.append(np.asarray(model.predict_on_batch(chunk)))
+        if progress is not None:
+            progress(len(chunk))
+    if not outs:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    return np.concatenate(outs)
 
 
-def predict_proba(model, images, batch_size=64) -> np.ndarray:
+def predict_proba(model, images, batch_size=64, progress=None) -> np.ndarray:
     """P(melanoma) per image: sigmoid of the model's logit, through the contract."""
-    logits = predict_outputs(model, images, batch_size).reshape(-1).astype(np.float64)
+    logits = predict_outputs(model, images, batch_size, progress).reshape(-1).astype(np.float64)
     return 1.0 / (1.0 + np.exp(-logits))
