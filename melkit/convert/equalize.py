@@ -15,7 +15,8 @@ linear per input channel: a 1x1/kxk Conv2D or a DepthwiseConv2D, possibly behind
 padding commutes with scaling). The float reference model is never changed: this works on a copy.
 
 Measured later on the same model, most of what this buys is in the *weights*: simulating int8 weights alone
-(float activations) flipped 7.8 % of decisions before equalisation and 0.6 % after. A ReLU6 channel with small
+(float activations) flipped 7.8 % of validation decisions before equalisation and 1.0 % after
+(``benchmarks/int8_error_sources.py``). A ReLU6 channel with small
 activations tends to meet large weights in the next 1x1 convolution, which then set that layer's per-channel
 weight scale and leave every other input channel a few int8 steps; dividing them by s_c balances the weights
 as well as the activations (the effect cross-layer equalisation is known for). What weight error is left is

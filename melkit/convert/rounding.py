@@ -1,10 +1,10 @@
 """Error-compensating int8 rounding of the 1x1 convolutions' weights, before int8 conversion.
 
 Why: after range equalisation most of the int8 model's remaining error is *weight* rounding, not activation
-rounding. On the released 160 px model, quantizing only the weights (float activations, simulated in Keras)
-already moved P(mel) by 0.014 on average, against 0.016 for the whole int8 model, and the 1x1 convolutions
-(the linear "project" bottlenecks above all) carried nearly all of it: their 576-960 inputs share one scale
-per output channel.
+rounding. On the 160 px model of release 1.0.0, quantizing only the weights (float activations, simulated in
+Keras by ``benchmarks/int8_error_sources.py``) already moved P(mel) by 0.012 on average, against 0.016 for the
+whole int8 model, and the 1x1 "project" convolutions carried nearly all of it: their 96-960 inputs share one
+scale per output channel. This rounding brings the weights' share down to 0.005.
 
 TFLite rounds each weight to the nearest step of its output channel's scale (max |w| / 127). That is not the
 best rounding for what the layer computes. Here each 1x1 convolution is rounded one input channel at a time
