@@ -221,16 +221,19 @@ def test_range_equalisation_keeps_the_float_model_and_fills_the_relu6_range(tiny
         equalize_activation_ranges(model, rep, margin=0.9)
 
 
-def test_equalisation_is_recorded_and_can_be_switched_off(tiny_run, tmp_path, converted):
+def test_equalisation_and_rounding_are_recorded_and_can_be_switched_off(tiny_run, tmp_path, converted):
     card = json.loads((converted[1] / "melkit_mnv2_0.35_32_int8.json").read_text())
     assert card["conversion"]["range_equalization"] == {"margin": 1.5, "layers": 35}
     assert json.loads((converted[1] / "melkit_mnv2_0.35_32_float32.json").read_text())[
         "conversion"]["range_equalization"] is None
-    r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--int8", "--no-equalize", "--out",
-                                  str(tmp_path), "--calibration-images", "40", "--min-agreement", str(LOOSE)])
+    r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--int8", "--no-equalize", "--weight-rounding",
+                                  "nearest", "--out", str(tmp_path), "--calibration-images", "40",
+                                  "--min-agreement", str(LOOSE)])
     assert r.exit_code == 0, r.output
+    assert "weight rounding:" not in r.output
     plain = json.loads((tmp_path / "melkit_mnv2_0.35_32_int8.json").read_text())
     assert plain["conversion"]["range_equalization"] is None
+    assert plain["conversion"]["weight_rounding"] == {"method": "nearest"}
     assert plain["sha256"] != card["sha256"]
 
 
