@@ -29,7 +29,7 @@ from melkit.benchmark.metrics import roc_auc  # noqa: E402
 from melkit.convert.calibration import representative_images, split_records  # noqa: E402
 from melkit.convert.equalize import equalize_activation_ranges  # noqa: E402
 from melkit.convert.export import load_trained_model, with_two_scores  # noqa: E402
-from melkit.convert.rounding import round_pointwise_weights  # noqa: E402
+from melkit.convert.rounding import INT8_MAX, fold_factor, round_pointwise_weights  # noqa: E402
 from melkit.convert.variants import convert  # noqa: E402
 from melkit.data.pipeline import load_images  # noqa: E402
 from melkit.litert import load_interpreter, predict_p_mel  # noqa: E402
@@ -54,17 +54,13 @@ def int8_weights_only(model, keep=lambda name: True):
             continue
         weights = layer.get_weights()
         depthwise = isinstance(layer, layers.DepthwiseConv2D)
-        nxt = layer._outbound_nodes[0].outbound_layer  # noqa: SLF001
-        channels = weights[0].shape[2] if depthwise else weights[0].shape[3]
-        fold = np.ones(channels)
-        if isinstance(nxt, layers.BatchNormalization):
-            gamma, _, _, var = nxt.get_weights()
-            fold = gamma / np.sqrt(var + nxt.epsilon)
-            fold = np.where(np.abs(fold) < 1e-12, 1e-12, fold)
+        fold = fold_factor(layer)  # the BatchNorm scale the converter folds into the kernel, per channel
+        if fold is None:
+            fold = np.ones(weights[0].shape[2] if depthwise else weights[0].shape[3])
         shape = (1, 1, -1, 1) if depthwise else (1, 1, 1, -1)
         axes = (0, 1, 3) if depthwise else (0, 1, 2)
         folded = weights[0] * fold.reshape(shape)
-        step = np.maximum(np.abs(folded).max(axis=axes, keepdims=True), 1e-30) / 127
+        step = np.maximum(np.abs(folded).max(axis=axes, keepdims=True), 1e-30) / INT8_MAX
         weights[0] = (np.round(folded / step) * step / fold.reshape(shape)).astype(np.float32)
         layer.set_weights(weights)
     return copy

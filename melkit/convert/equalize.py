@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from melkit.convert.graph import producer, single_consumer
 from melkit.convert.probe import layer_batches
 
 RELU6_CAP = 6.0
@@ -35,19 +36,6 @@ MAX_SCALE = 64.0  # channels that are (almost) always zero are left alone beyond
 
 def PASS_THROUGH(L):  # noqa: N802 - a tuple of classes, built lazily (TensorFlow imports late)
     return (L.ZeroPadding2D, L.GlobalAveragePooling2D, L.Dropout)
-
-
-def _single_consumer(layer):
-    nodes = layer._outbound_nodes  # noqa: SLF001 - a flat functional graph; one consumer is what we need
-    return nodes[0].outbound_layer if len(nodes) == 1 else None
-
-
-def _producer(layer):
-    nodes = layer._inbound_nodes  # noqa: SLF001
-    if len(nodes) != 1:
-        return None
-    inbound = nodes[0].inbound_layers
-    return inbound if not isinstance(inbound, (list, tuple)) else (inbound[0] if len(inbound) == 1 else None)
 
 
 def equalizable_pairs(model) -> list:
@@ -61,13 +49,13 @@ def equalizable_pairs(model) -> list:
             continue
         if relu.negative_slope != 0 or relu.threshold != 0:
             continue
-        bn = _producer(relu)
+        bn = producer(relu)
         if not isinstance(bn, L.BatchNormalization) or not (bn.scale and bn.center) or len(bn._outbound_nodes) != 1:
             continue
-        nxt = _single_consumer(relu)
+        nxt = single_consumer(relu)
         # Layers that commute with a positive per-channel scale may sit in between (padding, pooling, dropout).
         while isinstance(nxt, PASS_THROUGH(L)) and len(nxt._outbound_nodes) == 1:
-            nxt = _single_consumer(nxt)
+            nxt = single_consumer(nxt)
         linear_per_channel = (isinstance(nxt, (L.DepthwiseConv2D, L.Dense))
                               or (isinstance(nxt, L.Conv2D) and nxt.groups == 1))
         if linear_per_channel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from melkit.convert.graph import single_consumer
 from melkit.convert.probe import layer_batches
 from melkit.data.augment import AugmentParams, build_augmenter
 from melkit.data.pipeline import class_weights, make_dataset
@@ -33,8 +34,7 @@ def equalize_depthwise(model) -> int:
     for layer in model.layers:
         if not isinstance(layer, keras.layers.DepthwiseConv2D) or layer.use_bias:
             continue
-        nodes = layer._outbound_nodes  # noqa: SLF001 - the one consumer in a MobileNetV2 graph
-        bn = nodes[0].outbound_layer if len(nodes) == 1 else None
+        bn = single_consumer(layer)
         if not isinstance(bn, keras.layers.BatchNormalization) or not bn.scale or not bn.center:
             continue
         (kernel,) = layer.get_weights()

@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from melkit.convert.graph import producer, single_consumer
 from melkit.convert.probe import layer_batches
 
 INT8_MAX = 127
 
 
-def _fold_factor(conv):
-    """Per output channel factor the converter multiplies the kernel by when it folds the next BatchNorm."""
+def fold_factor(conv):
+    """Per output channel factor the converter multiplies the kernel by when it folds the next BatchNorm
+    (None when no BatchNorm follows)."""
     from melkit._tf import keras
 
-    nodes = conv._outbound_nodes  # noqa: SLF001 - a flat functional graph
-    nxt = nodes[0].outbound_layer if len(nodes) == 1 else None
+    nxt = single_consumer(conv)
     if isinstance(nxt, keras.layers.BatchNormalization) and nxt.scale:
         gamma, _, _, var = nxt.get_weights()
         f = gamma / np.sqrt(var + nxt.epsilon)
@@ -41,29 +42,24 @@ def _fold_factor(conv):
 
 
 def pointwise_convs(model) -> list:
-    """(conv, fold factor) for every 1x1, stride-1, ungrouped Conv2D followed by a BatchNorm."""
+    """(conv, fold factor) for every 1x1, stride-1, ungrouped Conv2D with one input, followed by a BatchNorm."""
     from melkit._tf import keras
 
     out = []
     for layer in model.layers:
         if (type(layer) is keras.layers.Conv2D and layer.kernel_size == (1, 1) and layer.groups == 1
-                and layer.strides == (1, 1)):
-            f = _fold_factor(layer)
+                and layer.strides == (1, 1) and producer(layer) is not None):
+            f = fold_factor(layer)
             if f is not None:
                 out.append((layer, f))
     return out
-
-
-def _producer(conv):
-    inbound = conv._inbound_nodes[0].inbound_layers  # noqa: SLF001
-    return inbound[0] if isinstance(inbound, (list, tuple)) else inbound
 
 
 def input_second_moments(model, convs, images_q, max_rows: int = 4000, seed: int = 0) -> list:
     """H = X^T X of each conv's input over the calibration images (pixels subsampled per batch)."""
     rng = np.random.default_rng(seed)
     hs = [np.zeros((c.input_shape[-1],) * 2, np.float64) for c in convs]
-    for outs in layer_batches(model, [_producer(c) for c in convs], images_q, desc="weight rounding"):
+    for outs in layer_batches(model, [producer(c) for c in convs], images_q, desc="weight rounding"):
         for i, y in enumerate(outs):
             x = y.reshape(-1, y.shape[-1])
             if len(x) > max_rows:
