@@ -160,13 +160,17 @@ def train_cmd(data_dir, out, recipe, weights, alpha, image_size, batch_size, epo
 @click.option("--weight-rounding", type=click.Choice(["compensated", "nearest"]), default="compensated",
               show_default=True, help="int8 weights of the 1x1 convolutions: error-compensating (GPTQ-style) "
                                       "or the converter's nearest rounding.")
+@click.option("--no-align-threshold", is_flag=True,
+              help="Keep the converter's scale for the int8 scores instead of placing the threshold halfway "
+                   "between two of their values.")
 @click.option("--name", help="Model name (default melkit_mnv2_<alpha>_<size>).")
 @click.option("--model-version", "version", default="1.0.0", show_default=True)
 @click.option("--data", "data_dir", type=click.Path(), help="The run's data directory, if it moved.")
 @click.option("--seed", default=0, show_default=True, type=int)
 def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, out, calibration_images, input_type,
                 output_type, min_agreement, report_only, debug, float_layers, qat_epochs, qat_learning_rate,
-                qat_target, equalize_margin, no_equalize, weight_rounding, name, version, data_dir, seed):
+                qat_target, equalize_margin, no_equalize, weight_rounding, no_align_threshold, name, version, data_dir,
+                seed):
     """Convert a train run to TFLite models with metadata, gated on agreement with Keras."""
     from melkit.convert.converter import ConvertOptions, convert_run
     from melkit.errors import QualityGateError
@@ -178,8 +182,8 @@ def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, o
                           report_only=report_only, debug=debug, float_layers=list(float_layers),
                           qat_epochs=qat_epochs, qat_learning_rate=qat_learning_rate, qat_target=qat_target,
                           equalize_margin=None if no_equalize else equalize_margin,
-                          weight_rounding=weight_rounding, name=name, version=version,
-                          data_dir=data_dir)
+                          weight_rounding=weight_rounding, align_threshold=not no_align_threshold, name=name,
+                          version=version, data_dir=data_dir)
     result = convert_run(run_dir, opts, echo=_echo)
     _echo("")
     _echo(result.table)

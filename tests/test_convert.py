@@ -227,13 +227,14 @@ def test_equalisation_and_rounding_are_recorded_and_can_be_switched_off(tiny_run
     assert json.loads((converted[1] / "melkit_mnv2_0.35_32_float32.json").read_text())[
         "conversion"]["range_equalization"] is None
     r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--int8", "--no-equalize", "--weight-rounding",
-                                  "nearest", "--out", str(tmp_path), "--calibration-images", "40",
-                                  "--min-agreement", str(LOOSE)])
+                                  "nearest", "--no-align-threshold", "--out", str(tmp_path),
+                                  "--calibration-images", "40", "--min-agreement", str(LOOSE)])
     assert r.exit_code == 0, r.output
     assert "weight rounding:" not in r.output
     plain = json.loads((tmp_path / "melkit_mnv2_0.35_32_int8.json").read_text())
     assert plain["conversion"]["range_equalization"] is None
     assert plain["conversion"]["weight_rounding"] == {"method": "nearest"}
+    assert plain["conversion"]["decision_grid"] is None
     assert plain["sha256"] != card["sha256"]
 
 
@@ -285,3 +286,51 @@ def test_converter_keeps_the_compensated_int8_weights(tiny_run, converted):
         assert np.array_equal(got, ints.astype(np.int8)), conv.name
         checked += 1
     assert checked == 17
+
+
+@pytest.mark.parametrize("scale,z", [(0.065, -0.952), (0.065, 0.952), (0.1, 3.0), (0.0257, 0.03), (0.2, 5.0)])
+def test_aligned_scale_is_the_narrowest_grid_with_the_threshold_halfway(scale, z):
+    from melkit.convert.decision_grid import aligned_scale
+
+    s = aligned_scale(scale, z)
+    steps = abs(z) / s
+    assert steps == pytest.approx(round(steps)) and round(steps) % 2 == 1  # an odd multiple: a switching point
+    assert s >= scale and abs(z) / (round(steps) + 2) < scale  # the next narrower candidate is too narrow
+    assert aligned_scale(0.1, 0.05) is None  # threshold at P~0.5: no grid that wide has a switch there
+
+
+def test_int8_scores_switch_exactly_at_the_threshold(converted, tiny_run):
+    """Every int8 answer is a grid value on one side of the threshold; the written P(mel) agrees with it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from melkit.convert.decision_grid import threshold_logit
+    from melkit.data.pipeline import load_images
+    from melkit.convert.calibration import split_records
+    from melkit.train.rundir import load_run
+
+    _, out = converted
+    card = json.loads((out / "melkit_mnv2_0.35_32_int8.json").read_text())
+    grid, thr = card["conversion"]["decision_grid"], card["threshold"]
+    # narrowed to what the uint8 output can tell apart (|z| ~ 6.2), never below that or the calibrated range
+    assert grid and grid["logit_range"] >= min(2 * 127 * grid["scale_before"], 6.2)
+    assert json.loads((out / "melkit_mnv2_0.35_32_float32.json").read_text())["conversion"]["decision_grid"] is None
+    interp = Interpreter(str(out / "melkit_mnv2_0.35_32_int8.tflite"), experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    scores = next(d for d in interp.get_tensor_details() if d["name"] == grid["tensor"])
+    s = scores["quantization"][0]
+    assert s == pytest.approx(grid["scale_after"], rel=1e-6)
+    z_thr = threshold_logit(thr)
+    assert abs(z_thr) / s == pytest.approx(grid["threshold_in_steps"]) and round(abs(z_thr) / s) % 2 == 1
+    images = load_images(split_records(tiny_run.out_dir, load_run(tiny_run.out_dir), "val"), 32).images
+    noise = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
+    gaps = []
+    for q in np.concatenate([images, noise]):
+        interp.set_tensor(d_in["index"], q[None])
+        interp.invoke()
+        q_nv, q_mel = interp.get_tensor(scores["index"])[0].astype(int)
+        z = s * (q_mel - q_nv)  # the logit the int8 model answers: an even multiple of s
+        p_mel = (interp.get_tensor(d_out["index"])[0, 1] - d_out["quantization"][1]) * d_out["quantization"][0]
+        assert (p_mel >= thr) == (z >= z_thr)
+        gaps.append(abs(z - z_thr))
+    assert min(gaps) >= s * (1 - 1e-4)  # never closer than one step: rounding cannot move a decision

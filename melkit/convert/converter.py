@@ -43,6 +43,7 @@ class ConvertOptions:
     qat_target: str = "teacher"  # fit the float model's scores (distillation) or the labels
     equalize_margin: float | None = 1.5  # ReLU6 range equalisation before int8 conversion; None: off
     weight_rounding: str = "compensated"  # 1x1 conv weights for int8 / int8-mixed: compensated or nearest
+    align_threshold: bool = True  # int8 scores' grid placed around the threshold (decision_grid.py)
     name: str | None = None
     version: str = "1.0.0"
     data_dir: str | None = None  # where the run's images are now, if moved
@@ -137,6 +138,14 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
                  f"(float Keras {roc_auc(val.labels, p_keras):.4f})")
         io_types = (opts.input_type, opts.output_type) if variant in FULL_INTEGER else ("float32", "float32")
         data = convert(model_for, variant, rep, *io_types, float_layers=opts.float_layers)
+        grid = None
+        if variant in INT8_LIKE and opts.align_threshold:
+            from melkit.convert.decision_grid import align_to_threshold
+
+            data, grid = align_to_threshold(data, threshold)
+            if grid:
+                echo(f"decision grid: scores' scale {grid['scale_before']:.5f} -> {grid['scale_after']:.5f}, "
+                     f"threshold logit {grid['threshold_logit']:.3f} now halfway between two outputs")
         data = add_metadata(data, info)  # input stats follow the converted input type
         interp = load_interpreter(data)
         io = io_details(interp)
@@ -145,10 +154,10 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         p = predict_p_mel(interp, val.images)
         check = compare(variant, p_keras, p, val.labels, threshold, len(data), opts.min_agreement)
         checks.append(check)
-        built[variant] = (data, io, check)
+        built[variant] = (data, io, check, grid)
     skipped_qat = ""
     if "qat" in built and not opts.report_only:
-        ptq = built.get("int8", (None, None, None))[2]
+        ptq = built.get("int8", (None, None, None, None))[2]
         if ptq is not None and built["qat"][2].agreement <= ptq.agreement:
             skipped_qat = (f"qat not written: agreement {built['qat'][2].agreement:.4f} does not beat "
                            f"int8 PTQ's {ptq.agreement:.4f}")
@@ -157,11 +166,11 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     written, models = [], {}
     if not opts.report_only:
         (out / "labels.txt").write_text("\n".join(LABELS) + "\n")
-        for variant, (data, io, check) in built.items():
+        for variant, (data, io, check, grid) in built.items():
             if not check.passed:
                 continue
             paths = _write(out, f"{name}_{variant}", data, variant, io, config, metrics, run_dir, name,
-                           opts, check, n_equalized, n_rounded)
+                           opts, check, n_equalized, n_rounded, grid)
             models[variant] = paths[0]
             written += paths
     if opts.debug and rep is not None and out is not None:
@@ -171,7 +180,7 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
 
 
 def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, check, n_equalized=0,
-           n_rounded=0) -> list:
+           n_rounded=0, grid=None) -> list:
     model_path, card_path = out / f"{stem}.tflite", out / f"{stem}.json"
     card = cards.make_card(model_path.name, data, variant, io, config, metrics, run_dir, name, opts.version,
                            check.to_dict(), extra={"conversion": {
@@ -183,6 +192,7 @@ def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, c
                                "weight_rounding": ({"method": "compensated", "layers": n_rounded}
                                                    if variant in ROUNDED and n_rounded else
                                                    {"method": "nearest"} if variant in INT8_LIKE else None),
+                               "decision_grid": grid,
                                **({"qat": {"epochs": opts.qat_epochs, "learning_rate": opts.qat_learning_rate,
                                            "target": opts.qat_target}} if variant == "qat" else {})}})
     with atomic_writer(model_path, "wb") as f:
