@@ -157,7 +157,7 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         built[variant] = (data, io, check, grid)
     skipped_qat = ""
     if "qat" in built and not opts.report_only:
-        ptq = built.get("int8", (None, None, None, None))[2]
+        ptq = built["int8"][2] if "int8" in built else None
         if ptq is not None and built["qat"][2].agreement <= ptq.agreement:
             skipped_qat = (f"qat not written: agreement {built['qat'][2].agreement:.4f} does not beat "
                            f"int8 PTQ's {ptq.agreement:.4f}")

@@ -18,9 +18,9 @@ calibrated range, if that is narrower), so the answers near the threshold are al
 This relies on the two scores being exact negatives of each other in the integers, which the folded
 two-score layer (``export.with_two_scores``: per-channel weights ``-W/2`` and ``W/2``) guarantees after
 post-training quantization; QAT may let them drift apart a little, and the grid is then centred only
-approximately. Only that tensor's scale and zero point change, in place in the flatbuffer: the fully-connected layer that
-writes it and the softmax that reads it derive their integer multipliers from them when the interpreter
-prepares the model, so both follow.
+approximately. Only that tensor's scale and zero point change, in place in the flatbuffer: the
+fully-connected layer that writes it and the softmax that reads it derive their integer multipliers from
+them when the interpreter prepares the model, so both follow.
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ import math
 import numpy as np
 
 from melkit.errors import BadInputError
-
-_INT8, _UINT8 = 9, 3  # TensorType values in the TFLite schema
-
 
 def _softmax_io(model):
     """(input, output) tensors (flatbuffer views) of the model's last SOFTMAX, or (None, None)."""
@@ -55,7 +52,7 @@ def threshold_logit(threshold: float) -> float:
 
 def saturating_logit(output_scale: float) -> float:
     """The largest |logit| a softmax output quantized with this step still tells apart from its limit."""
-    return math.log((1 - output_scale / 2) / (output_scale / 2))
+    return threshold_logit(1 - output_scale / 2)
 
 
 def aligned_scale(scale: float, z_threshold: float) -> float | None:
@@ -78,7 +75,8 @@ def align_to_threshold(data: bytes, threshold: float) -> tuple[bytes, dict | Non
 
     buf = bytearray(data)
     scores, probs = _softmax_io(schema.Model.GetRootAs(buf, 0))
-    if scores is None or scores.Type() not in (_INT8, _UINT8) or scores.ShapeAsNumpy()[-1] != 2:
+    int8, uint8 = schema.TensorType.INT8, schema.TensorType.UINT8
+    if scores is None or scores.Type() not in (int8, uint8) or scores.ShapeAsNumpy()[-1] != 2:
         return data, None
     q_in, q_out = scores.Quantization(), probs.Quantization()
     if q_in is None or q_out is None or q_in.ScaleLength() != 1 or q_out.ScaleLength() != 1:
@@ -98,7 +96,7 @@ def align_to_threshold(data: bytes, threshold: float) -> tuple[bytes, dict | Non
     if after is None:
         return data, None
     scales[0] = np.float32(after)
-    zeros[0] = 0 if scores.Type() == _INT8 else 128  # symmetric: -z/2 and z/2 reach equally far
+    zeros[0] = 0 if scores.Type() == int8 else 128  # symmetric: -z/2 and z/2 reach equally far
     after = float(scales[0])
     return bytes(buf), {
         "tensor": scores.Name().decode(),
