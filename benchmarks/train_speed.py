@@ -27,10 +27,10 @@ os.environ.setdefault("CI", "true")
 
 import numpy as np  # noqa: E402
 
-from melkit._tf import keras, tf  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 first)
+from melkit.core.tf import keras, tf  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 first)
 from melkit.data.readers import read_dataset  # noqa: E402
-from melkit.train.model import build_model, set_trainable  # noqa: E402
-from melkit.train.recipe import paper_recipe  # noqa: E402
+from melkit.core.model import build_model, set_trainable  # noqa: E402
+from melkit.core.recipe import paper_recipe  # noqa: E402
 from melkit.train.trainer import TrainOptions, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

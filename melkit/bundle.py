@@ -7,13 +7,14 @@ with no error at all. Such a model is refused here (BadInputError, exit 2) befor
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 from pathlib import Path
 
-from melkit.convert.card import load_card
-from melkit.errors import BadInputError
+from melkit.core.card import load_card
+from melkit.core.errors import BadInputError
+from melkit.core.files import staging
+from melkit.core.litert import io_details, load_interpreter
+from melkit.golden import write_goldens
 
 ASSETS = Path("app", "src", "main", "assets")
 GOLDEN = Path("app", "src", "test", "resources", "golden")
@@ -28,7 +29,6 @@ def _same_quant(a, b) -> bool:
 
 def check_model(model_path):
     """The card of ``model_path`` and a loaded interpreter, after checking they agree; BadInputError if not."""
-    from melkit.litert import io_details, load_interpreter
 
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -73,41 +73,12 @@ def _is_ours(path: Path) -> bool:
     return path.suffix in (".tflite", ".json") or path.name == "labels.txt"
 
 
-def swap_dir(staged: Path, final: Path) -> None:
-    """Replace ``final`` by the complete ``staged`` directory (two renames: never a half-filled final)."""
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staged, final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-@contextlib.contextmanager
-def staging(final: Path):
-    """A fresh ``<final>.partial`` directory, swapped in on success and removed on failure."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staged = final.with_name(final.name + ".partial")
-    if staged.exists():
-        shutil.rmtree(staged)
-    staged.mkdir()
-    try:
-        yield staged
-        swap_dir(staged, final)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-
-
 def bundle(model_path, app_dir, golden_dir=None, images=None) -> dict:
     """Copy model, card and labels.txt into ``app_dir``'s assets and write golden vectors.
 
     Goldens go to ``golden_dir`` (default: the app's JVM test resources). Real images (``images``) need an
     explicit ``golden_dir``, so shared data never lands in the app's source tree by default.
     """
-    from melkit.golden import write_goldens
 
     model_path, app_dir = Path(model_path), Path(app_dir)
     if not (app_dir / "app" / "src" / "main" / "AndroidManifest.xml").is_file():

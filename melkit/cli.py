@@ -10,7 +10,21 @@ import warnings
 
 import click
 
-from melkit.errors import MelkitError
+from melkit.core.errors import MelkitError
+from melkit.data.synth import write_synth_dataset
+from melkit.core.progress import progress_bar
+from melkit.data.fetch import fetch_set
+from dataclasses import replace
+from melkit.report import print_train_summary
+from melkit.core.recipe import load_recipe
+from melkit.train.trainer import TrainOptions, train
+from melkit.convert.converter import ConvertOptions, convert_run
+from melkit.core.errors import QualityGateError
+from melkit.bundle import bundle
+from melkit.demo import run_demo
+from melkit.benchmark.bench import BenchOptions, run_bench
+import json
+from melkit.benchmark.predict import predict_files, text
 
 
 class MelkitGroup(click.Group):
@@ -51,8 +65,6 @@ def data():
 @click.option("--seed", default=0, show_default=True, type=int)
 def data_synth(out_dir, lesions, mel_fraction, seed):
     """Write the procedural ABCD data set (HAM10000 layout) to OUT_DIR."""
-    from melkit.data.synth import write_synth_dataset
-    from melkit.progress import progress_bar
 
     with progress_bar(desc="synth", unit="img") as bar:
         def progress(done, total):
@@ -74,7 +86,6 @@ def data_synth(out_dir, lesions, mel_fraction, seed):
 @click.option("--keep-archives", is_flag=True, help="Keep the downloaded zip files after extracting them.")
 def data_fetch(name, to, base_url, retries, keep_archives):
     """Download NAME (ham10000 or isic2018-test) from its Dataverse record: verified, resumable, extracted."""
-    from melkit.data.fetch import fetch_set
 
     fetch_set(name, to, base_url=base_url, retries=retries, keep_archives=keep_archives, echo=_echo)
 
@@ -112,11 +123,7 @@ def _parse_epochs(value):
 def train_cmd(data_dir, out, recipe, weights, alpha, image_size, batch_size, epochs, threshold_policy, oversample,
               split_mode, augment_before_split, split_csv, seed, strategy, mixed_precision, resume):
     """Fine-tune MobileNetV2 on nevus-vs-melanoma data; write a run directory with honest metrics."""
-    from dataclasses import replace
 
-    from melkit.report import print_train_summary
-    from melkit.train.recipe import load_recipe
-    from melkit.train.trainer import TrainOptions, train
 
     r = load_recipe(recipe)
     overrides = {k: v for k, v in dict(alpha=alpha, image_size=image_size, batch_size=batch_size,
@@ -172,8 +179,6 @@ def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, o
                 qat_target, equalize_margin, no_equalize, weight_rounding, no_align_threshold, name, version, data_dir,
                 seed):
     """Convert a train run to TFLite models with metadata, gated on agreement with Keras."""
-    from melkit.convert.converter import ConvertOptions, convert_run
-    from melkit.errors import QualityGateError
 
     flags = {"float32": v_float32, "fp16": v_fp16, "dynamic": v_dynamic, "int8": v_int8, "qat": v_qat,
              "int8-mixed": v_mixed}
@@ -206,7 +211,6 @@ def convert_cmd(run_dir, v_float32, v_fp16, v_dynamic, v_int8, v_qat, v_mixed, o
               help="Make goldens from these images instead of the synthetic set (needs --golden-dir).")
 def bundle_cmd(model, app_dir, golden_dir, images):
     """Copy MODEL (.tflite), its card and labels.txt into the Android app, and write golden vectors."""
-    from melkit.bundle import bundle
 
     r = bundle(model, app_dir, golden_dir=golden_dir, images=list(images) or None)
     card = r["card"]
@@ -228,7 +232,6 @@ def bundle_cmd(model, app_dir, golden_dir, images):
               help="int8 gate (the synthetic validation split is small: one flip is ~1.4 %).")
 def demo_cmd(out, data_dir, weights, seed, lesions, epochs, recipe, min_agreement):
     """The whole job offline: synthetic data, train, convert to int8, bench, predict, bundle (into OUT)."""
-    from melkit.demo import run_demo
 
     run_demo(out, data_dir=data_dir, weights=weights, seed=seed, lesions=lesions, epochs=_parse_epochs(epochs),
              recipe=recipe, min_agreement=min_agreement, echo=_echo)
@@ -262,8 +265,6 @@ def demo_cmd(out, data_dir, weights, seed, lesions, epochs, recipe, min_agreemen
 def bench_cmd(models, reference, split, data_dir, split_csv, out, runs, warmup, threads, sweep_threads,
               no_xnnpack_off, no_latency, keras_batch, litert_benchmark, max_auc_drop, min_agreement, n_boot, seed):
     """Parity, clinical metrics and latency of a run's Keras model and .tflite MODELS on the same images."""
-    from melkit.benchmark.bench import BenchOptions, run_bench
-    from melkit.errors import QualityGateError
 
     opts = BenchOptions(models=list(models), reference=reference, split=split, data=data_dir, split_csv=split_csv,
                         out=out, n_boot=n_boot, seed=seed, latency=not no_latency, runs=runs, warmup=warmup,
@@ -285,9 +286,7 @@ def bench_cmd(models, reference, split, data_dir, split_csv, out, runs, warmup, 
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def predict_cmd(model, images, as_json):
     """P(melanoma) and the decision for IMAGES with MODEL (a .tflite with its card, or a run dir)."""
-    import json
 
-    from melkit.benchmark.predict import predict_files, text
 
     result = predict_files(model, list(images))
     _echo(json.dumps(result, indent=2) if as_json else text(result))

@@ -10,7 +10,18 @@ import shutil
 import time
 from pathlib import Path
 
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
+from melkit.benchmark.bench import BenchOptions, run_bench
+from melkit.benchmark.predict import predict_files, text
+from melkit.bundle import bundle
+from melkit.convert.converter import ConvertOptions, convert_run
+from melkit.data.readers import read_dataset
+from melkit.data.split import read_split_csv
+from melkit.core.errors import QualityGateError
+from melkit.report import print_train_summary
+from melkit.core.recipe import default_recipe, load_recipe, scratch_recipe
+from melkit.train.trainer import TrainOptions, train
+from melkit.data.synth import write_synth_dataset
 
 # The repository's Android project, next to the package in a checkout (editable install).
 APP_TEMPLATE = Path(__file__).resolve().parents[1] / "android_demo"
@@ -33,16 +44,6 @@ DEMO_MIN_AGREEMENT = 0.90
 
 def run_demo(out, data_dir=None, weights="none", seed=0, lesions=240, epochs=None, bench_runs=50,
              min_agreement=DEMO_MIN_AGREEMENT, recipe=None, echo=print) -> dict:
-    from melkit.benchmark.bench import BenchOptions, run_bench
-    from melkit.benchmark.predict import predict_files, text
-    from melkit.bundle import bundle
-    from melkit.convert.converter import ConvertOptions, convert_run
-    from melkit.data.readers import read_dataset
-    from melkit.data.split import read_split_csv
-    from melkit.errors import QualityGateError
-    from melkit.report import print_train_summary
-    from melkit.train.recipe import default_recipe, load_recipe, scratch_recipe
-    from melkit.train.trainer import TrainOptions, train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -50,7 +51,6 @@ def run_demo(out, data_dir=None, weights="none", seed=0, lesions=240, epochs=Non
     t0 = time.time()
     artifacts = {}
     if data_dir is None:
-        from melkit.data.synth import write_synth_dataset
 
         data_dir = out / "data"
         echo(f"[1/{STEPS}] synthetic ABCD data set -> {data_dir}")

@@ -6,7 +6,7 @@ For each image ``index.json`` lists, and ``<name>.*`` files hold:
 - ``pixels``: the pixels as a decoder that ignores EXIF gives them (Android's BitmapFactory does), RGBA,
   4 bytes per pixel, row-major, before orientation and alpha handling;
 - ``input``: the exact model input tensor (little-endian, as LiteRT's buffers on a phone), made by
-  :func:`melkit.data.imageio.read_rgb` + the contract + :func:`melkit.litert.to_input`;
+  :func:`melkit.data.imageio.read_rgb` + the contract + :func:`melkit.core.litert.to_input`;
 - the model's raw output from the LiteRT interpreter, its dequantized scores, P(mel) and the decision.
 
 ``orientation_cases`` is a tiny image after Pillow's ``exif_transpose`` for each EXIF orientation 1-8.
@@ -22,7 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
+from melkit.core.files import staging, write_json
+from melkit.data.synth import write_synth_dataset
+from melkit.data.imageio import UnreadableImage, read_rgb
+from melkit.data.preprocess import resize_uint8
+from melkit.core.litert import to_input
 
 FORMAT = "melkit-golden-1"
 DECISIONS = ("nevus-like", "melanoma-suspicious")
@@ -32,7 +37,6 @@ _ORIENTATION = 0x0112
 def synthetic_images() -> list[tuple[str, bytes]]:
     """A few small synthetic lesion images (name, file bytes) covering what the decoder path must handle:
     a JPEG that is not square, a lossless PNG, a JPEG with an EXIF orientation tag and a transparent PNG."""
-    from melkit.data.synth import write_synth_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         write_synth_dataset(Path(tmp) / "d", n_lesions=2, images_per_lesion=(1, 1), image_size=(56, 40), seed=7)
@@ -91,9 +95,6 @@ def _run(interp, tensor):
 
 
 def golden_entry(name: str, data: bytes, suffix: str, card: dict, interp, out_dir: Path) -> dict:
-    from melkit.data.imageio import UnreadableImage, read_rgb
-    from melkit.data.preprocess import resize_uint8
-    from melkit.litert import to_input
 
     src = out_dir / f"{name}{suffix}"
     src.write_bytes(data)
@@ -116,9 +117,6 @@ def golden_entry(name: str, data: bytes, suffix: str, card: dict, interp, out_di
 
 def write_goldens(model_path, card: dict, interp, golden_dir, images=None) -> dict:
     """Write the golden set for ``card``'s model into ``golden_dir`` (replaced whole); returns the index."""
-    from melkit.bundle import staging
-    from melkit.io import write_json
-
     if images:
         named = [(Path(p).stem, Path(p).read_bytes(), Path(p).suffix.lower()) for p in images]
         if len({n for n, _, _ in named}) != len(named):

@@ -42,7 +42,7 @@ def tiny_recipe(**kw):
     """A 32-px alpha-0.35 model, a couple of epochs: fast enough for CI, real enough to exercise everything."""
     from dataclasses import replace
 
-    from melkit.train.recipe import Recipe, Stage
+    from melkit.core.recipe import Recipe, Stage
 
     r = Recipe(
         name="tiny",

@@ -18,7 +18,7 @@ from melkit.benchmark import inputs, latency, parity
 from melkit.benchmark.report import latency_ratios
 from melkit.cli import main
 from melkit.data.records import Record
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 from conftest import HAM, need, subset_of
 

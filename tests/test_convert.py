@@ -13,8 +13,8 @@ from melkit.cli import main
 from melkit.convert.converter import ConvertOptions, convert_run
 from melkit.convert.metadata import read_metadata
 from melkit.convert.selfcheck import compare
-from melkit.errors import BadInputError
-from melkit.litert import io_details, load_interpreter
+from melkit.core.errors import BadInputError
+from melkit.core.litert import io_details, load_interpreter
 
 from conftest import LOOSE
 
@@ -72,7 +72,7 @@ def test_scores_sum_to_one_and_follow_the_logit(converted, tiny_run):
     interp.invoke()
     y = interp.get_tensor(d_out["index"])[0]
     assert y.sum() == pytest.approx(1.0, abs=1e-5)
-    from melkit._tf import keras
+    from melkit.core.tf import keras
 
     logit = keras.models.load_model(tiny_run.out_dir / "model.keras")(x).numpy()[0, 0]
     assert y[1] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-5)
@@ -132,9 +132,9 @@ def test_report_only_writes_nothing(tiny_run, tmp_path):
 
 
 def test_gate_failure_exits_1_and_writes_nothing_for_that_variant(tiny_run, tmp_path, monkeypatch):
-    import melkit.litert
+    import melkit.core.litert
 
-    monkeypatch.setattr(melkit.litert, "predict_p_mel", lambda interp, q, progress=None: np.full(len(q), 0.3))
+    monkeypatch.setattr(melkit.core.litert, "predict_p_mel", lambda interp, q, progress=None: np.full(len(q), 0.3))
     r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--float32", "--out", str(tmp_path)])
     assert r.exit_code == 1 and "constant" in r.output
     assert not list(tmp_path.glob("*.tflite"))
@@ -178,8 +178,8 @@ def test_bad_run_dirs_exit_2(tmp_path, tiny_run):
 
 
 def test_depthwise_equalisation_keeps_the_float_model(tiny_run):
-    from melkit._tf import keras
-    from melkit.convert.export import load_trained_model
+    from melkit.core.tf import keras
+    from melkit.core.run import load_trained_model
     from melkit.convert.qat import equalize_depthwise
 
     model, _ = load_trained_model(tiny_run.out_dir)
@@ -196,7 +196,7 @@ def test_depthwise_equalisation_keeps_the_float_model(tiny_run):
 def test_range_equalisation_keeps_the_float_model_and_fills_the_relu6_range(tiny_run):
     from melkit.convert.calibration import representative_images
     from melkit.convert.equalize import _channel_max, equalize_activation_ranges, equalizable_pairs
-    from melkit.convert.export import load_trained_model
+    from melkit.core.run import load_trained_model
     from melkit.data.preprocess import normalize
 
     model, config = load_trained_model(tiny_run.out_dir)
@@ -260,7 +260,8 @@ def test_converter_keeps_the_compensated_int8_weights(tiny_run, converted):
     """The int8 model holds exactly the rounded weights: the converter's own rounding must not undo them."""
     from melkit.convert.calibration import representative_images
     from melkit.convert.equalize import equalize_activation_ranges
-    from melkit.convert.export import load_trained_model, with_two_scores
+    from melkit.convert.export import with_two_scores
+    from melkit.core.run import load_trained_model
     from melkit.convert.rounding import pointwise_convs, round_pointwise_weights
 
     model, config = load_trained_model(tiny_run.out_dir)
@@ -305,8 +306,8 @@ def test_int8_scores_switch_exactly_at_the_threshold(converted, tiny_run):
 
     from melkit.convert.decision_grid import threshold_logit
     from melkit.data.pipeline import load_images
-    from melkit.convert.calibration import split_records
-    from melkit.train.rundir import load_run
+    from melkit.core.run import split_records
+    from melkit.core.run import load_run
 
     _, out = converted
     card = json.loads((out / "melkit_mnv2_0.35_32_int8.json").read_text())

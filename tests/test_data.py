@@ -8,7 +8,7 @@ from PIL import Image
 
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.readers import read_dataset
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 HEADER = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
 

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import sys, json
-from melkit._tf import tf
+from melkit.core.tf import tf
 if sys.argv[3] == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -78,7 +78,7 @@ def test_multiworker_two_processes_on_localhost(synth_dir, tmp_path):
 
 
 def test_multiworker_without_tf_config_is_bad_usage(synth_dir, tmp_path):
-    from melkit.errors import BadInputError
+    from melkit.core.errors import BadInputError
     from melkit.train.distribute import make_strategy
 
     env = dict(os.environ)

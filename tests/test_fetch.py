@@ -28,7 +28,7 @@ from melkit.cli import main
 from melkit.data import fetch
 from melkit.data.extract import Limits, safe_extract
 from melkit.data.readers import read_dataset
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 DOI = "doi:10.7910/DVN/DBW86T"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from melkit.litert import load_interpreter
+from melkit.core.litert import load_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
 MP_PYTHON = Path(os.environ.get("MELKIT_MEDIAPIPE_PYTHON", REPO / ".venv-mediapipe" / "bin" / "python"))
@@ -37,7 +37,7 @@ def test_mediapipe_image_classifier_agrees(converted, variant, tmp_path, synth_d
     interp = load_interpreter(model)
     d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
     for img, s in zip(images, scores):
-        from melkit.litert import to_input
+        from melkit.core.litert import to_input
 
         interp.set_tensor(d_in["index"], to_input(img[None], d_in))
         interp.invoke()

@@ -1,4 +1,4 @@
-"""Tests of melkit.benchmark.metrics against hand-computed values (sklearn only as a cross-check)."""
+"""Tests of melkit.core.metrics against hand-computed values (sklearn only as a cross-check)."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from melkit.benchmark.metrics import (
+from melkit.core.metrics import (
     _weighted_auc,
     binary_report,
     bootstrap_auc_ci,
@@ -20,7 +20,7 @@ from melkit.benchmark.metrics import (
     sensitivity_at_specificity,
     specificity_at_sensitivity,
 )
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 # A small data set used by several tests: 4 nevi, 3 melanomas.
 #   index:  0    1    2    3    4    5    6

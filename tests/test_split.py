@@ -8,7 +8,7 @@ import pytest
 from melkit.data import split as S
 from melkit.data.readers import read_dataset
 from melkit.data.records import Record
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 from conftest import HAM, need
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 from melkit.train import callbacks as cb
 from melkit.train.trainer import TrainOptions, train
 
@@ -57,10 +57,10 @@ def test_metrics_json(tiny_run):
 
 
 def test_saved_model_reproduces_predictions(tiny_run):
-    from melkit._tf import keras
+    from melkit.core.tf import keras
     from melkit.data.pipeline import load_images
     from melkit.data.readers import read_dataset
-    from melkit.train.stages import predict_proba
+    from melkit.core.run import predict_proba
 
     preds = list(csv.DictReader(open(tiny_run.out_dir / "predictions.csv")))
     model = keras.models.load_model(tiny_run.out_dir / "model.keras")

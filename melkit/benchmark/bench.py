@@ -15,7 +15,11 @@ import numpy as np
 
 from melkit.benchmark import evaluate, host, inputs, latency, litert_tool, parity
 from melkit.benchmark import report as reporting
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
+from melkit.data.pipeline import load_images
+from melkit.core.metrics import reliability_curve
+from melkit.core.files import writable_dir
+from melkit.benchmark import plots
 
 
 @dataclass
@@ -106,7 +110,6 @@ def _open_models(opts: BenchOptions):
 
 def _load_images(source, sizes, echo):
     """uint8 images per input size, the same records for every size (decode failures do not depend on size)."""
-    from melkit.data.pipeline import load_images
 
     arrays = {}
     for size in sorted(sizes):
@@ -120,8 +123,6 @@ def _load_images(source, sizes, echo):
 
 
 def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
-    from melkit.benchmark.metrics import reliability_curve
-    from melkit.io import writable_dir
 
     opts.validate()
     timings = {}
@@ -205,7 +206,6 @@ def _latency(opts, models, arrays, keras_model, echo) -> dict:
 
 
 def _plots(out, report, labels, probs, curves) -> list:
-    from melkit.benchmark import plots
 
     written = []
     aucs = {m["name"]: m["metrics"]["auc"] for m in report["models"]}

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from melkit.benchmark.inputs import ModelRef
-from melkit.errors import BadInputError
-from melkit.progress import progress_bar
+from melkit.core.errors import BadInputError
+from melkit.core.progress import progress_bar
+from melkit.core.run import load_trained_model
+from melkit.core.run import predict_proba
+from melkit.core.litert import load_interpreter, predict_p_mel
 
 
 def load_keras(model: ModelRef):
     """The run's float32 logit model (what every .tflite was converted from)."""
-    from melkit.convert.export import load_trained_model
 
     keras_model, _ = load_trained_model(model.path)
     return keras_model
@@ -19,7 +21,6 @@ def load_keras(model: ModelRef):
 
 def keras_probs(keras_model, images_q: np.ndarray, batch_size=64, desc="keras") -> np.ndarray:
     """Batched (a thousand images cost a few batched calls, not a thousand single ones), with progress."""
-    from melkit.train.stages import predict_proba
 
     with progress_bar(total=len(images_q), desc=desc, unit="img") as bar:
         return predict_proba(keras_model, images_q, batch_size, progress=bar.update)
@@ -27,7 +28,6 @@ def keras_probs(keras_model, images_q: np.ndarray, batch_size=64, desc="keras") 
 
 def tflite_probs(model: ModelRef, images_q: np.ndarray, threads=None, desc=None) -> np.ndarray:
     """One invoke per image, as on the phone."""
-    from melkit.litert import load_interpreter, predict_p_mel
 
     interp = load_interpreter(model.path, num_threads=threads)
     with progress_bar(total=len(images_q), desc=desc or model.name, unit="img") as bar:

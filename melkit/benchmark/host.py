@@ -39,7 +39,7 @@ def host_info(with_tensorflow: bool = False) -> dict:
     }
     if with_tensorflow:
         # Only when TF is loaded anyway (a Keras reference): importing it costs seconds.
-        from melkit._tf import keras, tf
+        from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
 
         info["versions"].update({"tensorflow": tf.__version__, "tf_keras": keras.__version__})
     return info

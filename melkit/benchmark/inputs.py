@@ -14,8 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melkit.errors import BadInputError
-from melkit.io import read_json
+from melkit.core.errors import BadInputError
+from melkit.core.files import read_json
+from melkit.core.run import load_run
+from melkit.core.card import load_card
+from melkit.core.litert import io_details, load_interpreter
+from melkit.data.readers import read_dataset
+from melkit.data.split import SPLITS, read_split_csv
 
 
 @dataclass
@@ -38,7 +43,6 @@ class ModelRef:
 
 def open_run(path) -> ModelRef:
     """A finished train run as a model: its Keras weights and the threshold it chose on val."""
-    from melkit.train.rundir import load_run
 
     path = Path(path)
     config = load_run(path)
@@ -54,8 +58,6 @@ def open_run(path) -> ModelRef:
 
 def open_tflite(path) -> ModelRef:
     """A .tflite with its card, checked: card present and matching, model loadable, I/O as the card says."""
-    from melkit.convert.card import load_card
-    from melkit.litert import io_details, load_interpreter
 
     path = Path(path)
     if not path.is_file():
@@ -108,8 +110,6 @@ class ImageSource:
 
 def select_records(run: Path | None, config: dict | None, split: str, data=None, split_csv=None) -> ImageSource:
     """The records to benchmark on (see the module docstring for the precedence)."""
-    from melkit.data.readers import read_dataset
-    from melkit.data.split import SPLITS, read_split_csv
 
     if split not in SPLITS:
         raise BadInputError(f"unknown split {split!r}: one of {', '.join(SPLITS)}")

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from melkit.errors import MelkitError
+from melkit.core.errors import MelkitError
+from melkit.core.litert import to_input
+from melkit.data.preprocess import normalize
 
 
 def summarize(ms) -> dict:
@@ -69,7 +71,7 @@ def _peak_rss_mb() -> float:
 
 
 def _interpreter(path, threads, xnnpack=True):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # LiteRT: imported when first needed
 
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interp = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
@@ -87,7 +89,6 @@ def _invoke_ms(interp, n) -> list:
 
 
 def _feed(interp, image_q):
-    from melkit.litert import to_input
 
     detail = interp.get_input_details()[0]
     interp.set_tensor(detail["index"], to_input(image_q[None], detail))
@@ -146,7 +147,6 @@ def measure_keras(model, image_q, runs, warmup, batch_size=32) -> dict:
     ``predict_on_batch`` rather than ``predict``: predict builds a tf.data pipeline on every call, which
     would measure the pipeline, not the model.
     """
-    from melkit.data.preprocess import normalize
 
     one = normalize(np.asarray(image_q, np.uint8)[None])
     batch = np.repeat(one, batch_size, axis=0)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from melkit.benchmark.metrics import binary_report, confusion_at, roc_auc
+from melkit.core.metrics import binary_report, confusion_at, roc_auc
 
 # Bands wide enough to hold a few melanomas each on HAM10000's test split, split where the risk changes.
 AGE_BANDS = ((0, 30, "<30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 75, "60-74"), (75, math.inf, "75+"))

@@ -5,14 +5,15 @@ matplotlib's Agg backend: no display is needed (CI, servers). Each PNG is writte
 
 from __future__ import annotations
 
-from melkit.io import atomic_path
+from melkit.core.files import atomic_path
+from sklearn.metrics import roc_curve
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # matplotlib: imported when first needed
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: imported when first needed
 
     return plt
 
@@ -25,7 +26,6 @@ def _save(fig, path):
 
 def roc_plot(path, labels, probs: dict, aucs: dict) -> bool:
     """One curve per model; False (nothing written) when the images hold one class (no ROC exists)."""
-    from sklearn.metrics import roc_curve
 
     if len(set(int(v) for v in labels)) < 2:
         return False

@@ -12,15 +12,15 @@ import numpy as np
 
 from melkit.benchmark import evaluate
 from melkit.benchmark.inputs import open_model
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
+from melkit.data.imageio import UnreadableImage, read_rgb
+from melkit.data.preprocess import resize_uint8
 
 DECISIONS = {True: ("mel", "melanoma-suspicious"), False: ("nv", "nevus-like")}
 
 
 def contract_images(paths, size: int) -> np.ndarray:
     """Steps 1-3 of the contract for each file: (N, size, size, 3) uint8 q."""
-    from melkit.data.imageio import UnreadableImage, read_rgb
-    from melkit.data.preprocess import resize_uint8
 
     out = []
     for p in paths:

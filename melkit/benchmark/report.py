@@ -8,7 +8,8 @@ import csv
 import datetime as dt
 from dataclasses import asdict
 
-from melkit.io import atomic_writer, write_json
+from melkit.core.files import atomic_writer, write_json
+from melkit.benchmark.host import host_line
 
 REPORT_VERSION = 1
 FLIPS_IN_MARKDOWN = 20
@@ -168,7 +169,6 @@ def terminal_table(report) -> str:
         lines += ["", f"latency: {s['runs']} timed single-image runs at {s['threads']} thread(s); "
                       f"× = mean over the float32 .tflite's / over Keras's single-image mean"]
         lines += _plain(LATENCY_HEAD, list(_latency_rows(report)))
-    from melkit.benchmark.host import host_line
 
     lines += ["", "host: " + host_line(report["host"])]
     for f in report["gates"]["failures"]:
@@ -177,7 +177,6 @@ def terminal_table(report) -> str:
 
 
 def markdown(report) -> str:
-    from melkit.benchmark.host import host_line
 
     im = report["images"]
     out = ["# melkit bench", "",

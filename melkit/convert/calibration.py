@@ -7,14 +7,11 @@ the uint8 input's scale 1/128 and zero point 128.
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import numpy as np
 
 from melkit.data.pipeline import load_images
-from melkit.data.readers import read_dataset
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
+from melkit.core.run import split_records
 
 
 def full_range_image(size: int) -> np.ndarray:
@@ -22,19 +19,6 @@ def full_range_image(size: int) -> np.ndarray:
     img[::2, ::2] = 255
     img[1::2, 1::2] = 255
     return img
-
-
-def split_records(run_dir, config, split: str, data_dir=None):
-    """Records of one split of a run, read from its data dir and split.csv (lesion ids kept)."""
-    data_dir = data_dir or config["data"]["dir"]
-    with open(Path(run_dir) / "split.csv", newline="") as f:
-        wanted = {r["image_id"] for r in csv.DictReader(f) if r["split"] == split}
-    dataset = read_dataset(data_dir)
-    records = [r for r in dataset.records if r.image_id in wanted]
-    # --augment-before-split copies are not files; they are not needed for calibration or checks.
-    if not records:
-        raise BadInputError(f"no {split} images of run {run_dir} found in {data_dir}")
-    return records
 
 
 def representative_images(run_dir, config, n: int = 300, seed: int = 0, data_dir=None) -> np.ndarray:

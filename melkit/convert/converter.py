@@ -10,66 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melkit.convert import card as cards
-from melkit.convert.calibration import representative_images, split_records
+from melkit.core import card as cards
+from melkit.convert.calibration import representative_images
+from melkit.core.run import split_records
 from melkit.convert.selfcheck import compare, table
-from melkit.convert.variants import IO_TYPES, VARIANTS, check_input_quantization, convert, debug_report
-from melkit.benchmark.metrics import roc_auc
+from melkit.convert.options import FULL_INTEGER, INT8_LIKE, ROUNDED, ConvertOptions
+from melkit.convert.variants import check_input_quantization, convert, debug_report
+from melkit.core.metrics import roc_auc
 from melkit.data.pipeline import load_images
 from melkit.data.records import LABELS
-from melkit.errors import BadInputError
-from melkit.io import atomic_writer, read_json, writable_dir, write_json
-
-INT8_LIKE = ("int8", "qat", "int8-mixed")  # calibrated on the representative set
-FULL_INTEGER = ("int8", "qat")  # integer-only, with the contract's uint8/int8 I/O
-WEIGHT_ROUNDING = ("compensated", "nearest")
-ROUNDED = ("int8", "int8-mixed")  # QAT learns its own weights: compensated rounding would be undone
-
-
-@dataclass
-class ConvertOptions:
-    variants: list
-    out: str | None = None  # default RUN/tflite
-    calibration_images: int = 300
-    seed: int = 0
-    input_type: str = "uint8"
-    output_type: str = "uint8"
-    min_agreement: float = 0.98
-    report_only: bool = False
-    debug: bool = False
-    float_layers: list = field(default_factory=list)
-    qat_epochs: int = 1
-    qat_learning_rate: float = 1e-5
-    qat_target: str = "teacher"  # fit the float model's scores (distillation) or the labels
-    equalize_margin: float | None = 1.5  # ReLU6 range equalisation before int8 conversion; None: off
-    weight_rounding: str = "compensated"  # 1x1 conv weights for int8 / int8-mixed: compensated or nearest
-    align_threshold: bool = True  # int8 scores' grid placed around the threshold (decision_grid.py)
-    name: str | None = None
-    version: str = "1.0.0"
-    data_dir: str | None = None  # where the run's images are now, if moved
-
-    def validate(self):
-        if not self.variants:
-            raise BadInputError("choose at least one variant: --float32 --fp16 --dynamic --int8 --qat --int8-mixed")
-        bad = [v for v in self.variants if v not in VARIANTS]
-        if bad:
-            raise BadInputError(f"unknown variant(s) {bad}: {', '.join(VARIANTS)}")
-        if self.input_type not in IO_TYPES or self.output_type not in IO_TYPES:
-            raise BadInputError(f"input/output type must be one of {', '.join(IO_TYPES)}")
-        if (self.input_type, self.output_type) != ("uint8", "uint8") and not set(self.variants) & set(FULL_INTEGER):
-            raise BadInputError("--input-type/--output-type apply to --int8 or --qat only")
-        if self.float_layers and "int8-mixed" not in self.variants:
-            raise BadInputError("--float-layer needs --int8-mixed")
-        if not 0 < self.min_agreement <= 1:
-            raise BadInputError("--min-agreement must be in (0, 1]")
-        if self.equalize_margin is not None and self.equalize_margin < 1:
-            raise BadInputError("--equalize-margin must be at least 1")
-        if self.weight_rounding not in WEIGHT_ROUNDING:
-            raise BadInputError(f"weight rounding must be one of {', '.join(WEIGHT_ROUNDING)}")
-        if self.calibration_images < 2:
-            raise BadInputError("--calibration-images must be at least 2")
-        return self
-
+from melkit.core.errors import BadInputError
+from melkit.core.files import atomic_writer, read_json, writable_dir, write_json
+from melkit.convert.export import with_two_scores
+from melkit.core.run import load_trained_model
+from melkit.core.litert import io_details, load_interpreter, predict_p_mel
+from melkit.core.run import predict_outputs, predict_proba
+from melkit.convert.equalize import equalize_activation_ranges
+from melkit.convert.rounding import round_pointwise_weights
+from melkit.convert.decision_grid import align_to_threshold
+from melkit.convert.qat import quantization_aware_model
+from melkit.core.recipe import Recipe
 
 @dataclass
 class ConvertResult:
@@ -85,10 +45,7 @@ class ConvertResult:
 
 
 def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
-    from melkit.convert.export import load_trained_model, with_two_scores
-    from melkit.convert.metadata import ModelInfo, add_metadata
-    from melkit.litert import io_details, load_interpreter, predict_p_mel
-    from melkit.train.stages import predict_outputs, predict_proba
+    from melkit.convert.metadata import ModelInfo, add_metadata  # imports TensorFlow: imported when first needed
 
     opts.validate()
     logit_model, config = load_trained_model(run_dir)
@@ -107,13 +64,11 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         echo(f"calibration: {len(rep)} images from the training split (one full-range)")
     quant_source, n_equalized = export, 0
     if rep is not None and opts.equalize_margin is not None:
-        from melkit.convert.equalize import equalize_activation_ranges
 
         quant_source, n_equalized = equalize_activation_ranges(export, rep, opts.equalize_margin)
         echo(f"range equalisation: {n_equalized} ReLU6 outputs rescaled (margin {opts.equalize_margin:g})")
     rounded_source, n_rounded = quant_source, 0
     if rep is not None and opts.weight_rounding == "compensated" and set(opts.variants) & set(ROUNDED):
-        from melkit.convert.rounding import round_pointwise_weights
 
         rounded_source, n_rounded = round_pointwise_weights(quant_source, rep, seed=opts.seed)
         echo(f"weight rounding: {n_rounded} 1x1 convolutions rounded to int8 with error compensation")
@@ -140,7 +95,6 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         data = convert(model_for, variant, rep, *io_types, float_layers=opts.float_layers)
         grid = None
         if variant in INT8_LIKE and opts.align_threshold:
-            from melkit.convert.decision_grid import align_to_threshold
 
             data, grid = align_to_threshold(data, threshold)
             if grid:
@@ -202,8 +156,6 @@ def _write(out, stem, data, variant, io, config, metrics, run_dir, name, opts, c
 
 
 def _qat_model(run_dir, config, export, student, rep, opts, echo):
-    from melkit.convert.qat import quantization_aware_model
-    from melkit.train.recipe import Recipe
 
     recipe = Recipe.from_dict(config["recipe"])
     train = load_images(split_records(run_dir, config, "train", opts.data_dir), recipe.image_size,

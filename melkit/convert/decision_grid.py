@@ -29,11 +29,11 @@ import math
 
 import numpy as np
 
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 def _softmax_io(model):
     """(input, output) tensors (flatbuffer views) of the model's last SOFTMAX, or (None, None)."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.python import schema_py_generated as schema  # TensorFlow: imported when first needed
 
     graph = model.Subgraphs(0)
     for i in reversed(range(graph.OperatorsLength())):
@@ -71,7 +71,7 @@ def align_to_threshold(data: bytes, threshold: float) -> tuple[bytes, dict | Non
     Models whose softmax does not read a per-tensor int8/uint8 pair of scores and write a quantized output
     (float models, other heads) come back unchanged with None.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.python import schema_py_generated as schema  # TensorFlow: imported when first needed
 
     buf = bytearray(data)
     scores, probs = _softmax_io(schema.Model.GetRootAs(buf, 0))

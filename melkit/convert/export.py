@@ -15,33 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from melkit.errors import BadInputError
-from melkit.train.recipe import Recipe
-from melkit.train.rundir import load_run
+from melkit.core.errors import BadInputError
 
 OUTPUT_NAME = "probabilities"
 
 
-def load_trained_model(run_dir):
-    """(float32 flat logit model, config) rebuilt from config.json with the run's weights."""
-    from melkit._tf import keras
-    from melkit.train.model import build_model
-
-    config = load_run(run_dir)
-    recipe = Recipe.from_dict(config["recipe"])
-    keras.mixed_precision.set_global_policy("float32")
-    model = build_model(recipe.alpha, recipe.image_size, None, recipe.dropout, recipe.bn_momentum)
-    try:
-        trained = keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
-        model.set_weights(trained.get_weights())
-    except (OSError, ValueError) as e:
-        raise BadInputError(f"cannot load {Path(run_dir) / 'model.keras'}: {e}") from None
-    return model, config
-
-
 def with_two_scores(logit_model):
     """Flat model: image -> [P(nv), P(mel)], the logit layer folded into the two-score layer."""
-    from melkit._tf import keras
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     logit = logit_model.get_layer("logit")
     weights, bias = logit.get_weights()  # (features, 1), (1,)

@@ -21,7 +21,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as tfl
 from flatbuffers import number_types
 
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 METADATA_NAME = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"

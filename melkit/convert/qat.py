@@ -15,7 +15,9 @@ from melkit.convert.graph import single_consumer
 from melkit.convert.probe import layer_batches
 from melkit.data.augment import AugmentParams, build_augmenter
 from melkit.data.pipeline import class_weights, make_dataset
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
+from melkit.core.run import predict_outputs
+from melkit.core.progress import keras_verbose
 
 
 def equalize_depthwise(model) -> int:
@@ -28,7 +30,7 @@ def equalize_depthwise(model) -> int:
     ``mean/s`` and ``gamma*s`` gives exactly the same output, so the float model is unchanged.
     Returns the number of layers equalised.
     """
-    from melkit._tf import keras
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     n = 0
     for layer in model.layers:
@@ -50,7 +52,7 @@ def equalize_depthwise(model) -> int:
 
 def _observed_ranges(model, images_q) -> dict:
     """layer name -> (min, max) of its output over the calibration images (float model)."""
-    from melkit._tf import keras
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     lo = {l.name: np.inf for l in layers}
@@ -90,7 +92,6 @@ def init_ranges(qmodel, ranges: dict, input_range=(-1.0, 127.0 / 128.0)) -> int:
 
 
 def _mean_abs_diff(a, b, images_q) -> float:
-    from melkit.train.stages import predict_outputs
 
     return float(np.mean(np.abs(predict_outputs(a, images_q)[:, 1] - predict_outputs(b, images_q)[:, 1])))
 
@@ -124,10 +125,9 @@ def quantization_aware_model(float_model, train_q, train_labels, images_q, epoch
     ``float_model``) is where the quantized model starts, e.g. the range-equalised model, which computes the
     same function.
     """
-    import tensorflow_model_optimization as tfmot
+    import tensorflow_model_optimization as tfmot  # TFMOT imports TensorFlow: imported when first needed
 
-    from melkit._tf import keras, tf
-    from melkit.progress import keras_verbose
+    from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
 
     if target not in ("teacher", "labels"):
         raise BadInputError("QAT target must be teacher or labels")

@@ -31,7 +31,7 @@ INT8_MAX = 127
 def fold_factor(conv):
     """Per output channel factor the converter multiplies the kernel by when it folds the next BatchNorm
     (None when no BatchNorm follows)."""
-    from melkit._tf import keras
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     nxt = single_consumer(conv)
     if isinstance(nxt, keras.layers.BatchNormalization) and nxt.scale:
@@ -43,7 +43,7 @@ def fold_factor(conv):
 
 def pointwise_convs(model) -> list:
     """(conv, fold factor) for every 1x1, stride-1, ungrouped Conv2D with one input, followed by a BatchNorm."""
-    from melkit._tf import keras
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     out = []
     for layer in model.layers:
@@ -100,7 +100,7 @@ def compensated_rounding(w: np.ndarray, h: np.ndarray, damp: float = 0.01) -> np
 
 def round_pointwise_weights(model, images_q, damp: float = 0.01, seed: int = 0):
     """A copy of ``model`` whose 1x1 convolutions hold compensated int8-grid weights; returns (copy, n_layers)."""
-    from melkit._tf import keras
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())

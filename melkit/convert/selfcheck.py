@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from melkit.benchmark.metrics import roc_auc
+from melkit.core.metrics import roc_auc
 
 
 @dataclass

@@ -9,7 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from melkit.data.preprocess import CONTRACT, normalize
-from melkit.errors import BadInputError, QualityGateError
+from melkit.core.errors import BadInputError, QualityGateError
+from melkit.core.litert import load_interpreter
+import csv
+import io
+from melkit.core.files import atomic_writer
 
 VARIANTS = ("float32", "fp16", "dynamic", "int8", "qat", "int8-mixed")
 IO_TYPES = ("uint8", "int8", "float32")
@@ -26,7 +30,7 @@ def _representative(images_q):
 def convert(model, variant: str, images_q=None, input_type="uint8", output_type="uint8",
             float_layers=()) -> bytes:
     """Convert a Keras model (image -> [P(nv), P(mel)]) to TFLite bytes."""
-    from melkit._tf import tf
+    from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant == "float32":
@@ -60,7 +64,7 @@ def _mixed(conv, images_q, float_layers) -> bytes:
     Not integer-only: float I/O and float kernels where denied. Uses TFLite's QuantizationDebugger,
     whose denylist is the supported way to keep selected nodes in float.
     """
-    from melkit._tf import tf
+    from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
     if not float_layers:
         raise BadInputError("int8-mixed needs --float-layer NAME (see the --debug report for candidates)")
@@ -72,7 +76,6 @@ def _mixed(conv, images_q, float_layers) -> bytes:
     except Exception as e:
         raise BadInputError(f"int8-mixed conversion failed: {type(e).__name__}: {e}") from None
     # An unknown name is silently ignored by the converter: refuse it instead of writing plain int8.
-    from melkit.litert import load_interpreter
 
     names = {t["name"] for t in load_interpreter(data).get_tensor_details()}
     unknown = [n for n in float_layers if n not in names]
@@ -84,15 +87,13 @@ def _mixed(conv, images_q, float_layers) -> bytes:
 
 def debug_report(model, images_q, out_csv) -> list:
     """Per-layer quantization error of the int8 model (TFLite QuantizationDebugger), worst first."""
-    from melkit._tf import tf
+    from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = _representative(images_q)
     dbg = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=_representative(images_q[:32]))
     dbg.run()
-    import csv
-    import io
 
     buf = io.StringIO()
     dbg.layer_statistics_dump(buf)
@@ -103,7 +104,6 @@ def debug_report(model, images_q, out_csv) -> list:
         scale = float(r.get("scale") or "nan")
         r["scaled_rmse"] = float(np.sqrt(float(r["mean_squared_error"])) / scale) if scale > 0 else float("nan")
     rows.sort(key=lambda r: -np.nan_to_num(r["scaled_rmse"], nan=-1.0))
-    from melkit.io import atomic_writer
 
     with atomic_writer(out_csv) as f:
         w = csv.DictWriter(f, ["tensor_name", "op_name", "scaled_rmse", "mean_squared_error", "scale"],

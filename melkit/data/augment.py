@@ -24,7 +24,7 @@ class AugmentParams:
 
 def build_augmenter(params: AugmentParams, seed: int = 0):
     """A Keras model of random layers; call it on a float batch in 0..255."""
-    from melkit._tf import keras
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     layers = []
     if params.flip:
@@ -40,7 +40,7 @@ def build_augmenter(params: AugmentParams, seed: int = 0):
     model = keras.Sequential(layers, name="augment")
 
     def augment(x):
-        import tensorflow as tf  # melkit._tf has set up Keras 2 already
+        import tensorflow as tf  # melkit.core.tf has set up Keras 2 already
 
         return model(tf.cast(x, tf.float32), training=True)
 

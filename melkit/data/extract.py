@@ -17,8 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from melkit.errors import BadInputError
-from melkit.io import write_json
+from melkit.core.errors import BadInputError
+from melkit.core.files import write_json
 
 MARKER_PREFIX = ".melkit-fetch-"
 _CHUNK = 1 << 20

@@ -27,9 +27,10 @@ from pathlib import Path
 from melkit.data.extract import other_sets_in, read_marker, safe_extract, write_marker
 from melkit.data.sources import (CITATION, DEFAULT_BASE_URL, DOI, LICENCE, get_source,
                                  write_metadata_from_ground_truth)
-from melkit.errors import BadInputError
-from melkit.io import writable_dir
-from melkit.progress import progress_bar
+from melkit.core.errors import BadInputError
+from melkit.core.files import writable_dir
+from melkit.core.progress import progress_bar
+from importlib.metadata import PackageNotFoundError, version
 
 BASE_URL_ENV = "MELKIT_DATAVERSE_URL"
 BACKOFF_S = 2.0  # first wait between tries; doubles each time (tests set 0)
@@ -57,7 +58,6 @@ class RemoteFile:
 
 
 def _user_agent() -> str:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return f"melkit/{version('melkit')}"

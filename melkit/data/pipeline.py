@@ -15,7 +15,7 @@ import numpy as np
 
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import normalize, resize_uint8
-from melkit.progress import progress_bar
+from melkit.core.progress import progress_bar
 
 
 @dataclass
@@ -83,7 +83,7 @@ def make_dataset(images, labels, batch_size, *, training=False, augmenter=None, 
 
     Returns (x, y) or (x, y, w) batches of float32 inputs per the contract and float32 labels.
     """
-    from melkit._tf import tf
+    from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
     labels = np.asarray(labels, np.float32).reshape(-1, 1)
     n = len(labels)

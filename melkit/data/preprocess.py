@@ -68,7 +68,7 @@ def normalize(q):
     """Step 4 on a uint8 array or tensor: ``(q - 128) / 128`` in float32 (works for numpy and TF)."""
     if isinstance(q, np.ndarray):
         return (q.astype(np.float32) - MEAN) / STD
-    from melkit._tf import tf  # TF tensors inside tf.data / the model
+    from melkit.core.tf import tf  # TF tensors inside tf.data / the model
 
     return (tf.cast(q, tf.float32) - 128.0) / 128.0
 

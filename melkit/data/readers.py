@@ -18,7 +18,7 @@ from pathlib import Path
 
 from melkit.data.imageio import IMAGE_SUFFIXES
 from melkit.data.records import LABELS, DataSet, Record
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 METADATA_NAMES = ("HAM10000_metadata.csv", "metadata.csv")
 REQUIRED_COLUMNS = ("image_id", "dx")

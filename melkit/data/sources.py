@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from melkit.errors import BadInputError
-from melkit.io import atomic_writer
+from melkit.core.errors import BadInputError
+from melkit.core.files import atomic_writer
 
 DEFAULT_BASE_URL = "https://dataverse.harvard.edu"
 DOI = "doi:10.7910/DVN/DBW86T"

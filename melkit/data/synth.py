@@ -35,7 +35,7 @@ from typing import Callable, Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 __all__ = ["write_synth_dataset", "METADATA_COLUMNS"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from melkit.io import atomic_path
+from melkit.core.files import atomic_path
 
 
 def _read_history(path):
@@ -16,10 +16,10 @@ def _read_history(path):
 
 
 def plot_curves(history_csv, out_png):
-    import matplotlib
+    import matplotlib  # matplotlib: imported when first needed
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: imported when first needed
 
     rows = _read_history(history_csv)
     epochs = [int(r["epoch"]) for r in rows]

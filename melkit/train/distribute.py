@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
 
 
 def make_strategy(name: str = "auto"):
     """Return (strategy, is_chief). Only the chief writes the run directory."""
-    from melkit._tf import tf
+    from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
     if name == "auto":
         return tf.distribute.get_strategy(), True
@@ -38,14 +38,14 @@ def make_strategy(name: str = "auto"):
 
 
 def gpu_available() -> bool:
-    from melkit._tf import tf
+    from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
     return bool(tf.config.list_physical_devices("GPU"))
 
 
 def set_precision(mode: str = "auto") -> str:
     """'auto': mixed float16 on a GPU, float32 on a CPU (where float16 is slower). Returns the policy."""
-    from melkit._tf import keras
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     if mode not in ("auto", "on", "off"):
         raise BadInputError("--mixed-precision must be auto, on or off")

@@ -19,8 +19,13 @@ import shutil
 from pathlib import Path
 
 from melkit.data.preprocess import CONTRACT
-from melkit.errors import BadInputError
-from melkit.io import atomic_writer, read_json, writable_dir, write_json
+from melkit.core.errors import BadInputError
+from melkit.core.files import atomic_writer, read_json, writable_dir, write_json
+import numpy
+import sklearn
+from melkit import __version__
+from melkit.core.model import build_model
+from melkit.train.curves import plot_curves
 
 RUN_FILES = ("model.keras", "config.json", "split.csv", "history.csv", "curves.png", "metrics.json", "predictions.csv")
 
@@ -44,11 +49,8 @@ def claim(out, resume: bool) -> Path:
 
 
 def versions() -> dict:
-    import numpy
-    import sklearn
 
-    from melkit import __version__
-    from melkit._tf import keras, tf
+    from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
 
     return {
         "melkit": __version__,
@@ -100,8 +102,7 @@ def check_resume(run: Path, config: dict, resume: bool):
 
 def float32_copy(model, recipe):
     """Rebuild the model in float32 and copy the weights (after mixed-precision training)."""
-    from melkit._tf import keras
-    from melkit.train.model import build_model
+    from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
     keras.mixed_precision.set_global_policy("float32")
     copy = build_model(recipe.alpha, recipe.image_size, None, recipe.dropout, recipe.bn_momentum)
@@ -110,7 +111,6 @@ def float32_copy(model, recipe):
 
 
 def finish(run: Path, out: Path, model, config, metrics, parts, probs):
-    from melkit.train.curves import plot_curves
 
     tmp_model = run / ".model.tmp.keras"
     model.save(tmp_model)
@@ -129,16 +129,3 @@ def finish(run: Path, out: Path, model, config, metrics, parts, probs):
     if out.exists():  # an empty dir the user created
         out.rmdir()
     os.replace(run, out)
-
-
-def load_run(path) -> dict:
-    """Validate a finished run dir and return its config (used by convert, bench, predict)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise BadInputError(f"run directory not found: {path}")
-    if not (path / "config.json").is_file() or not (path / "model.keras").is_file():
-        raise BadInputError(f"{path} is not a finished melkit run (needs config.json and model.keras)")
-    try:
-        return read_json(path / "config.json")
-    except ValueError as e:
-        raise BadInputError(f"{path / 'config.json'}: not valid JSON ({e})") from None

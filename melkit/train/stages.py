@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from melkit._tf import keras, tf
+from melkit.core.tf import keras, tf
 from melkit.data.augment import build_augmenter
 from melkit.data.pipeline import make_dataset
 from melkit.data.preprocess import normalize
-from melkit.progress import keras_verbose
+from melkit.core.progress import keras_verbose
 from melkit.train.callbacks import HistoryLog, KeepBest
-from melkit.train.model import feature_extractor, head_model, set_trainable
+from melkit.core.model import feature_extractor, head_model, set_trainable
 
 
 def _optimizer(stage):
@@ -78,25 +78,3 @@ def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strat
             class_weight=None if recipe.oversample else cw, callbacks=callbacks, verbose=keras_verbose(),
         )
     keep.restore(model)
-
-
-def predict_outputs(model, images, batch_size=64, progress=None) -> np.ndarray:
-    """The model's raw outputs for uint8 contract images, normalized batch by batch (never all at once).
-
-    ``progress(n)`` is called after each batch of n images.
-    """
-    outs = []
-    for start in range(0, len(images), batch_size):
-        chunk = normalize(images[start:start + batch_size])
-        outs.append(np.asarray(model.predict_on_batch(chunk)))
-        if progress is not None:
-            progress(len(chunk))
-    if not outs:
-        return np.zeros((0, *model.output_shape[1:]), np.float32)
-    return np.concatenate(outs)
-
-
-def predict_proba(model, images, batch_size=64, progress=None) -> np.ndarray:
-    """P(melanoma) per image: sigmoid of the model's logit, through the contract."""
-    logits = predict_outputs(model, images, batch_size, progress).reshape(-1).astype(np.float64)
-    return 1.0 / (1.0 + np.exp(-logits))

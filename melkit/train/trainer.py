@@ -14,15 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from melkit.benchmark.metrics import binary_report, choose_threshold, parse_threshold_policy
+from melkit.core.metrics import binary_report, choose_threshold, parse_threshold_policy
 from melkit.data import split as splitting
 from melkit.data.pipeline import class_weights, load_images
 from melkit.data.readers import read_dataset
 from melkit.data.records import LABELS
-from melkit.errors import BadInputError
-from melkit.io import read_json, write_json
-from melkit.train import rundir
-from melkit.train.recipe import Recipe, default_recipe
+from melkit.core.errors import BadInputError
+from melkit.core.files import read_json, write_json
+from melkit.train import distribute, rundir
+from melkit.core.recipe import Recipe, default_recipe
+from melkit.core.run import predict_proba
+from melkit.core.model import build_model
 
 log = logging.getLogger("melkit.train")
 
@@ -103,8 +105,8 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
 
 
 def train(opts: TrainOptions, echo=print) -> RunResult:
-    from melkit._tf import keras, tf
-    from melkit.train import distribute, stages
+    from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
+    from melkit.train import stages  # imports TensorFlow at its top: imported when training starts
 
     recipe = opts.recipe.validate()
     parse_threshold_policy(recipe.threshold_policy)
@@ -126,7 +128,6 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
 
         cw = class_weights(parts["train"].labels) if recipe.class_weights else None
         with strategy.scope():
-            from melkit.train.model import build_model
 
             model = build_model(recipe.alpha, recipe.image_size, opts.weights, recipe.dropout, recipe.bn_momentum)
         config["model"]["parameters"] = int(model.count_params())
@@ -150,7 +151,7 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
 
         # Evaluate the float32 model that export will rebuild, not the mixed-precision one.
         export = rundir.float32_copy(model, recipe) if policy != "float32" else model
-        probs = {name: stages.predict_proba(export, parts[name].images, recipe.batch_size)
+        probs = {name: predict_proba(export, parts[name].images, recipe.batch_size)
                  for name in ("val", "test")}
         threshold = choose_threshold(parts["val"].labels, probs["val"], recipe.threshold_policy)
         metrics = {

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from melkit.data.augment import AugmentParams
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 
 @dataclass

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from melkit.data.preprocess import normalize
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 
 def load_interpreter(model, num_threads: int | None = None):
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # LiteRT: imported when first needed
 
     try:
         if isinstance(model, (bytes, bytearray)):

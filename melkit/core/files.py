@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from melkit.core.errors import BadInputError
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -28,8 +32,6 @@ def atomic_writer(path, mode="w", **kwargs):
 
 def writable_dir(path) -> Path:
     """Create ``path`` (and parents) if needed and check it can be written; BadInputError otherwise."""
-    from melkit.errors import BadInputError
-
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,6 @@ def write_json(path, obj) -> None:
 
 
 def _jsonable(o):
-    import numpy as np
 
     if isinstance(o, np.generic):
         return o.item()
@@ -75,4 +76,32 @@ def atomic_path(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+def swap_dir(staged: Path, final: Path) -> None:
+    """Replace ``final`` by the complete ``staged`` directory (two renames: never a half-filled final)."""
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staged, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def staging(final: Path):
+    """A fresh ``<final>.partial`` directory, swapped in on success and removed on failure."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged = final.with_name(final.name + ".partial")
+    if staged.exists():
+        shutil.rmtree(staged)
+    staged.mkdir()
+    try:
+        yield staged
+        swap_dir(staged, final)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
         raise

@@ -11,8 +11,8 @@ import hashlib
 from pathlib import Path
 
 from melkit.data.preprocess import CONTRACT
-from melkit.errors import BadInputError
-from melkit.io import read_json
+from melkit.core.errors import BadInputError
+from melkit.core.files import read_json
 
 CARD_VERSION = 1
 

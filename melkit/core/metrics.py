@@ -20,7 +20,7 @@ from numbers import Real
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from melkit.errors import BadInputError
+from melkit.core.errors import BadInputError
 
 __all__ = [
     "roc_auc",
