@@ -25,17 +25,15 @@ os.environ.setdefault("CI", "true")  # one line per step, no progress redraws
 import numpy as np  # noqa: E402
 
 from melkit.core.tf import keras  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 first)
-from melkit.core.metrics import roc_auc  # noqa: E402
 from melkit.convert.calibration import representative_images  # noqa: E402
-from melkit.core.run import split_records  # noqa: E402
 from melkit.convert.equalize import equalize_activation_ranges  # noqa: E402
 from melkit.convert.export import with_two_scores  # noqa: E402
-from melkit.core.run import load_trained_model  # noqa: E402
 from melkit.convert.rounding import INT8_MAX, fold_factor, round_pointwise_weights  # noqa: E402
 from melkit.convert.variants import convert  # noqa: E402
-from melkit.data.pipeline import load_images  # noqa: E402
 from melkit.core.litert import load_interpreter, predict_p_mel  # noqa: E402
-from melkit.core.run import predict_outputs  # noqa: E402
+from melkit.core.metrics import roc_auc  # noqa: E402
+from melkit.core.run import load_trained_model, predict_outputs, split_records  # noqa: E402
+from melkit.data.pipeline import load_images  # noqa: E402
 
 KINDS = {
     "all": lambda name: True,
@@ -77,7 +75,7 @@ def main():
 
     model, config = load_trained_model(args.run)
     threshold = json.loads((Path(args.run) / "metrics.json").read_text())["threshold"]
-    size = config["preprocessing"]["image_size"]
+    size = config.image_size
     export = with_two_scores(model)
     val = load_images(split_records(args.run, config, "val"), size, desc="val images")
     p_ref = predict_outputs(export, val.images)[:, 1]
@@ -94,7 +92,7 @@ def main():
     equalised, _ = equalize_activation_ranges(export, rep, args.margin)
     sources = {"no equalisation, nearest": export, "equalised, nearest": equalised}
     t = time.time()
-    sources["equalised, compensated (melkit default)"], _ = round_pointwise_weights(equalised, rep)
+    sources["equalised, compensated (melkit default)"], _ = round_pointwise_weights(equalised, rep, seed=0)
     print(f"(compensated rounding took {time.time() - t:.0f} s)")
     for name, source in sources.items():
         kinds = KINDS if name == "equalised, nearest" else {"all": KINDS["all"]}

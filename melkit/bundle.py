@@ -10,25 +10,19 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from melkit.core.card import load_card
+from melkit.core.card import ModelCard, load_card
 from melkit.core.errors import BadInputError
 from melkit.core.files import staging
-from melkit.core.litert import io_details, load_interpreter
+from melkit.core.litert import load_interpreter
 from melkit.golden import write_goldens
 
 ASSETS = Path("app", "src", "main", "assets")
 GOLDEN = Path("app", "src", "test", "resources", "golden")
 
 
-def _same_quant(a, b) -> bool:
-    if not a or not b:
-        return not a and not b
-    return int(a["zero_point"]) == int(b["zero_point"]) and abs(float(a["scale"]) - float(b["scale"])) <= \
-        1e-6 * abs(float(b["scale"]))
-
-
 def check_model(model_path):
-    """The card of ``model_path`` and a loaded interpreter, after checking they agree; BadInputError if not."""
+    """The card of ``model_path`` (a ModelCard) and a loaded interpreter, after checking they agree;
+    BadInputError if not (see ModelCard.check_against)."""
 
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -36,35 +30,18 @@ def check_model(model_path):
     if model_path.suffix != ".tflite":
         raise BadInputError(f"{model_path}: not a .tflite file")
     card = load_card(model_path)  # missing card, not a card, sha256 mismatch
-    if card.get("model_file") != model_path.name:
-        raise BadInputError(f"{model_path}: its card describes {card.get('model_file')!r}")
+    if card.model_file != model_path.name:  # the app opens the model the card names
+        raise BadInputError(f"{model_path}: its card describes {card.model_file!r}")
     interp = load_interpreter(model_path)
-    actual = io_details(interp)
-    for side in ("input", "output"):
-        want, got = card.get(side) or {}, actual[side]
-        for key in ("dtype", "shape"):
-            if want.get(key) != got[key]:
-                raise BadInputError(f"{model_path}: card says {side} {key} {want.get(key)}, the model has {got[key]}")
-        if not _same_quant(want.get("quantization"), got["quantization"]):
-            raise BadInputError(f"{model_path}: card says {side} quantization {want.get('quantization')}, "
-                                f"the model has {got['quantization']}")
-    labels = card.get("labels") or []
-    size = (card.get("preprocessing") or {}).get("image_size")
-    shape_in, shape_out = actual["input"]["shape"], actual["output"]["shape"]
-    if shape_in[1:] != [size, size, 3]:
-        raise BadInputError(f"{model_path}: card image_size {size} does not fit input shape {shape_in}")
-    if "mel" not in labels or shape_out[-1] != len(labels):
-        raise BadInputError(f"{model_path}: labels {labels} do not fit output shape {shape_out}")
-    if not 0.0 <= float(card.get("threshold", -1)) <= 1.0:
-        raise BadInputError(f"{model_path}: card threshold {card.get('threshold')} is not a probability")
+    card.check_against(interp, model_path)
     return card, interp
 
 
-def _labels_text(model_path: Path, card: dict) -> str:
-    text = "".join(f"{label}\n" for label in card["labels"])
-    beside = model_path.parent / card.get("labels_file", "labels.txt")
-    if beside.is_file() and beside.read_text(encoding="utf-8").split() != card["labels"]:
-        raise BadInputError(f"{beside} does not list the card's labels {card['labels']}")
+def _labels_text(model_path: Path, card: ModelCard) -> str:
+    text = "".join(f"{label}\n" for label in card.labels)
+    beside = model_path.parent / card.labels_file
+    if beside.is_file() and beside.read_text(encoding="utf-8").split() != list(card.labels):
+        raise BadInputError(f"{beside} does not list the card's labels {list(card.labels)}")
     return text
 
 

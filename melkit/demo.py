@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from melkit.core.errors import BadInputError
+import click
+
 from melkit.benchmark.bench import BenchOptions, run_bench
 from melkit.benchmark.predict import predict_files, text
 from melkit.bundle import bundle
 from melkit.convert.converter import ConvertOptions, convert_run
+from melkit.core.errors import BadInputError, QualityGateError
+from melkit.core.options import SEED, Epochs, default_of, opt
 from melkit.data.readers import read_dataset
 from melkit.data.split import read_split_csv
-from melkit.core.errors import QualityGateError
-from melkit.report import print_train_summary
-from melkit.core.recipe import default_recipe, load_recipe, scratch_recipe
-from melkit.train.trainer import TrainOptions, train
 from melkit.data.synth import write_synth_dataset
+from melkit.report import print_train_summary
+from melkit.train.trainer import TrainOptions, train
 
 # The repository's Android project, next to the package in a checkout (editable install).
 APP_TEMPLATE = Path(__file__).resolve().parents[1] / "android_demo"
@@ -37,58 +39,67 @@ def _app_copy(out: Path) -> Path | None:
     return dest
 
 
-# The synthetic validation split has ~70 images, so one flipped decision is 1.4 %: the demo gates int8 at
-# 90 % agreement (at most ~7 flips) instead of convert's 98 %, which is meant for real validation sets.
-DEMO_MIN_AGREEMENT = 0.90
+@dataclass
+class DemoOptions:
+    out: str = opt("melkit-demo", type=click.Path(file_okay=False))
+    data_dir: str | None = opt(None, flag="--data", type=click.Path(),
+                               help="Run the same pipeline on real data instead.")
+    weights: str = opt("none", help="none (offline), imagenet or a local .h5.")
+    seed: int = opt(SEED)
+    lesions: int = opt(default_of(write_synth_dataset, "n_lesions"), min=12, max=100000,
+                       help="Size of the synthetic data set.")
+    epochs: list | None = opt(None, type=Epochs(), help="Epochs per stage (the recipe's if omitted).")
+    recipe: str | None = opt(None, help="Recipe name or .json (default: scratch without weights, default with them).")
+    # The synthetic validation split has ~70 images, so one flipped decision is 1.4 %: the demo gates int8 at
+    # 90 % agreement (at most ~7 flips) instead of convert's 98 %, which is meant for real validation sets.
+    min_agreement: float = opt(0.90, min=0, max=1,
+                               help="int8 gate (the synthetic validation split is small: one flip is ~1.4 %).")
+    bench_runs: int = 50
 
 
-def run_demo(out, data_dir=None, weights="none", seed=0, lesions=240, epochs=None, bench_runs=50,
-             min_agreement=DEMO_MIN_AGREEMENT, recipe=None, echo=print) -> dict:
+def run_demo(opts: DemoOptions, echo=print) -> dict:
 
-    out = Path(out)
+    out = Path(opts.out)
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out} is not empty; choose another --out or remove it")
     t0 = time.time()
     artifacts = {}
+    data_dir = opts.data_dir
     if data_dir is None:
-
         data_dir = out / "data"
         echo(f"[1/{STEPS}] synthetic ABCD data set -> {data_dir}")
-        s = write_synth_dataset(data_dir, n_lesions=lesions, seed=seed)
+        s = write_synth_dataset(data_dir, n_lesions=opts.lesions, seed=opts.seed)
         echo(f"      {s['n_images']} images, {s['n_lesions']} lesions ({s['n_mel']} mel images)")
         artifacts["data"] = data_dir
     else:
         echo(f"[1/{STEPS}] data: {data_dir}")
     # No ImageNet weights offline: the scratch recipe trains every layer of a small model.
-    if recipe is not None:
-        recipe = load_recipe(recipe)
-    else:
-        recipe = scratch_recipe() if str(weights).lower() == "none" else default_recipe()
-    if epochs:
-        recipe = recipe.with_epochs(epochs)
     run_dir = out / "run"
+    train_opts = TrainOptions(data=str(data_dir), out=str(run_dir), weights=opts.weights, seed=opts.seed,
+                              recipe=opts.recipe or ("scratch" if str(opts.weights).lower() == "none" else "default"),
+                              epochs=opts.epochs)
+    recipe = train_opts.recipe
     echo(f"[2/{STEPS}] train ({recipe.name} recipe, MobileNetV2 alpha {recipe.alpha}, {recipe.image_size} px) "
          f"-> {run_dir}")
-    result = train(TrainOptions(data=str(data_dir), out=str(run_dir), recipe=recipe, weights=weights, seed=seed),
-                   echo=echo)
+    result = train(train_opts, echo=echo)
     print_train_summary(result, echo)
     artifacts["run"] = result.out_dir
 
     tflite_dir = out / "tflite"
     echo(f"\n[3/{STEPS}] convert: float32 (parity reference) + int8 -> {tflite_dir}")
     conv = convert_run(result.out_dir, ConvertOptions(variants=["float32", "int8"], out=str(tflite_dir),
-                                                      min_agreement=min_agreement, seed=seed), echo=echo)
+                                                      min_agreement=opts.min_agreement, seed=opts.seed), echo=echo)
     echo(conv.table)
     if conv.failed:
-        raise QualityGateError(f"int8 self-check failed (agreement < {min_agreement}); see the table above")
+        raise QualityGateError(f"int8 self-check failed (agreement < {opts.min_agreement}); see the table above")
     models = conv.models
     artifacts["tflite"] = tflite_dir
 
     bench_dir = out / "bench"
     echo(f"\n[4/{STEPS}] bench: Keras vs float32 vs int8 on the test split -> {bench_dir}")
     bench = run_bench(BenchOptions(models=[str(result.out_dir), str(models["float32"]), str(models["int8"])],
-                                   out=str(bench_dir), runs=bench_runs, warmup=5, sweep_max_threads=0,
-                                   n_boot=500, seed=seed), echo=echo)
+                                   out=str(bench_dir), runs=opts.bench_runs, warmup=5, sweep_max_threads=0,
+                                   n_boot=500, seed=opts.seed), echo=echo)
     echo(bench.table)
     artifacts["bench"] = bench_dir / "report.md"
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from melkit.core.card import ModelCard, write_card
 from melkit.core.errors import BadInputError
 from melkit.core.files import staging, write_json
-from melkit.data.synth import write_synth_dataset
+from melkit.core.litert import to_input
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import resize_uint8
-from melkit.core.litert import to_input
+from melkit.data.synth import write_synth_dataset
 
 FORMAT = "melkit-golden-1"
 DECISIONS = ("nevus-like", "melanoma-suspicious")
@@ -94,7 +95,7 @@ def _run(interp, tensor):
     return raw, probs
 
 
-def golden_entry(name: str, data: bytes, suffix: str, card: dict, interp, out_dir: Path) -> dict:
+def golden_entry(name: str, data: bytes, suffix: str, card: ModelCard, interp, out_dir: Path) -> dict:
 
     src = out_dir / f"{name}{suffix}"
     src.write_bytes(data)
@@ -103,19 +104,19 @@ def golden_entry(name: str, data: bytes, suffix: str, card: dict, interp, out_di
     except UnreadableImage as e:
         raise BadInputError(str(e)) from None
     rgba, orientation = _raw_rgba(data)
-    q = resize_uint8(rgb, card["preprocessing"]["image_size"])
-    tensor = to_input(q[None], {"dtype": card["input"]["dtype"]})
+    q = resize_uint8(rgb, card.image_size)
+    tensor = to_input(q[None], {"dtype": card.input.dtype})
     raw, probs = _run(interp, tensor)
     (out_dir / f"{name}.rgba.bin").write_bytes(rgba.tobytes())
     (out_dir / f"{name}.input.bin").write_bytes(tensor.astype(tensor.dtype.newbyteorder("<")).tobytes())
-    p_mel = float(probs[card["labels"].index("mel")])
+    p_mel = float(probs[card.p_mel_index])
     return {"name": name, "source": src.name, "width": int(rgba.shape[1]), "height": int(rgba.shape[0]),
             "exif_orientation": orientation, "pixels": f"{name}.rgba.bin", "input": f"{name}.input.bin",
             "output_raw": raw.tolist(), "probabilities": probs.tolist(), "p_mel": p_mel,
-            "decision": DECISIONS[p_mel >= float(card["threshold"])]}
+            "decision": DECISIONS[p_mel >= float(card.threshold)]}
 
 
-def write_goldens(model_path, card: dict, interp, golden_dir, images=None) -> dict:
+def write_goldens(model_path, card: ModelCard, interp, golden_dir, images=None) -> dict:
     """Write the golden set for ``card``'s model into ``golden_dir`` (replaced whole); returns the index."""
     if images:
         named = [(Path(p).stem, Path(p).read_bytes(), Path(p).suffix.lower()) for p in images]
@@ -126,10 +127,10 @@ def write_goldens(model_path, card: dict, interp, golden_dir, images=None) -> di
     golden_dir = Path(golden_dir)
     with staging(golden_dir) as staged:
         entries = [golden_entry(n, d, s, card, interp, staged) for n, d, s in named]
-        index = {"format": FORMAT, "model_file": Path(model_path).name, "model_sha256": card["sha256"],
-                 "card": "card.json", "image_size": card["preprocessing"]["image_size"], "input": card["input"],
-                 "output": card["output"], "labels": card["labels"], "threshold": card["threshold"],
+        index = {"format": FORMAT, "model_file": Path(model_path).name, "model_sha256": card.sha256,
+                 "card": "card.json", "image_size": card.image_size, "input": card.input.to_json(),
+                 "output": card.output.to_json(), "labels": list(card.labels), "threshold": card.threshold,
                  "orientation_cases": orientation_cases(), "images": entries}
-        write_json(staged / "card.json", card)
+        write_card(staged / "card.json", card)
         write_json(staged / "index.json", index)
     return index

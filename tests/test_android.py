@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import HAM, REPO, need
+
 from melkit.cli import main
 
 APP = REPO / "android_demo"
@@ -67,7 +67,7 @@ def cp(*parts):
 
 
 def model_file(out: Path, variant: str) -> Path:
-    return out / f"melkit_mnv2_0.35_32_{variant}.tflite"
+    return out / f"melkit_mnv2_0.35_48_{variant}.tflite"
 
 
 def app_copy(tmp_path: Path) -> Path:
@@ -157,6 +157,21 @@ def test_jvm_golden_test_fails_on_one_wrong_byte(converted, core_classes, tmp_pa
     assert r.returncode != 0 and "input tensor differs from Python's at byte" in r.stdout
 
 
+def test_jvm_model_card_reads_every_field_the_schema_requires(core_classes):
+    """ModelCard.java refuses the golden card without any field the JSON Schema requires (or with it of the
+    wrong type), naming the field (CardSchemaTest); the count is the schema's, as Python reads it."""
+    from test_card import required_paths
+
+    from melkit.core.card import SCHEMA_PATH
+
+    r = subprocess.run(["java", f"-Dmelkit.schema={SCHEMA_PATH}", f"-Dmelkit.card={COMMITTED_GOLDEN / 'card.json'}",
+                        "-cp", cp(core_classes, *JVM_CP), "org.junit.runner.JUnitCore",
+                        "org.melkit.core.CardSchemaTest"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    n = len(required_paths(json.loads(SCHEMA_PATH.read_text())))
+    assert f"card fields checked: {n} " in r.stdout, r.stdout[-3000:]
+
+
 # ---------------------------------------------------------------------------------------------------
 # 2. the app's sources against android.jar (API 23) with LiteRT stubs
 # ---------------------------------------------------------------------------------------------------
@@ -188,7 +203,7 @@ def test_apk_is_built_signed_aligned_and_holds_the_bundled_assets(converted, tmp
     model = model_file(converted[1], "int8")
     r = run_cli("bundle", model, "--app", app)
     assert r.exit_code == 0, r.output
-    assert "bundled melkit_mnv2_0.35_32 1.0.0 (int8, uint8 input" in r.output
+    assert "bundled melkit_mnv2_0.35_48 1.0.0 (int8, uint8 input" in r.output
     assets = app / "app" / "src" / "main" / "assets"
     assert sorted(p.name for p in assets.iterdir()) == sorted(
         [".gitkeep", model.name, model.with_suffix(".json").name, "labels.txt"])

@@ -13,14 +13,13 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import HAM, need, subset_of
 
 from melkit.benchmark import inputs, latency, parity
 from melkit.benchmark.report import latency_ratios
 from melkit.cli import main
-from melkit.data.records import Record
 from melkit.core.errors import BadInputError
-
-from conftest import HAM, need, subset_of
+from melkit.data.records import Record
 
 FAST = ["--runs", "3", "--warmup", "1", "--sweep-threads", "1", "--bootstrap", "50"]
 
@@ -30,7 +29,7 @@ def run(*args):
 
 
 def model_file(converted, variant):
-    return converted[1] / f"melkit_mnv2_0.35_32_{variant}.tflite"
+    return converted[1] / f"melkit_mnv2_0.35_48_{variant}.tflite"
 
 
 def copy_model(converted, variant, dest, **card_changes):
@@ -218,7 +217,7 @@ def test_bench_writes_parseable_reports(bench_out, tiny_run):
     assert report["latency"]["keras"]["single"]["n"] == 3
     assert report["latency_ratios"]["_float32_tflite"] == "float32"
     assert report["host"]["usable_cores"] >= 1 and report["host"]["versions"]["tensorflow"]
-    assert any("--graph=/data/local/tmp/melkit_mnv2_0.35_32_int8.tflite" in c
+    assert any("--graph=/data/local/tmp/melkit_mnv2_0.35_48_int8.tflite" in c
                for c in report["latency"]["phone_commands"])
     md = (out / "report.md").read_text()
     assert "## Parity with the reference" in md and "## Latency" in md and "benchmark_model --graph=" in md

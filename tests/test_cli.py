@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_recipe
 from PIL import Image
 
 from melkit.cli import main
-
-from conftest import tiny_recipe, tiny_weights
 
 
 def run(*args):
@@ -90,27 +89,27 @@ def test_data_synth_cli(tmp_path):
 
 
 def test_demo_small(tmp_path):
-    # The README's main command, shrunk: synth, train, convert, bench, predict, bundle; offline. A few epochs
-    # from random init learn nothing on 60 lesions (constant output: int8 would rightly fail), so the tiny
-    # ImageNet-0.35 recipe stands in for the scratch one; `melkit demo` itself is timed in the README.
+    # The README's main command, shrunk: synth, train, convert, bench, predict, bundle; offline. The tests' tiny
+    # recipe (the scratch recipe at 48 px, 14 epochs) on 160 lesions stands in for the full scratch recipe;
+    # `melkit demo` itself is timed in the README.
     from melkit.bundle import ASSETS
     from melkit.demo import APP_TEMPLATE
 
     recipe = tmp_path / "tiny.json"
-    recipe.write_text(json.dumps(tiny_recipe(image_size=96).to_dict()))
+    recipe.write_text(json.dumps(tiny_recipe().to_dict()))
     repo_assets = sorted((p.name, p.stat().st_mtime_ns) for p in (APP_TEMPLATE / ASSETS).glob("*"))
-    r = run("demo", "--out", tmp_path / "demo", "--lesions", "60", "--weights", tiny_weights(), "--recipe", recipe,
+    r = run("demo", "--out", tmp_path / "demo", "--lesions", "160", "--weights", "none", "--recipe", recipe,
             "--min-agreement", "0.5")
     assert r.exit_code == 0, r.output
     demo = tmp_path / "demo"
-    for name in ("data/metadata.csv", "run/model.keras", "run/metrics.json", "tflite/melkit_mnv2_0.35_96_int8.tflite",
-                 "tflite/melkit_mnv2_0.35_96_int8.json", "bench/report.md", "bench/report.json",
-                 "android_demo/app/src/main/assets/melkit_mnv2_0.35_96_int8.tflite"):
+    for name in ("data/metadata.csv", "run/model.keras", "run/metrics.json", "tflite/melkit_mnv2_0.35_48_int8.tflite",
+                 "tflite/melkit_mnv2_0.35_48_int8.json", "bench/report.md", "bench/report.json",
+                 "android_demo/app/src/main/assets/melkit_mnv2_0.35_48_int8.tflite"):
         assert (demo / name).exists(), name
     assert "demo finished" in r.output and "AUC" in r.output and "P(mel)" in r.output
     # The bundled copy is the demo's model; the repository's own app is untouched.
-    assert (demo / "android_demo" / ASSETS / "melkit_mnv2_0.35_96_int8.tflite").read_bytes() == \
-        (demo / "tflite" / "melkit_mnv2_0.35_96_int8.tflite").read_bytes()
+    assert (demo / "android_demo" / ASSETS / "melkit_mnv2_0.35_48_int8.tflite").read_bytes() == \
+        (demo / "tflite" / "melkit_mnv2_0.35_48_int8.tflite").read_bytes()
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (APP_TEMPLATE / ASSETS).glob("*")) == repo_assets
     r = run("demo", "--out", tmp_path / "demo")
     assert r.exit_code == 2 and "not empty" in r.output

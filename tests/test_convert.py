@@ -1,13 +1,14 @@
 """melkit convert on the session's tiny run: every variant, metadata, cards, I/O contract, gates, refusals."""
 
+import io as _io
 import json
 import re
 import zipfile
-import io as _io
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import LOOSE
 
 from melkit.cli import main
 from melkit.convert.converter import ConvertOptions, convert_run
@@ -16,58 +17,58 @@ from melkit.convert.selfcheck import compare
 from melkit.core.errors import BadInputError
 from melkit.core.litert import io_details, load_interpreter
 
-from conftest import LOOSE
-
 
 def test_every_variant_is_written_with_card_and_labels(converted):
     result, out = converted
     assert [c.variant for c in result.checks] == ["float32", "fp16", "dynamic", "int8"]
     assert (out / "labels.txt").read_text() == "nv\nmel\n"
     for variant in ("float32", "fp16", "dynamic", "int8"):
-        model = out / f"melkit_mnv2_0.35_32_{variant}.tflite"
+        model = out / f"melkit_mnv2_0.35_48_{variant}.tflite"
         card = json.loads(model.with_suffix(".json").read_text())
         assert card["variant"] == variant and card["labels"] == ["nv", "mel"]
         import hashlib
 
         assert card["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
-        assert card["preprocessing"]["image_size"] == 32 and card["output"]["shape"] == [1, 2]
+        assert card["preprocessing"]["image_size"] == 48 and card["output"]["shape"] == [1, 2]
         assert 0 < card["threshold"] < 1 and card["training_data"]["split"]["mode"] == "lesion"
-    assert (out / "melkit_mnv2_0.35_32_int8_debug.csv").read_text().startswith("tensor_name,")
+    assert (out / "melkit_mnv2_0.35_48_int8_debug.csv").read_text().startswith("tensor_name,")
 
 
 def test_float32_matches_keras(converted):
     float_check = converted[0].checks[0]
-    assert float_check.agreement == 1.0 and float_check.max_abs_diff < 1e-4
+    # The Youden threshold is one validation image's own score, so that image's decision can flip on a 1e-6
+    # difference; every other decision must agree.
+    assert float_check.agreement >= 1 - 1 / float_check.n and float_check.max_abs_diff < 1e-4
     assert float_check.auc_tflite == pytest.approx(float_check.auc_keras, abs=1e-6)
 
 
 def test_int8_io_follows_the_contract(converted):
     _, out = converted
-    io = io_details(load_interpreter(out / "melkit_mnv2_0.35_32_int8.tflite"))
-    assert io["input"]["dtype"] == "uint8" and io["input"]["shape"] == [1, 32, 32, 3]
+    io = io_details(load_interpreter(out / "melkit_mnv2_0.35_48_int8.tflite"))
+    assert io["input"]["dtype"] == "uint8" and io["input"]["shape"] == [1, 48, 48, 3]
     assert io["input"]["quantization"] == {"scale": pytest.approx(1 / 128), "zero_point": 128}
     assert io["output"]["dtype"] == "uint8" and io["output"]["shape"] == [1, 2]
     # integer-only: no float tensors except none at all in the ops' activations
-    interp = load_interpreter(out / "melkit_mnv2_0.35_32_int8.tflite")
+    interp = load_interpreter(out / "melkit_mnv2_0.35_48_int8.tflite")
     ops = {d["op_name"] for d in interp._get_ops_details()}  # noqa: SLF001
     assert "DEQUANTIZE" not in ops and "QUANTIZE" not in ops or io["input"]["dtype"] == "uint8"
 
 
 def test_metadata_is_embedded_and_readable(converted):
     _, out = converted
-    data = (out / "melkit_mnv2_0.35_32_int8.tflite").read_bytes()
+    data = (out / "melkit_mnv2_0.35_48_int8.tflite").read_bytes()
     meta = read_metadata(data)
-    assert meta["name"] == "melkit_mnv2_0.35_32" and meta["labels"] == ["nv", "mel"]
-    assert meta["input"]["image_size"] == 32 and meta["input"]["mean"] == [128.0]
+    assert meta["name"] == "melkit_mnv2_0.35_48" and meta["labels"] == ["nv", "mel"]
+    assert meta["input"]["image_size"] == 48 and meta["input"]["mean"] == [128.0]
     with zipfile.ZipFile(_io.BytesIO(data)) as z:
         assert z.read("labels.txt") == b"nv\nmel\n"
 
 
 def test_scores_sum_to_one_and_follow_the_logit(converted, tiny_run):
     _, out = converted
-    interp = load_interpreter(out / "melkit_mnv2_0.35_32_float32.tflite")
+    interp = load_interpreter(out / "melkit_mnv2_0.35_48_float32.tflite")
     d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 48, 48, 3)).astype(np.float32)
     interp.set_tensor(d_in["index"], x)
     interp.invoke()
     y = interp.get_tensor(d_out["index"])[0]
@@ -81,7 +82,7 @@ def test_scores_sum_to_one_and_follow_the_logit(converted, tiny_run):
 def test_same_seed_same_int8_bytes(tiny_run, tmp_path, converted):
     opts = ConvertOptions(variants=["int8"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE)
     convert_run(tiny_run.out_dir, opts)
-    name = "melkit_mnv2_0.35_32_int8.tflite"
+    name = "melkit_mnv2_0.35_48_int8.tflite"
     assert (tmp_path / name).read_bytes() == (converted[1] / name).read_bytes()
 
 
@@ -89,7 +90,7 @@ def test_int8_input_and_float_output_options(tiny_run, tmp_path):
     opts = ConvertOptions(variants=["int8"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE,
                           input_type="int8", output_type="float32")
     convert_run(tiny_run.out_dir, opts)
-    io = io_details(load_interpreter(tmp_path / "melkit_mnv2_0.35_32_int8.tflite"))
+    io = io_details(load_interpreter(tmp_path / "melkit_mnv2_0.35_48_int8.tflite"))
     assert io["input"]["dtype"] == "int8" and io["input"]["quantization"]["zero_point"] == 0
     assert io["output"]["dtype"] == "float32"
 
@@ -97,12 +98,12 @@ def test_int8_input_and_float_output_options(tiny_run, tmp_path):
 def test_int8_mixed_keeps_a_named_layer_in_float(tiny_run, tmp_path, converted):
     import csv
 
-    rows = list(csv.DictReader(open(converted[1] / "melkit_mnv2_0.35_32_int8_debug.csv")))
+    rows = list(csv.DictReader(open(converted[1] / "melkit_mnv2_0.35_48_int8_debug.csv")))
     worst = rows[0]["tensor_name"]
     opts = ConvertOptions(variants=["int8-mixed"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE,
                           float_layers=[worst])
     convert_run(tiny_run.out_dir, opts)
-    interp = load_interpreter(tmp_path / "melkit_mnv2_0.35_32_int8-mixed.tflite")
+    interp = load_interpreter(tmp_path / "melkit_mnv2_0.35_48_int8-mixed.tflite")
     kept = [t for t in interp.get_tensor_details() if t["name"] == worst]
     assert kept and kept[0]["dtype"] == np.float32
     with pytest.raises(BadInputError, match="no tensor named"):
@@ -118,7 +119,7 @@ def test_qat_runs_and_is_compared_with_ptq(tiny_run, tmp_path):
                for line in lines), lines
     qat = [c for c in result.checks if c.variant == "qat"][0]
     assert qat.auc_tflite is not None and 0 <= qat.agreement <= 1
-    written = (tmp_path / "melkit_mnv2_0.35_32_qat.tflite").exists()
+    written = (tmp_path / "melkit_mnv2_0.35_48_qat.tflite").exists()
     int8 = [c for c in result.checks if c.variant == "int8"][0]
     assert written == (qat.agreement > int8.agreement)
     assert written or "does not beat" in result.skipped_qat
@@ -132,9 +133,9 @@ def test_report_only_writes_nothing(tiny_run, tmp_path):
 
 
 def test_gate_failure_exits_1_and_writes_nothing_for_that_variant(tiny_run, tmp_path, monkeypatch):
-    import melkit.core.litert
+    import melkit.convert.converter
 
-    monkeypatch.setattr(melkit.core.litert, "predict_p_mel", lambda interp, q, progress=None: np.full(len(q), 0.3))
+    monkeypatch.setattr(melkit.convert.converter, "predict_p_mel", lambda interp, q, progress=None: np.full(len(q), 0.3))
     r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--float32", "--out", str(tmp_path)])
     assert r.exit_code == 1 and "constant" in r.output
     assert not list(tmp_path.glob("*.tflite"))
@@ -178,12 +179,12 @@ def test_bad_run_dirs_exit_2(tmp_path, tiny_run):
 
 
 def test_depthwise_equalisation_keeps_the_float_model(tiny_run):
-    from melkit.core.tf import keras
-    from melkit.core.run import load_trained_model
     from melkit.convert.qat import equalize_depthwise
+    from melkit.core.run import load_trained_model
+    from melkit.core.tf import keras
 
     model, _ = load_trained_model(tiny_run.out_dir)
-    x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 48, 48, 3)).astype(np.float32)
     before = model.predict(x, verbose=0)
     assert equalize_depthwise(model) == 17  # every depthwise conv of MobileNetV2 is followed by its BatchNorm
     assert np.allclose(model.predict(x, verbose=0), before, atol=1e-4)
@@ -195,7 +196,7 @@ def test_depthwise_equalisation_keeps_the_float_model(tiny_run):
 
 def test_range_equalisation_keeps_the_float_model_and_fills_the_relu6_range(tiny_run):
     from melkit.convert.calibration import representative_images
-    from melkit.convert.equalize import _channel_max, equalize_activation_ranges, equalizable_pairs
+    from melkit.convert.equalize import _channel_max, equalizable_pairs, equalize_activation_ranges
     from melkit.core.run import load_trained_model
     from melkit.data.preprocess import normalize
 
@@ -222,16 +223,16 @@ def test_range_equalisation_keeps_the_float_model_and_fills_the_relu6_range(tiny
 
 
 def test_equalisation_and_rounding_are_recorded_and_can_be_switched_off(tiny_run, tmp_path, converted):
-    card = json.loads((converted[1] / "melkit_mnv2_0.35_32_int8.json").read_text())
+    card = json.loads((converted[1] / "melkit_mnv2_0.35_48_int8.json").read_text())
     assert card["conversion"]["range_equalization"] == {"margin": 1.5, "layers": 35}
-    assert json.loads((converted[1] / "melkit_mnv2_0.35_32_float32.json").read_text())[
+    assert json.loads((converted[1] / "melkit_mnv2_0.35_48_float32.json").read_text())[
         "conversion"]["range_equalization"] is None
     r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--int8", "--no-equalize", "--weight-rounding",
                                   "nearest", "--no-align-threshold", "--out", str(tmp_path),
                                   "--calibration-images", "40", "--min-agreement", str(LOOSE)])
     assert r.exit_code == 0, r.output
     assert "weight rounding:" not in r.output
-    plain = json.loads((tmp_path / "melkit_mnv2_0.35_32_int8.json").read_text())
+    plain = json.loads((tmp_path / "melkit_mnv2_0.35_48_int8.json").read_text())
     assert plain["conversion"]["range_equalization"] is None
     assert plain["conversion"]["weight_rounding"] == {"method": "nearest"}
     assert plain["conversion"]["decision_grid"] is None
@@ -261,17 +262,17 @@ def test_converter_keeps_the_compensated_int8_weights(tiny_run, converted):
     from melkit.convert.calibration import representative_images
     from melkit.convert.equalize import equalize_activation_ranges
     from melkit.convert.export import with_two_scores
-    from melkit.core.run import load_trained_model
     from melkit.convert.rounding import pointwise_convs, round_pointwise_weights
+    from melkit.core.run import load_trained_model
 
     model, config = load_trained_model(tiny_run.out_dir)
     rep = representative_images(tiny_run.out_dir, config, 40, 0)
     eq, _ = equalize_activation_ranges(with_two_scores(model), rep, 1.5)
-    rounded, n = round_pointwise_weights(eq, rep)
+    rounded, n = round_pointwise_weights(eq, rep, seed=0)
     assert n == 34  # 16 expand + 17 project + Conv_1
-    card = json.loads((converted[1] / "melkit_mnv2_0.35_32_int8.json").read_text())
+    card = json.loads((converted[1] / "melkit_mnv2_0.35_48_int8.json").read_text())
     assert card["conversion"]["weight_rounding"] == {"method": "compensated", "layers": 34}
-    interp = load_interpreter(converted[1] / "melkit_mnv2_0.35_32_int8.tflite")
+    interp = load_interpreter(converted[1] / "melkit_mnv2_0.35_48_int8.tflite")
     tensors = {t["name"]: t for t in interp.get_tensor_details()}
     checked = 0
     for conv, f in pointwise_convs(rounded):
@@ -305,25 +306,24 @@ def test_int8_scores_switch_exactly_at_the_threshold(converted, tiny_run):
     from ai_edge_litert.interpreter import Interpreter
 
     from melkit.convert.decision_grid import threshold_logit
+    from melkit.core.run import load_run, split_records
     from melkit.data.pipeline import load_images
-    from melkit.core.run import split_records
-    from melkit.core.run import load_run
 
     _, out = converted
-    card = json.loads((out / "melkit_mnv2_0.35_32_int8.json").read_text())
+    card = json.loads((out / "melkit_mnv2_0.35_48_int8.json").read_text())
     grid, thr = card["conversion"]["decision_grid"], card["threshold"]
     # narrowed to what the uint8 output can tell apart (|z| ~ 6.2), never below that or the calibrated range
     assert grid and grid["logit_range"] >= min(2 * 127 * grid["scale_before"], 6.2)
-    assert json.loads((out / "melkit_mnv2_0.35_32_float32.json").read_text())["conversion"]["decision_grid"] is None
-    interp = Interpreter(str(out / "melkit_mnv2_0.35_32_int8.tflite"), experimental_preserve_all_tensors=True)
+    assert json.loads((out / "melkit_mnv2_0.35_48_float32.json").read_text())["conversion"]["decision_grid"] is None
+    interp = Interpreter(str(out / "melkit_mnv2_0.35_48_int8.tflite"), experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
     scores = next(d for d in interp.get_tensor_details() if d["name"] == grid["tensor"])
     s = scores["quantization"][0]
     assert s == pytest.approx(grid["scale_after"], rel=1e-6)
     z_thr = threshold_logit(thr)
     assert abs(z_thr) / s == pytest.approx(grid["threshold_in_steps"]) and round(abs(z_thr) / s) % 2 == 1
-    images = load_images(split_records(tiny_run.out_dir, load_run(tiny_run.out_dir), "val"), 32).images
-    noise = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    images = load_images(split_records(tiny_run.out_dir, load_run(tiny_run.out_dir), "val"), 48).images
+    noise = np.random.default_rng(0).integers(0, 256, (60, 48, 48, 3), dtype=np.uint8)
     d_in, d_out = interp.get_input_details()[0], interp.get_output_details()[0]
     gaps = []
     for q in np.concatenate([images, noise]):

@@ -26,7 +26,7 @@ from conftest import tiny_recipe
 from melkit.train.trainer import TrainOptions, train
 r = train(TrainOptions(data=sys.argv[1], out=sys.argv[2], recipe=tiny_recipe(), weights=None, strategy=sys.argv[3],
                        n_boot=50))
-print("RESULT", json.dumps({"replicas": r.config["training"]["replicas"], "auc": r.metrics["test"]["auc"]}))
+print("RESULT", json.dumps({"replicas": r.config.training["replicas"], "auc": r.metrics["test"]["auc"]}))
 """
 
 

@@ -25,10 +25,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from melkit.cli import main
+from melkit.core.errors import BadInputError
 from melkit.data import fetch
 from melkit.data.extract import Limits, safe_extract
 from melkit.data.readers import read_dataset
-from melkit.core.errors import BadInputError
 
 DOI = "doi:10.7910/DVN/DBW86T"
 

@@ -19,7 +19,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "melkit"
 STAGES = {"train", "convert", "benchmark"}
 APPS = {"cli", "demo", "bundle", "golden", "report", "__main__"}
 CORE_LEAVES = {"melkit.core.errors", "melkit.core.files", "melkit.core.progress", "melkit.core.tf"}
-HEAVY_EXTERNAL = {"tensorflow", "tf_keras", "tensorflow_model_optimization", "ai_edge_litert", "matplotlib"}
+HEAVY_EXTERNAL = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "ai_edge_litert.interpreter",
+                  "matplotlib")
+
+
+def _is_heavy_external(module: str) -> bool:
+    return any(module == h or module.startswith(h + ".") for h in HEAVY_EXTERNAL)
 
 
 def _module_name(path: Path) -> str:
@@ -123,7 +128,7 @@ def _heavy_modules() -> set:
             if name in heavy:
                 continue
             for m, local, _, _ in EDGES[name]:
-                if not local and (m.split(".")[0] in HEAVY_EXTERNAL or m in heavy):
+                if not local and (_is_heavy_external(m) or m in heavy):
                     heavy.add(name)
                     changed = True
                     break
@@ -139,7 +144,7 @@ def test_function_local_imports_only_defer_heavy_modules_and_say_so():
                 statements.setdefault((name, no), (line, []))[1].append(m)
     bad = []
     for (name, no), (line, imported) in statements.items():
-        deferred = [m for m in imported if m.split(".")[0] in HEAVY_EXTERNAL or m in heavy]
+        deferred = [m for m in imported if _is_heavy_external(m) or m in heavy]
         if not deferred:
             bad.append(f"{name}:{no} imports {imported[0]} locally, but it is light: import it at the top")
         elif "#" not in line:

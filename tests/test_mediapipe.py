@@ -25,8 +25,8 @@ def test_mediapipe_image_classifier_agrees(converted, variant, tmp_path, synth_d
     from melkit.data.readers import read_dataset
 
     _, out = converted
-    model = out / f"melkit_mnv2_0.35_32_{variant}.tflite"
-    images = load_images(read_dataset(synth_dir).records[:6], 32).images
+    model = out / f"melkit_mnv2_0.35_48_{variant}.tflite"
+    images = load_images(read_dataset(synth_dir).records[:6], 48).images
     np.save(tmp_path / "images.npy", images)
     proc = subprocess.run([str(MP_PYTHON), str(REPO / "tests" / "mediapipe_client.py"), str(model),
                            str(tmp_path / "images.npy")], capture_output=True, text=True, timeout=300)

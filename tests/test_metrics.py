@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from melkit.core.errors import BadInputError
 from melkit.core.metrics import (
     _weighted_auc,
     binary_report,
@@ -20,7 +21,6 @@ from melkit.core.metrics import (
     sensitivity_at_specificity,
     specificity_at_sensitivity,
 )
-from melkit.core.errors import BadInputError
 
 # A small data set used by several tests: 4 nevi, 3 melanomas.
 #   index:  0    1    2    3    4    5    6

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import HAM, need
 
 from melkit.data.imageio import read_rgb
 from melkit.data.preprocess import CONTRACT, contract_input, normalize, resize_uint8
-
-from conftest import HAM, need
 
 
 def test_downscale_by_two_averages_each_2x2_block():
@@ -64,7 +63,7 @@ def test_normalize_and_uint8_quantization_identity():
     q = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
     x = normalize(q)
     assert x.dtype == np.float32 and x.min() == -1.0 and x.max() == 127 / 128
-    qp = CONTRACT["input_quantization"]
+    qp = CONTRACT.input_quantization
     # A uint8 TFLite input with scale 1/128, zero point 128 dequantizes to exactly x.
     assert np.array_equal((q.astype(np.float32) - qp["zero_point"]) * np.float32(qp["scale"]), x)
 

@@ -4,13 +4,12 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+from conftest import HAM, need
 
+from melkit.core.errors import BadInputError
 from melkit.data import split as S
 from melkit.data.readers import read_dataset
 from melkit.data.records import Record
-from melkit.core.errors import BadInputError
-
-from conftest import HAM, need
 
 
 @pytest.fixture(scope="module")

@@ -11,52 +11,53 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 
-from melkit.benchmark import evaluate, host, inputs, latency, litert_tool, parity
+from melkit.benchmark import evaluate, host, inputs, latency, litert_tool, parity, plots
 from melkit.benchmark import report as reporting
 from melkit.core.errors import BadInputError
-from melkit.data.pipeline import load_images
-from melkit.core.metrics import reliability_curve
 from melkit.core.files import writable_dir
-from melkit.benchmark import plots
+from melkit.core.metrics import N_BOOT, reliability_curve
+from melkit.core.options import SEED, check, opt
+from melkit.data.pipeline import load_images
+from melkit.data.split import SPLITS
 
 
 @dataclass
 class BenchOptions:
-    models: list  # run directories and .tflite files, in the order the report shows them
-    reference: str | None = None  # run dir or float32 .tflite; default: the run dir among ``models``
-    split: str = "test"
-    data: str | None = None
-    split_csv: str | None = None
-    out: str | None = None  # default RUN/bench, or ./melkit-bench without a run
-    n_boot: int = 1000
-    seed: int = 0
-    latency: bool = True
-    runs: int = 100
-    warmup: int = 10
-    threads: int | None = None  # default: every usable core (as Keras/TensorFlow uses)
-    sweep_max_threads: int | None = None  # thread sweep 1..this; default every usable core; 0 = no sweep
-    xnnpack_off: bool = True
-    keras_batch: int = 32
-    litert_benchmark: bool = False
-    max_auc_drop: float | None = None
-    min_agreement: float | None = None
+    # Run directories and .tflite files, in the order the report shows them.
+    models: list = opt(default_factory=list, argument=True, nargs=-1, type=click.Path())
+    reference: str | None = opt(None, type=click.Path(), help="Run dir or float32 .tflite to compare against "
+                                                              "(default: the run dir among MODELS).")
+    split: str = opt("test", choices=SPLITS, help="Which split of the run (or of --split-csv) to evaluate on.")
+    data: str | None = opt(None, type=click.Path(), help="Images: a HAM10000-style or class-folder directory.")
+    split_csv: str | None = opt(None, type=click.Path(dir_okay=False),
+                                help="image_id,...,split over --data (e.g. RUN/split.csv).")
+    out: str | None = opt(None, type=click.Path(file_okay=False),  # or ./melkit-bench without a run
+                          help="Report directory (default RUN/bench).")
+    runs: int = opt(100, min=1, max=100000, help="Timed runs per model.")
+    warmup: int = opt(10, min=0, max=10000)
+    threads: int | None = opt(None, type=int, min=1, max=1024, help="LiteRT threads (default: every usable core).")
+    sweep_max_threads: int | None = opt(None, flag="--sweep-threads", type=int, min=0, max=1024,
+                                        help="Thread sweep 1..N (default: every usable core; 0: no sweep).")
+    xnnpack_off: bool = opt(True, flag="--no-xnnpack-off", help="Skip the XNNPACK-off (builtin kernels) measurement.")
+    latency: bool = opt(True, flag="--no-latency", help="Accuracy and parity only.")
+    keras_batch: int = opt(32, min=1, max=4096, help="Batch size of the batched Keras latency.")
+    litert_benchmark: bool = opt(False, help="Also run LiteRT's own benchmark_litert_model on each model, "
+                                             "for comparison.")
+    max_auc_drop: float | None = opt(None, type=float, min=0, max=1,
+                                     help="Gate: exit 1 if a model's AUC drops more.")
+    min_agreement: float | None = opt(None, type=float, min=0, max=1,
+                                      help="Gate: exit 1 if decision agreement is lower.")
+    n_boot: int = opt(N_BOOT, flag="--bootstrap", min=1, max=100000,
+                      help="Bootstrap resamples (lesions) for the AUC CI.")
+    seed: int = opt(SEED)
 
     def validate(self):
         if not self.models and not self.reference:
             raise BadInputError("nothing to benchmark: give a run directory and/or .tflite models")
-        for name in ("runs", "warmup", "n_boot", "keras_batch"):
-            if getattr(self, name) < (0 if name == "warmup" else 1):
-                raise BadInputError(f"--{name.replace('_', '-')} must be at least {0 if name == 'warmup' else 1}")
-        if self.threads is not None and self.threads < 1:
-            raise BadInputError("--threads must be at least 1")
-        if self.sweep_max_threads is not None and self.sweep_max_threads < 0:
-            raise BadInputError("--sweep-threads must be 0 (no sweep) or more")
-        if self.max_auc_drop is not None and not 0 <= self.max_auc_drop <= 1:
-            raise BadInputError("--max-auc-drop must be in [0, 1]")
-        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
-            raise BadInputError("--min-agreement must be in [0, 1]")
+        check(self)
         if self.litert_benchmark and not litert_tool.available():
             raise BadInputError(f"--litert-benchmark: {litert_tool.MODULE} is not in the installed ai-edge-litert")
         return self
@@ -110,7 +111,6 @@ def _open_models(opts: BenchOptions):
 
 def _load_images(source, sizes, echo):
     """uint8 images per input size, the same records for every size (decode failures do not depend on size)."""
-
     arrays = {}
     for size in sorted(sizes):
         arrays[size] = load_images(source.records, size, desc=f"images {size}px")
@@ -128,7 +128,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     timings = {}
     t_start = time.perf_counter()
     reference, models, run = _open_models(opts)
-    if reference.kind == "tflite" and reference.card.get("variant") != "float32":
+    if reference.kind == "tflite" and reference.card.variant != "float32":
         echo(f"note: the reference {reference.path.name} is not a float32 model; Δ are relative to it")
     out = writable_dir(opts.out or (run.path / "bench" if run else "melkit-bench"))
     source = inputs.select_records(run.path if run else None, run.config if run else None, opts.split,

@@ -6,32 +6,28 @@ import numpy as np
 
 from melkit.benchmark.inputs import ModelRef
 from melkit.core.errors import BadInputError
-from melkit.core.progress import progress_bar
-from melkit.core.run import load_trained_model
-from melkit.core.run import predict_proba
 from melkit.core.litert import load_interpreter, predict_p_mel
+from melkit.core.progress import progress_bar
+from melkit.core.run import load_trained_model, predict_proba
 
 
 def load_keras(model: ModelRef):
     """The run's float32 logit model (what every .tflite was converted from)."""
-
     keras_model, _ = load_trained_model(model.path)
     return keras_model
 
 
 def keras_probs(keras_model, images_q: np.ndarray, batch_size=64, desc="keras") -> np.ndarray:
     """Batched (a thousand images cost a few batched calls, not a thousand single ones), with progress."""
-
     with progress_bar(total=len(images_q), desc=desc, unit="img") as bar:
         return predict_proba(keras_model, images_q, batch_size, progress=bar.update)
 
 
 def tflite_probs(model: ModelRef, images_q: np.ndarray, threads=None, desc=None) -> np.ndarray:
     """One invoke per image, as on the phone."""
-
     interp = load_interpreter(model.path, num_threads=threads)
     with progress_bar(total=len(images_q), desc=desc or model.name, unit="img") as bar:
-        p = predict_p_mel(interp, images_q, progress=bar.update)
+        p = predict_p_mel(interp, images_q, progress=bar.update, p_mel_index=model.card.p_mel_index)
     if not np.all(np.isfinite(p)):
         raise BadInputError(f"{model.path}: the model outputs NaN or inf")
     # A uint8 output dequantizes to at most 255/256; clip guards float rounding just past [0, 1].

@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from melkit.core.card import ModelCard, load_card
 from melkit.core.errors import BadInputError
 from melkit.core.files import read_json
-from melkit.core.run import load_run
-from melkit.core.card import load_card
-from melkit.core.litert import io_details, load_interpreter
+from melkit.core.litert import load_interpreter
+from melkit.core.run import RunConfig, load_run
 from melkit.data.readers import read_dataset
 from melkit.data.split import SPLITS, read_split_csv
 
@@ -32,8 +32,8 @@ class ModelRef:
     name: str
     threshold: float
     image_size: int
-    card: dict | None = None  # tflite only
-    config: dict | None = None  # keras only (the run's config.json)
+    card: ModelCard | None = None  # tflite only
+    config: RunConfig | None = None  # keras only (the run's config.json)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -43,7 +43,6 @@ class ModelRef:
 
 def open_run(path) -> ModelRef:
     """A finished train run as a model: its Keras weights and the threshold it chose on val."""
-
     path = Path(path)
     config = load_run(path)
     metrics_path = path / "metrics.json"
@@ -53,26 +52,19 @@ def open_run(path) -> ModelRef:
         threshold = float(read_json(metrics_path)["threshold"])
     except (ValueError, KeyError, TypeError) as e:
         raise BadInputError(f"{metrics_path}: no usable threshold ({e})") from None
-    return ModelRef("keras", path, "keras", threshold, int(config["preprocessing"]["image_size"]), config=config)
+    return ModelRef("keras", path, "keras", threshold, int(config.image_size), config=config)
 
 
 def open_tflite(path) -> ModelRef:
-    """A .tflite with its card, checked: card present and matching, model loadable, I/O as the card says."""
+    """A .tflite with its card, checked: card present and matching, model loadable, I/O as the card says
+    (ModelCard.check_against: the same check as melkit bundle and the app)."""
 
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"model file not found: {path}")
     card = load_card(path)
-    actual = io_details(load_interpreter(path))["input"]
-    promised = card.get("input", {})
-    size = int(card.get("preprocessing", {}).get("image_size", -1))
-    if actual["dtype"] != promised.get("dtype"):
-        raise BadInputError(f"{path}: input dtype is {actual['dtype']}, its card says {promised.get('dtype')}")
-    if actual["shape"] != promised.get("shape") or actual["shape"][1:3] != [size, size]:
-        raise BadInputError(f"{path}: input shape is {actual['shape']}, its card says {promised.get('shape')} "
-                            f"and image size {size}")
-    return ModelRef("tflite", path, str(card.get("variant") or path.stem), float(card["threshold"]), size,
-                    card=card)
+    card.check_against(load_interpreter(path), path)
+    return ModelRef("tflite", path, card.variant or path.stem, float(card.threshold), card.image_size, card=card)
 
 
 def open_model(path) -> ModelRef:
@@ -110,7 +102,6 @@ class ImageSource:
 
 def select_records(run: Path | None, config: dict | None, split: str, data=None, split_csv=None) -> ImageSource:
     """The records to benchmark on (see the module docstring for the precedence)."""
-
     if split not in SPLITS:
         raise BadInputError(f"unknown split {split!r}: one of {', '.join(SPLITS)}")
     if split_csv and not data and not run:
@@ -118,7 +109,7 @@ def select_records(run: Path | None, config: dict | None, split: str, data=None,
     if data is None:
         if run is None:
             raise BadInputError("no images: give a run directory or --data DIR")
-        data = config["data"]["dir"]
+        data = config.data_dir
         if not Path(data).is_dir():
             raise BadInputError(f"the run's data directory {data} is not there; if it moved, pass "
                                 f"--data NEW_DIR --split-csv {run / 'split.csv'}")

@@ -94,7 +94,7 @@ def _feed(interp, image_q):
     interp.set_tensor(detail["index"], to_input(image_q[None], detail))
 
 
-def measure_tflite(path, image_q, threads, runs, warmup, sweep=(), xnnpack_off=True) -> dict:
+def measure_tflite(path, image_q, threads, runs, warmup, sweep, xnnpack_off) -> dict:
     """Every latency number of one model, in this process (the child calls it)."""
     baseline = _rss_mb()
     t0 = time.perf_counter()
@@ -124,7 +124,7 @@ def measure_tflite(path, image_q, threads, runs, warmup, sweep=(), xnnpack_off=T
     return result
 
 
-def measure_in_child(path, image_q, threads, runs, warmup, sweep=(), xnnpack_off=True, timeout=900) -> dict:
+def measure_in_child(path, image_q, threads, runs, warmup, sweep, xnnpack_off, timeout=900) -> dict:
     """:func:`measure_tflite` in a fresh Python process; raises MelkitError with its stderr if it fails."""
     with tempfile.TemporaryDirectory(prefix="melkit-latency-") as tmp:
         tmp = Path(tmp)
@@ -141,7 +141,7 @@ def measure_in_child(path, image_q, threads, runs, warmup, sweep=(), xnnpack_off
         return json.loads((tmp / "result.json").read_text())
 
 
-def measure_keras(model, image_q, runs, warmup, batch_size=32) -> dict:
+def measure_keras(model, image_q, runs, warmup, batch_size) -> dict:
     """Keras 2 latency through the contract: one image per call, and ``batch_size`` images per call.
 
     ``predict_on_batch`` rather than ``predict``: predict builds a tf.data pipeline on every call, which

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from melkit.core.metrics import binary_report, confusion_at, roc_auc
+from melkit.core.metrics import N_BOOT, binary_report, confusion_at, roc_auc
+from melkit.core.options import SEED
 
 # Bands wide enough to hold a few melanomas each on HAM10000's test split, split where the risk changes.
 AGE_BANDS = ((0, 30, "<30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 75, "60-74"), (75, math.inf, "75+"))
@@ -76,7 +77,7 @@ def delta_auc(auc, auc_ref):
 
 
 def evaluate(names, probs: dict, thresholds: dict, labels, lesion_ids, image_ids, reference: str,
-             n_boot=1000, seed=0) -> dict:
+             n_boot=N_BOOT, seed=SEED) -> dict:
     """name -> {"metrics": binary_report, "vs_reference": compare + delta_auc (None for the reference)}."""
     labels = np.asarray(labels, int)
     out = {}

@@ -5,8 +5,9 @@ matplotlib's Agg backend: no display is needed (CI, servers). Each PNG is writte
 
 from __future__ import annotations
 
-from melkit.core.files import atomic_path
 from sklearn.metrics import roc_curve
+
+from melkit.core.files import atomic_path
 
 
 def _pyplot():
@@ -26,7 +27,6 @@ def _save(fig, path):
 
 def roc_plot(path, labels, probs: dict, aucs: dict) -> bool:
     """One curve per model; False (nothing written) when the images hold one class (no ROC exists)."""
-
     if len(set(int(v) for v in labels)) < 2:
         return False
     plt = _pyplot()

@@ -21,7 +21,6 @@ DECISIONS = {True: ("mel", "melanoma-suspicious"), False: ("nv", "nevus-like")}
 
 def contract_images(paths, size: int) -> np.ndarray:
     """Steps 1-3 of the contract for each file: (N, size, size, 3) uint8 q."""
-
     out = []
     for p in paths:
         try:
@@ -44,8 +43,8 @@ def predict_files(model_path, image_paths) -> dict:
     for path, p in zip(image_paths, probs):
         label, meaning = DECISIONS[bool(p >= model.threshold)]
         rows.append({"image": str(path), "p_mel": float(p), "decision": label, "meaning": meaning})
-    card = model.card or {}
-    return {"model": str(Path(model_path)), "kind": model.kind, "variant": card.get("variant", model.kind),
+    return {"model": str(Path(model_path)), "kind": model.kind,
+            "variant": model.card.variant if model.card else model.kind,
             "threshold": model.threshold, "image_size": model.image_size, "predictions": rows,
             "note": "Research model, not a medical device: it gives no diagnosis."}
 

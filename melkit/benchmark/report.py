@@ -8,8 +8,8 @@ import csv
 import datetime as dt
 from dataclasses import asdict
 
-from melkit.core.files import atomic_writer, write_json
 from melkit.benchmark.host import host_line
+from melkit.core.files import atomic_writer, write_json
 
 REPORT_VERSION = 1
 FLIPS_IN_MARKDOWN = 20
@@ -46,12 +46,12 @@ def build(models, reference, source, records, labels, skipped, results, subgroup
           timings) -> dict:
     entries = []
     for m in models:
-        card = m.card or {}
+        card = m.card
         entry = {
             "name": m.name, "kind": m.kind, "path": str(m.path),
-            "variant": card.get("variant", "keras" if m.kind == "keras" else None),
+            "variant": card.variant if card else "keras" if m.kind == "keras" else None,
             "threshold": m.threshold, "image_size": m.image_size, "size_bytes": m.size_bytes,
-            "input": card.get("input"), "metrics": results[m.name]["metrics"],
+            "input": card.input.to_json() if card else None, "metrics": results[m.name]["metrics"],
             "vs_reference": results[m.name]["vs_reference"],
         }
         if latency and m.name in latency["tflite"]:

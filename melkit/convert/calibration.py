@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from melkit.data.pipeline import load_images
 from melkit.core.errors import BadInputError
 from melkit.core.run import split_records
+from melkit.data.pipeline import load_images
 
 
 def full_range_image(size: int) -> np.ndarray:
@@ -21,11 +21,11 @@ def full_range_image(size: int) -> np.ndarray:
     return img
 
 
-def representative_images(run_dir, config, n: int = 300, seed: int = 0, data_dir=None) -> np.ndarray:
+def representative_images(run_dir, config, n: int, seed: int, data_dir=None) -> np.ndarray:
     """n-1 training images (seeded choice) + one full-range image, as uint8 q (N, S, S, 3)."""
     if n < 2:
         raise BadInputError("the representative set needs at least 2 images")
-    size = config["preprocessing"]["image_size"]
+    size = config.image_size
     records = split_records(run_dir, config, "train", data_dir)
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(records), size=min(n - 1, len(records)), replace=False))

@@ -4,16 +4,14 @@ The int8 model's scores ``[-z/2, z/2]`` (the tensor the softmax reads) are round
 that the converter takes from the calibration range, so the model can only answer logits ``z = 2 s k``, and
 an image's answer switches at the odd multiples of s. Where the threshold's logit falls on that grid is
 chance. If it falls next to a grid value, every image whose logit is up to s below the threshold (or above)
-is rounded across it: a shift of the decision boundary, not noise. On the 224 px release model, s was 0.065
-and the threshold sat 0.005 from a grid value; that rounding alone turned 9 validation decisions that
-differ from the float model's into 15.
+is rounded across it: a shift of the decision boundary, not noise.
 
 ``align_to_threshold`` sets that scale so that the threshold's logit is an odd multiple of it: a switching
 point. The int8 decision is then exactly the decision of the integer accumulator before rounding. It also
 spends the 256 levels where they matter: the uint8 P(mel) output cannot tell logits beyond about +-6.2
-apart (they all read 0 or 1 at its step of 1/256), so a calibration range of +-17 wastes two thirds of
-them. The new scale is the finest aligned one whose range still reaches the output's saturation (or the
-calibrated range, if that is narrower), so the answers near the threshold are also about 2.5 times finer.
+apart (they all read 0 or 1 at its step of 1/256), so any wider calibration range wastes levels. The new
+scale is the finest aligned one whose range still reaches the output's saturation (or the calibrated range,
+if that is narrower), so the answers near the threshold are also finer.
 
 This relies on the two scores being exact negatives of each other in the integers, which the folded
 two-score layer (``export.with_two_scores``: per-channel weights ``-W/2`` and ``W/2``) guarantees after
@@ -30,6 +28,7 @@ import math
 import numpy as np
 
 from melkit.core.errors import BadInputError
+
 
 def _softmax_io(model):
     """(input, output) tensors (flatbuffer views) of the model's last SOFTMAX, or (None, None)."""

@@ -2,9 +2,8 @@
 
 TFLite quantizes each activation tensor with one scale for all its channels. In MobileNetV2 the ReLU6
 outputs of the expand and depthwise convolutions share the range [0, 6], but on dermoscopy images many
-channels only ever reach a fraction of it (in the fine-tuned 160 px model, a tenth of ``block_16_expand``'s
-channels stay under 0.6): those channels keep a few int8 levels and their rounding noise, amplified by the
-next convolution, flips about 8 % of the decisions (int8 agreement 92 %).
+channels only ever reach a small fraction of it: those channels keep a few int8 levels, and their rounding
+noise, amplified by the next convolution, flips decisions.
 
 For a channel c whose largest observed value is m_c, multiplying the BatchNorm before the ReLU6 by
 s_c = 6 / (margin * m_c) and dividing the next layer's input channel c by s_c leaves the float function the
@@ -14,13 +13,12 @@ images; beyond it the scaled channel is clipped a little earlier than the origin
 linear per input channel: a 1x1/kxk Conv2D or a DepthwiseConv2D, possibly behind a ZeroPadding2D (zero
 padding commutes with scaling). The float reference model is never changed: this works on a copy.
 
-Measured later on the same model, most of what this buys is in the *weights*: simulating int8 weights alone
-(float activations) flipped 7.8 % of validation decisions before equalisation and 1.0 % after
-(``benchmarks/int8_error_sources.py``). A ReLU6 channel with small
-activations tends to meet large weights in the next 1x1 convolution, which then set that layer's per-channel
-weight scale and leave every other input channel a few int8 steps; dividing them by s_c balances the weights
-as well as the activations (the effect cross-layer equalisation is known for). What weight error is left is
-taken on by ``rounding.py``.
+Most of what this buys is in the *weights*, not the activations (``benchmarks/int8_error_sources.py``
+simulates int8 weights alone, with float activations): a ReLU6 channel with small activations tends to meet
+large weights in the next 1x1 convolution, which then set that layer's per-channel weight scale and leave
+every other input channel a few int8 steps; dividing them by s_c balances the weights as well as the
+activations (the effect cross-layer equalisation is known for). What weight error is left is taken on by
+``rounding.py``.
 """
 
 from __future__ import annotations
@@ -71,7 +69,7 @@ def _channel_max(model, relus, images_q) -> list:
     return highs
 
 
-def equalize_activation_ranges(model, images_q, margin: float = 1.5):
+def equalize_activation_ranges(model, images_q, margin: float):
     """A copy of ``model`` with its ReLU6 channel ranges equalised on ``images_q``; returns (copy, n_layers)."""
     from melkit.core.tf import keras  # TensorFlow: imported when first needed
 

@@ -11,11 +11,7 @@ than Dense(1) then a fixed Dense(2): the int8 model rounds the scores once, on o
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-
-from melkit.core.errors import BadInputError
 
 OUTPUT_NAME = "probabilities"
 

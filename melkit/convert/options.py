@@ -2,57 +2,59 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from melkit.convert.variants import IO_TYPES, VARIANTS
+import click
+
+from melkit.convert.variants import FULL_INTEGER, IO_TYPES, VARIANTS
 from melkit.core.errors import BadInputError
+from melkit.core.options import SEED, check, opt
 
-INT8_LIKE = ("int8", "qat", "int8-mixed")  # calibrated on the representative set
-FULL_INTEGER = ("int8", "qat")  # integer-only, with the contract's uint8/int8 I/O
 WEIGHT_ROUNDING = ("compensated", "nearest")
-ROUNDED = ("int8", "int8-mixed")  # QAT learns its own weights: compensated rounding would be undone
+QAT_TARGETS = ("teacher", "labels")
 
 
 @dataclass
 class ConvertOptions:
-    variants: list
-    out: str | None = None  # default RUN/tflite
-    calibration_images: int = 300
-    seed: int = 0
-    input_type: str = "uint8"
-    output_type: str = "uint8"
-    min_agreement: float = 0.98
-    report_only: bool = False
-    debug: bool = False
-    float_layers: list = field(default_factory=list)
-    qat_epochs: int = 1
-    qat_learning_rate: float = 1e-5
-    qat_target: str = "teacher"  # fit the float model's scores (distillation) or the labels
-    equalize_margin: float | None = 1.5  # ReLU6 range equalisation before int8 conversion; None: off
-    weight_rounding: str = "compensated"  # 1x1 conv weights for int8 / int8-mixed: compensated or nearest
-    align_threshold: bool = True  # int8 scores' grid placed around the threshold (decision_grid.py)
-    name: str | None = None
-    version: str = "1.0.0"
-    data_dir: str | None = None  # where the run's images are now, if moved
+    variants: list = opt(switches={name: v.help for name, v in VARIANTS.items()})
+    out: str | None = opt(None, type=click.Path(file_okay=False), help="Output directory (default RUN/tflite).")
+    calibration_images: int = opt(300, min=2, help="Representative images from the training split.")
+    input_type: str = opt("uint8", choices=IO_TYPES)
+    output_type: str = opt("uint8", choices=IO_TYPES)
+    min_agreement: float = opt(0.98, min=0, max=1, min_open=True,
+                               help="Gate: decision agreement with Keras on the validation split.")
+    report_only: bool = opt(False, help="Print the self-check table; write nothing, no gate.")
+    debug: bool = opt(False, help="Write a per-layer int8 quantization error report (CSV).")
+    float_layers: list = opt(default_factory=list, flag="--float-layer", multiple=True,
+                             help="TFLite tensor name kept in float (--int8-mixed).")
+    qat_epochs: int = opt(1, min=1, max=100)
+    qat_learning_rate: float = opt(1e-5)
+    qat_target: str = opt("teacher", choices=QAT_TARGETS,
+                          help="QAT fits the float model's scores (distillation) or the labels.")
+    equalize_margin: float | None = opt(
+        1.5, min=1.0, help="ReLU6 range equalisation before int8: headroom over the calibration maximum.",
+        off=("--no-equalize", "Quantize the model as trained (no range equalisation)."))
+    weight_rounding: str = opt("compensated", choices=WEIGHT_ROUNDING,
+                               help="int8 weights of the 1x1 convolutions: error-compensating (GPTQ-style) or the "
+                                    "converter's nearest rounding.")
+    # The int8 scores' grid placed around the threshold (decision_grid.py).
+    align_threshold: bool = opt(True, flag="--no-align-threshold",
+                                help="Keep the converter's scale for the int8 scores instead of placing the "
+                                     "threshold halfway between two of their values.")
+    name: str | None = opt(None, help="Model name (default melkit_mnv2_<alpha>_<size>).")
+    version: str = opt("1.0.0", flag="--model-version")
+    data_dir: str | None = opt(None, flag="--data", type=click.Path(), help="The run's data directory, if it moved.")
+    seed: int = opt(SEED)
 
     def validate(self):
         if not self.variants:
-            raise BadInputError("choose at least one variant: --float32 --fp16 --dynamic --int8 --qat --int8-mixed")
+            raise BadInputError("choose at least one variant: " + " ".join(f"--{name}" for name in VARIANTS))
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad:
             raise BadInputError(f"unknown variant(s) {bad}: {', '.join(VARIANTS)}")
-        if self.input_type not in IO_TYPES or self.output_type not in IO_TYPES:
-            raise BadInputError(f"input/output type must be one of {', '.join(IO_TYPES)}")
+        check(self)
         if (self.input_type, self.output_type) != ("uint8", "uint8") and not set(self.variants) & set(FULL_INTEGER):
             raise BadInputError("--input-type/--output-type apply to --int8 or --qat only")
         if self.float_layers and "int8-mixed" not in self.variants:
             raise BadInputError("--float-layer needs --int8-mixed")
-        if not 0 < self.min_agreement <= 1:
-            raise BadInputError("--min-agreement must be in (0, 1]")
-        if self.equalize_margin is not None and self.equalize_margin < 1:
-            raise BadInputError("--equalize-margin must be at least 1")
-        if self.weight_rounding not in WEIGHT_ROUNDING:
-            raise BadInputError(f"weight rounding must be one of {', '.join(WEIGHT_ROUNDING)}")
-        if self.calibration_images < 2:
-            raise BadInputError("--calibration-images must be at least 2")
         return self

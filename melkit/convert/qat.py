@@ -13,11 +13,11 @@ import numpy as np
 
 from melkit.convert.graph import single_consumer
 from melkit.convert.probe import layer_batches
+from melkit.core.errors import BadInputError
+from melkit.core.progress import keras_verbose
+from melkit.core.run import predict_outputs
 from melkit.data.augment import AugmentParams, build_augmenter
 from melkit.data.pipeline import class_weights, make_dataset
-from melkit.core.errors import BadInputError
-from melkit.core.run import predict_outputs
-from melkit.core.progress import keras_verbose
 
 
 def equalize_depthwise(model) -> int:
@@ -113,9 +113,9 @@ def _init_weight_range(layer, vname, var) -> int:
     return 1
 
 
-def quantization_aware_model(float_model, train_q, train_labels, images_q, epochs=1, learning_rate=1e-5,
-                             batch_size=32, augment: AugmentParams | None = None, seed=0, use_class_weights=True,
-                             target="teacher", student=None, echo=print):
+def quantization_aware_model(float_model, train_q, train_labels, images_q, *, epochs: int, learning_rate: float,
+                             batch_size: int, augment: AugmentParams, seed: int, use_class_weights: bool,
+                             target: str, student=None, echo=print):
     """Return the fine-tuned QAT Keras model (image -> [P(nv), P(mel)]).
 
     ``target="teacher"`` (default) fits the float model's own scores on each augmented training batch
@@ -131,6 +131,9 @@ def quantization_aware_model(float_model, train_q, train_labels, images_q, epoch
 
     if target not in ("teacher", "labels"):
         raise BadInputError("QAT target must be teacher or labels")
+    # Seeded and deterministic kernels: the same run and options give the same QAT model.
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
     # The caller's model stays untouched (it is the teacher, and convert writes other variants from it);
     # the student is a copy that gets equalised and quantized.
     teacher = float_model
@@ -150,7 +153,7 @@ def quantization_aware_model(float_model, train_q, train_labels, images_q, epoch
          f"training images; "
          f"mean |dP| vs float before fine-tuning {_mean_abs_diff(qmodel, teacher, images_q):.4f}")
     qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.CategoricalCrossentropy())
-    augmenter = build_augmenter(augment or AugmentParams(), seed)
+    augmenter = build_augmenter(augment, seed)
     ds = make_dataset(train_q, train_labels, batch_size, training=True, augmenter=augmenter, seed=seed)
     weights = class_weights(train_labels) if use_class_weights else {0: 1.0, 1: 1.0}
     w = tf.constant([weights[0], weights[1]], tf.float32)

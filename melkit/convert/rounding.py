@@ -1,10 +1,8 @@
 """Error-compensating int8 rounding of the 1x1 convolutions' weights, before int8 conversion.
 
 Why: after range equalisation most of the int8 model's remaining error is *weight* rounding, not activation
-rounding. On the 160 px model of release 1.0.0, quantizing only the weights (float activations, simulated in
-Keras by ``benchmarks/int8_error_sources.py``) already moved P(mel) by 0.012 on average, against 0.016 for the
-whole int8 model, and the 1x1 "project" convolutions carried nearly all of it: their 96-960 inputs share one
-scale per output channel. This rounding brings the weights' share down to 0.005.
+rounding (``benchmarks/int8_error_sources.py`` separates the two), and the 1x1 "project" convolutions carry
+nearly all of it: their 96-960 inputs share one scale per output channel.
 
 TFLite rounds each weight to the nearest step of its output channel's scale (max |w| / 127). That is not the
 best rounding for what the layer computes. Here each 1x1 convolution is rounded one input channel at a time
@@ -55,7 +53,7 @@ def pointwise_convs(model) -> list:
     return out
 
 
-def input_second_moments(model, convs, images_q, max_rows: int = 4000, seed: int = 0) -> list:
+def input_second_moments(model, convs, images_q, seed: int, max_rows: int = 4000) -> list:
     """H = X^T X of each conv's input over the calibration images (pixels subsampled per batch)."""
     rng = np.random.default_rng(seed)
     hs = [np.zeros((c.input_shape[-1],) * 2, np.float64) for c in convs]
@@ -98,7 +96,7 @@ def compensated_rounding(w: np.ndarray, h: np.ndarray, damp: float = 0.01) -> np
     return q
 
 
-def round_pointwise_weights(model, images_q, damp: float = 0.01, seed: int = 0):
+def round_pointwise_weights(model, images_q, seed: int, damp: float = 0.01):
     """A copy of ``model`` whose 1x1 convolutions hold compensated int8-grid weights; returns (copy, n_layers)."""
     from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
@@ -107,7 +105,7 @@ def round_pointwise_weights(model, images_q, damp: float = 0.01, seed: int = 0):
     convs = pointwise_convs(copy)
     if not convs:
         return copy, 0
-    hs = input_second_moments(copy, [c for c, _ in convs], images_q, seed=seed)
+    hs = input_second_moments(copy, [c for c, _ in convs], images_q, seed)
     for (conv, f), h in zip(convs, hs):
         weights = conv.get_weights()
         folded = weights[0][0, 0].astype(np.float64) * f[None, :]

@@ -6,17 +6,44 @@ is the resized pixel itself, so the phone skips the float normalisation. Checked
 
 from __future__ import annotations
 
-import numpy as np
-
-from melkit.data.preprocess import CONTRACT, normalize
-from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.litert import load_interpreter
 import csv
 import io
-from melkit.core.files import atomic_writer
+from dataclasses import dataclass
 
-VARIANTS = ("float32", "fp16", "dynamic", "int8", "qat", "int8-mixed")
+import numpy as np
+
+from melkit.core.errors import BadInputError, QualityGateError
+from melkit.core.files import atomic_writer
+from melkit.core.litert import load_interpreter
+from melkit.data.preprocess import CONTRACT, normalize
+
 IO_TYPES = ("uint8", "int8", "float32")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One kind of TFLite model ``melkit convert`` can build, and which conversion passes apply to it."""
+
+    name: str
+    help: str
+    calibrated: bool = False  # quantized on the representative set: range equalisation, decision grid
+    integer_only: bool = False  # integer-only ops and the contract's uint8/int8 I/O
+    rounded: bool = False  # compensated 1x1 weight rounding (QAT learns its own weights: it would be undone)
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("float32", "Float32 TFLite (the parity reference)."),
+    Variant("fp16", "Float16 weights."),
+    Variant("dynamic", "Dynamic-range quantization (int8 weights)."),
+    Variant("int8", "Full integer: int8 weights and activations, integer-only ops.", calibrated=True,
+            integer_only=True, rounded=True),
+    Variant("qat", "Quantization-aware training, then full-integer conversion.", calibrated=True,
+            integer_only=True),
+    Variant("int8-mixed", "int8 with --float-layer ops kept in float.", calibrated=True, rounded=True),
+)}
+INT8_LIKE = tuple(n for n, v in VARIANTS.items() if v.calibrated)
+FULL_INTEGER = tuple(n for n, v in VARIANTS.items() if v.integer_only)
+ROUNDED = tuple(n for n, v in VARIANTS.items() if v.rounded)
 
 
 def _representative(images_q):
@@ -40,7 +67,7 @@ def convert(model, variant: str, images_q=None, input_type="uint8", output_type=
         conv.target_spec.supported_types = [tf.float16]
     elif variant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant in ("int8", "qat", "int8-mixed"):
+    elif VARIANTS[variant].calibrated:
         if images_q is None or len(images_q) == 0:
             raise BadInputError("int8 conversion needs a non-empty representative set")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -119,7 +146,7 @@ def check_input_quantization(io: dict, input_type: str):
     if input_type == "float32":
         return
     q = io["input"]["quantization"]
-    want_scale = CONTRACT["input_quantization"]["scale"]
+    want_scale = CONTRACT.input_quantization["scale"]
     want_zero = 128 if input_type == "uint8" else 0
     if q is None or not np.isclose(q["scale"], want_scale, rtol=1e-6) or q["zero_point"] != want_zero:
         raise QualityGateError(

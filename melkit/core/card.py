@@ -3,27 +3,309 @@
 It says how to feed the model (the preprocessing contract, input/output dtypes, shapes, quantization),
 how to read it (labels, the decision threshold chosen on validation), where it came from (run, data,
 split, versions) and which file it describes (sha256).
+
+In Python the card is a :class:`ModelCard` (frozen): :meth:`ModelCard.from_json` validates a card's JSON
+(a one-line :class:`BadInputError` naming the bad field) and :meth:`ModelCard.to_json` gives back exactly
+the JSON the converter writes (same keys, order and values). ``model_card.schema.json`` beside this file
+is the same contract as a JSON Schema (tests/test_card.py keeps the two in step; the Android app's
+ModelCard.java reads every field it requires). Free-form parts (where the model came from, metrics, the
+self-check, versions, the conversion settings) stay plain dicts.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from melkit.data.preprocess import CONTRACT
 from melkit.core.errors import BadInputError
-from melkit.core.files import read_json
+from melkit.core.files import _jsonable, read_json, write_json
+from melkit.core.litert import io_details
+from melkit.core.run import RunConfig
+from melkit.data.preprocess import CONTRACT, Contract
 
 CARD_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("model_card.schema.json")
+TENSOR_DTYPES = ("uint8", "int8", "float32")  # what the contract's feeding (and the app) handles
+QUANT_TOLERANCE = 1e-6  # relative, on the scale
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_KINDS = {
+    "a string": lambda v: isinstance(v, str),
+    "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "a number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "an object": lambda v: isinstance(v, dict),
+    "an array": lambda v: isinstance(v, list),
+}
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def make_card(model_file: str, data: bytes, variant: str, io: dict, config: dict, metrics: dict, run_dir,
-              name: str, version: str, selfcheck: dict, extra: dict | None = None) -> dict:
-    return {
+def _json_type(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, float):
+        return "a number"
+    for kind, test in _KINDS.items():
+        if test(v):
+            return kind
+    return type(v).__name__
+
+
+def _get(obj: dict, key: str, where: str, kind: str, nullable: bool = False):
+    """``obj[key]``, checked to be of JSON ``kind``; BadInputError naming the field (``where`` + key)."""
+    name = f"{where}.{key}" if where else key
+    if key not in obj:
+        raise BadInputError(f"model card field {name!r} is missing")
+    value = obj[key]
+    if value is None and nullable:
+        return None
+    if not _KINDS[kind](value):
+        raise BadInputError(f"model card field {name!r} must be {kind}{' or null' if nullable else ''}, "
+                            f"not {_json_type(value)}")
+    return value
+
+
+def _items(values: list, name: str, kind: str) -> tuple:
+    for i, v in enumerate(values):
+        if not _KINDS[kind](v):
+            raise BadInputError(f"model card field '{name}[{i}]' must be {kind}, not {_json_type(v)}")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine quantization of an integer tensor: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> Quantization:
+        scale = _get(d, "scale", where, "a number")
+        if not (math.isfinite(scale) and scale > 0):
+            raise BadInputError(f"model card field '{where}.scale' must be positive, not {scale}")
+        return cls(scale, _get(d, "zero_point", where, "an integer"))
+
+    def to_json(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point}
+
+    def matches(self, actual: dict | None) -> bool:
+        """Same as ``actual`` (io_details' form): zero point exactly, scale within QUANT_TOLERANCE."""
+        return actual is not None and int(actual["zero_point"]) == int(self.zero_point) and \
+            abs(float(actual["scale"]) - float(self.scale)) <= QUANT_TOLERANCE * abs(float(self.scale))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """The model's input or output tensor as the card promises it (io_details' form, plus the output's meaning)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    quantization: Quantization | None
+    meaning: str | None = None  # output only: how to read the scores
+
+    @classmethod
+    def from_json(cls, d: dict, where: str, with_meaning: bool = False) -> TensorSpec:
+        q = _get(d, "quantization", where, "an object", nullable=True)
+        shape = _items(_get(d, "shape", where, "an array"), f"{where}.shape", "an integer")
+        if not shape or min(shape) < 0:
+            raise BadInputError(f"model card field '{where}.shape' must be a non-empty list of sizes, "
+                                f"not {list(shape)}")
+        return cls(_get(d, "name", where, "a string"), shape,
+                   _get(d, "dtype", where, "a string"),
+                   None if q is None else Quantization.from_json(q, f"{where}.quantization"),
+                   _get(d, "meaning", where, "a string") if with_meaning else None)
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+               "quantization": None if self.quantization is None else self.quantization.to_json()}
+        if self.meaning is not None:
+            out["meaning"] = self.meaning
+        return out
+
+
+_CONTRACT_TEXT = ("name", "color", "resize", "rounding", "scale")
+
+
+def _preprocessing(d: dict, where: str = "preprocessing") -> Contract:
+    """The card's preprocessing: every field present and typed, and the contract this melkit implements."""
+    for key in _CONTRACT_TEXT:
+        _get(d, key, where, "a string")
+    if d["name"] != CONTRACT.name:
+        raise BadInputError(f"model card field '{where}.name' is {d['name']!r}, not the contract this melkit "
+                            f"implements ({CONTRACT.name})")
+    _get(d, "mean", where, "a number")
+    _get(d, "std", where, "a number")
+    iq = _get(d, "input_quantization", where, "an object")
+    _get(iq, "dtype", f"{where}.input_quantization", "a string")
+    Quantization.from_json(iq, f"{where}.input_quantization")
+    size = _get(d, "image_size", where, "an integer")
+    if size < 1:
+        raise BadInputError(f"model card field '{where}.image_size' must be positive, not {size}")
+    try:
+        return Contract.from_json(copy.deepcopy(d))
+    except (TypeError, ValueError) as e:
+        raise BadInputError(f"model card {e}") from None
+
+
+_FREE_FORM = ("source_run", "training_data", "validation", "selfcheck", "versions")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One model card (see the module docstring). ``extra`` holds further top-level keys (``conversion``)."""
+
+    name: str
+    version: str
+    variant: str
+    model_file: str
+    sha256: str
+    size_bytes: int
+    labels: tuple[str, ...]
+    labels_file: str
+    threshold: float
+    threshold_policy: str
+    decision: str
+    preprocessing: Contract  # with the model's image_size
+    input: TensorSpec
+    output: TensorSpec
+    source_run: dict
+    training_data: dict
+    validation: dict
+    selfcheck: dict
+    versions: dict
+    not_a_medical_device: str
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d) -> ModelCard:
+        """A card from its JSON, validated; BadInputError (one line, naming the field) if it is not one."""
+        if not isinstance(d, dict):
+            raise BadInputError(f"a model card is a JSON object, not {_json_type(d)}")
+        if d.get("melkit_card") != CARD_VERSION or isinstance(d.get("melkit_card"), bool):
+            raise BadInputError(f"not a melkit model card (version {d.get('melkit_card')})")
+        def s(key, non_empty=False):
+            value = _get(d, key, "", "a string")
+            if non_empty and not value:
+                raise BadInputError(f"model card field {key!r} is empty")
+            return value
+
+        digest = s("sha256")
+        if not _SHA256.match(digest):
+            raise BadInputError("model card field 'sha256' must be 64 lowercase hex digits")
+        size = _get(d, "size_bytes", "", "an integer")
+        if size < 0:
+            raise BadInputError(f"model card field 'size_bytes' must not be negative, not {size}")
+        labels = _items(_get(d, "labels", "", "an array"), "labels", "a string")
+        if not labels:
+            raise BadInputError("model card field 'labels' is empty")
+        threshold = _get(d, "threshold", "", "a number")
+        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            raise BadInputError(f"model card field 'threshold' must be a probability in [0, 1], not {threshold}")
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"} | {"melkit_card"}
+        return cls(
+            name=s("name", True), version=s("version", True), variant=s("variant"), model_file=s("model_file", True),
+            sha256=digest, size_bytes=size, labels=labels, labels_file=s("labels_file"), threshold=threshold,
+            threshold_policy=s("threshold_policy"), decision=s("decision"),
+            preprocessing=_preprocessing(_get(d, "preprocessing", "", "an object")),
+            input=TensorSpec.from_json(_get(d, "input", "", "an object"), "input"),
+            output=TensorSpec.from_json(_get(d, "output", "", "an object"), "output", with_meaning=True),
+            **{k: copy.deepcopy(_get(d, k, "", "an object")) for k in _FREE_FORM},
+            not_a_medical_device=s("not_a_medical_device"),
+            extra={k: copy.deepcopy(v) for k, v in d.items() if k not in known},
+        )
+
+    def to_json(self) -> dict:
+        """The card's JSON, exactly as melkit convert writes it (a fresh dict: mutating it changes nothing)."""
+        return {
+            "melkit_card": CARD_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "variant": self.variant,
+            "model_file": self.model_file,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "labels": list(self.labels),
+            "labels_file": self.labels_file,
+            "threshold": self.threshold,
+            "threshold_policy": self.threshold_policy,
+            "decision": self.decision,
+            "preprocessing": self.preprocessing.to_json(),
+            "input": self.input.to_json(),
+            "output": self.output.to_json(),
+            **{k: copy.deepcopy(getattr(self, k)) for k in _FREE_FORM},
+            "not_a_medical_device": self.not_a_medical_device,
+            **copy.deepcopy(self.extra),
+        }
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocessing.image_size
+
+    @property
+    def p_mel_index(self) -> int:
+        """Where P(mel) is in the model's output: the position of "mel" in the labels."""
+        if "mel" not in self.labels:
+            raise BadInputError(f"the card's labels {list(self.labels)} have no 'mel'")
+        return self.labels.index("mel")
+
+    @property
+    def conversion(self) -> dict | None:
+        return self.extra.get("conversion")
+
+    def check_against(self, interpreter, model_path=None) -> None:
+        """Check that a loaded LiteRT interpreter is the model this card describes; BadInputError if not.
+
+        Input and output dtype, shape and quantization (scale within QUANT_TOLERANCE); the contract; image
+        size vs the input shape [1, S, S, 3]; labels vs the output shape (one score per label, "mel" among
+        them); the threshold a probability. Bench, predict and bundle all use this one check, as strict as
+        the Android app's own (ModelCard.java), so nothing is measured that the phone would refuse.
+        """
+        where = f"{model_path}: " if model_path is not None else ""
+        actual = io_details(interpreter)
+        for side, want in (("input", self.input), ("output", self.output)):
+            got = actual[side]
+            for key, promised in (("dtype", want.dtype), ("shape", list(want.shape))):
+                if promised != got[key]:
+                    raise BadInputError(f"{where}card says {side} {key} {promised}, the model has {got[key]} "
+                                        f"(the model's {side} {key} is {got[key]})")
+            q = want.quantization
+            if (q is None) != (got["quantization"] is None) or (q is not None and not q.matches(got["quantization"])):
+                raise BadInputError(f"{where}card says {side} quantization {q and q.to_json()}, "
+                                    f"the model has {got['quantization']}")
+            if got["dtype"] not in TENSOR_DTYPES:
+                raise BadInputError(f"{where}{side} dtype {got['dtype']} is not supported (one of "
+                                    f"{', '.join(TENSOR_DTYPES)})")
+            if got["dtype"] != "float32" and got["quantization"] is None:
+                raise BadInputError(f"{where}{side} is {got['dtype']} without quantization")
+        p = self.preprocessing
+        if (p.name, p.mean, p.std) != (CONTRACT.name, CONTRACT.mean, CONTRACT.std):
+            raise BadInputError(f"{where}card preprocessing {p.name} (mean {p.mean}, std {p.std}) is not the "
+                                f"{CONTRACT.name} contract")
+        size, shape_in, shape_out = p.image_size, actual["input"]["shape"], actual["output"]["shape"]
+        if shape_in != [1, size, size, 3]:
+            raise BadInputError(f"{where}card image_size {size} does not fit input shape {shape_in}")
+        if "mel" not in self.labels or shape_out[-1] != len(self.labels) or math.prod(shape_out) != len(self.labels):
+            raise BadInputError(f"{where}labels {list(self.labels)} do not fit output shape {shape_out}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise BadInputError(f"{where}card threshold {self.threshold} is not a probability")
+
+
+def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunConfig, metrics: dict, run_dir,
+              name: str, version: str, selfcheck: dict, extra: dict | None = None) -> ModelCard:
+    """The card of one converted model: ``io`` is the interpreter's io_details, ``metrics`` the run's
+    metrics.json."""
+    d = {
         "melkit_card": CARD_VERSION,
         "name": name,
         "version": version,
@@ -31,47 +313,59 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: dict
         "model_file": model_file,
         "sha256": sha256(data),
         "size_bytes": len(data),
-        "labels": config["labels"],
+        "labels": list(config.labels),
         "labels_file": "labels.txt",
         "threshold": metrics["threshold"],
         "threshold_policy": metrics["threshold_policy"],
         "decision": "melanoma-suspicious when P(mel) >= threshold, else nevus-like",
-        "preprocessing": {**CONTRACT, "image_size": config["preprocessing"]["image_size"]},
+        "preprocessing": CONTRACT.for_size(config.image_size).to_json(),
         "input": io["input"],
         "output": {**io["output"], "meaning": "[P(nv), P(mel)], matching labels"},
         "source_run": {
             "path": str(Path(run_dir).resolve()),
-            "recipe": config["recipe"]["name"],
-            "alpha": config["model"]["alpha"],
-            "seed": config["seed"],
-            "weights": config["model"]["weights"],
+            "recipe": config.recipe.name,
+            "alpha": config.alpha,
+            "seed": config.seed,
+            "weights": config.model["weights"],
         },
         "training_data": {
-            "dir": config["data"]["dir"],
-            "counts": config["data"]["counts"],
-            "split": {k: config["data"]["split"][k] for k in ("mode", "augment_before_split", "seed", "counts")},
+            "dir": config.data_dir,
+            "counts": config.data["counts"],
+            "split": {k: config.data["split"][k] for k in ("mode", "augment_before_split", "seed", "counts")},
         },
         "validation": {k: metrics["val"][k] for k in ("n", "auc", "auc_ci", "balanced_accuracy", "sensitivity",
                                                        "specificity")},
         "selfcheck": selfcheck,
-        "versions": config["versions"],
+        "versions": config.versions,
         "not_a_medical_device": "Research model. It gives no diagnosis and must not be used for clinical decisions.",
         **(extra or {}),
     }
+    text = json.dumps(d, default=_jsonable)  # numpy scalars, tuples, paths: as write_json writes them
+    card = ModelCard.from_json(json.loads(text))
+    if json.dumps(card.to_json()) != text:  # a field ModelCard does not know would be lost
+        raise ValueError(f"ModelCard does not reproduce the card of {model_file}: update melkit/core/card.py")
+    return card
 
 
-def load_card(model_path) -> dict:
-    """The card of a .tflite (``<model>.json``), checked against the file's sha256."""
+def write_card(path, card: ModelCard) -> None:
+    """Write ``card`` as JSON to ``path`` (atomically)."""
+    write_json(path, card.to_json())
+
+
+def load_card(model_path) -> ModelCard:
+    """The card of a .tflite (``<model>.json``), validated and checked against the file's sha256."""
     model_path = Path(model_path)
     card_path = model_path.with_suffix(".json")
     if not card_path.is_file():
         raise BadInputError(f"no model card {card_path} beside {model_path}")
     try:
-        card = read_json(card_path)
+        d = read_json(card_path)
     except ValueError as e:
         raise BadInputError(f"{card_path}: not valid JSON ({e})") from None
-    if card.get("melkit_card") != CARD_VERSION:
-        raise BadInputError(f"{card_path}: not a melkit model card (version {card.get('melkit_card')})")
-    if sha256(model_path.read_bytes()) != card["sha256"]:
+    try:
+        card = ModelCard.from_json(d)
+    except BadInputError as e:
+        raise BadInputError(f"{card_path}: {e}") from None
+    if sha256(model_path.read_bytes()) != card.sha256:
         raise BadInputError(f"{model_path} does not match its card (sha256 differs)")
     return card

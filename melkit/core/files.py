@@ -9,8 +9,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from melkit.core.errors import BadInputError
 import numpy as np
+
+from melkit.core.errors import BadInputError
 
 
 @contextlib.contextmanager

@@ -2,15 +2,15 @@
 
 The model's input is fed from the contract's uint8 ``q``: as is for a uint8 input (scale 1/128, zero
 point 128 makes it equal to x), shifted by 128 for int8, normalized for float32. Outputs are
-dequantized; the result is P(mel), the second of the two scores.
+dequantized; the result is P(mel), the score at the card's index of "mel" (the last one without a card).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from melkit.data.preprocess import normalize
 from melkit.core.errors import BadInputError
+from melkit.data.preprocess import normalize
 
 
 def load_interpreter(model, num_threads: int | None = None):
@@ -49,8 +49,12 @@ def to_input(q: np.ndarray, detail) -> np.ndarray:
     raise BadInputError(f"unsupported model input type {dtype}")
 
 
-def predict_p_mel(interp, images_q: np.ndarray, progress=None) -> np.ndarray:
-    """P(mel) for each image, one invoke per image (as on the phone)."""
+def predict_p_mel(interp, images_q: np.ndarray, progress=None, *, p_mel_index: int = -1) -> np.ndarray:
+    """P(mel) for each image, one invoke per image (as on the phone).
+
+    ``p_mel_index`` is where P(mel) is in the output: pass the card's (``ModelCard.p_mel_index``, the
+    position of "mel" in its labels); without a card (the converter's self-check) the last score.
+    """
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     size = inp["shape"][1:3].tolist()
@@ -64,7 +68,7 @@ def predict_p_mel(interp, images_q: np.ndarray, progress=None) -> np.ndarray:
         y = interp.get_tensor(out["index"]).astype(np.float64).reshape(-1)
         if scale:
             y = (y - zero) * scale
-        probs[i] = y[-1]
+        probs[i] = y[p_mel_index]
         if progress:
             progress(1)
     return probs

@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from melkit.core.errors import BadInputError
+from melkit.core.options import SEED
 
 __all__ = [
     "roc_auc",
@@ -34,7 +35,10 @@ __all__ = [
     "brier_score",
     "reliability_curve",
     "binary_report",
+    "N_BOOT",
 ]
+
+N_BOOT = 1000  # bootstrap resamples of the AUC CI (melkit bench --bootstrap, train's metrics)
 
 # Written out once so that the error message and the docs cannot drift apart.
 _POLICY_FORMS = '"youden", "sensitivity:X", "specificity:X", "fixed:X" with X in (0, 1), e.g. "sensitivity:0.90"'
@@ -144,7 +148,7 @@ def _weighted_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarr
 
 
 def bootstrap_auc_ci(
-    y_true, p, groups=None, n_boot: int = 1000, seed=0, level: float = 0.95
+    y_true, p, groups=None, n_boot: int = N_BOOT, seed: int = SEED, level: float = 0.95
 ) -> tuple[float, float] | None:
     """Percentile-bootstrap confidence interval of the AUC, or None when the AUC is undefined.
 
@@ -350,7 +354,7 @@ def brier_score(y_true, p) -> float:
 # --------------------------------------------------------------------------- report
 
 
-def binary_report(y_true, p, threshold, groups=None, n_boot: int = 1000, seed=0) -> dict:
+def binary_report(y_true, p, threshold, groups=None, n_boot: int = N_BOOT, seed: int = SEED) -> dict:
     """All metrics of one evaluation as a JSON-serializable dict (plain floats, ints and None).
 
     Metrics that a missing class makes undefined are None, so a one-class split still reports.

@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from melkit.data.augment import AugmentParams
 from melkit.core.errors import BadInputError
+from melkit.data.augment import AugmentParams
 
 
 @dataclass

@@ -8,19 +8,81 @@ batched P(mel) through the preprocessing contract.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from melkit.core.errors import BadInputError
 from melkit.core.files import read_json
-from melkit.core.recipe import Recipe
-from melkit.data.preprocess import normalize
-from melkit.data.readers import read_dataset
 from melkit.core.model import build_model  # TensorFlow: loaded only when a model is needed
+from melkit.core.recipe import Recipe
+from melkit.data.preprocess import Contract, normalize
+from melkit.data.readers import read_dataset
+
+RUN_CONFIG_VERSION = 1
 
 
-def load_run(path) -> dict:
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's ``config.json``: everything that defines it (data, contract, recipe, model, seed, versions).
+
+    ``data``, ``model``, ``training`` and ``versions`` are records written for people and reports; what
+    code depends on is typed (``preprocessing``, ``recipe``, ``labels``, ``seed``) or a property.
+    """
+
+    data: dict
+    preprocessing: Contract
+    labels: tuple
+    recipe: Recipe
+    model: dict
+    seed: int
+    training: dict
+    versions: dict
+    status: str | None = None  # "training" while in OUT.partial, "complete" once published
+    version: int = RUN_CONFIG_VERSION
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocessing.image_size
+
+    @property
+    def data_dir(self) -> str:
+        return self.data["dir"]
+
+    @property
+    def alpha(self) -> float:
+        return self.model["alpha"]
+
+    def with_status(self, status: str) -> "RunConfig":
+        return replace(self, status=status)
+
+    def to_json(self) -> dict:
+        d = {"melkit_run": self.version, "data": self.data, "preprocessing": self.preprocessing.to_json(),
+             "labels": list(self.labels), "recipe": self.recipe.to_dict(), "model": self.model, "seed": self.seed,
+             "training": self.training, "versions": self.versions}
+        if self.status is not None:
+            d["status"] = self.status
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, where="config.json") -> "RunConfig":
+        if not isinstance(d, dict) or d.get("melkit_run") != RUN_CONFIG_VERSION:
+            found = d.get("melkit_run") if isinstance(d, dict) else None
+            raise BadInputError(f"{where}: not a melkit run config (version {found}, expected {RUN_CONFIG_VERSION})")
+        missing = [k for k in ("data", "preprocessing", "labels", "recipe", "model", "seed", "training", "versions")
+                   if k not in d]
+        if missing:
+            raise BadInputError(f"{where}: missing {', '.join(missing)}")
+        try:
+            return cls(data=d["data"], preprocessing=Contract.from_json(d["preprocessing"]), labels=tuple(d["labels"]),
+                       recipe=Recipe.from_dict(d["recipe"]), model=d["model"], seed=d["seed"],
+                       training=d["training"], versions=d["versions"], status=d.get("status"))
+        except (TypeError, ValueError, KeyError) as e:
+            raise BadInputError(f"{where}: {e}") from None
+
+
+def load_run(path) -> RunConfig:
     """Validate a finished run dir and return its config (used by convert, bench, predict)."""
     path = Path(path)
     if not path.is_dir():
@@ -28,7 +90,7 @@ def load_run(path) -> dict:
     if not (path / "config.json").is_file() or not (path / "model.keras").is_file():
         raise BadInputError(f"{path} is not a finished melkit run (needs config.json and model.keras)")
     try:
-        return read_json(path / "config.json")
+        return RunConfig.from_json(read_json(path / "config.json"), str(path / "config.json"))
     except ValueError as e:
         raise BadInputError(f"{path / 'config.json'}: not valid JSON ({e})") from None
 
@@ -38,7 +100,7 @@ def load_trained_model(run_dir):
     from melkit.core.tf import keras  # TensorFlow: loaded only when a model is needed
 
     config = load_run(run_dir)
-    recipe = Recipe.from_dict(config["recipe"])
+    recipe = config.recipe
     keras.mixed_precision.set_global_policy("float32")
     model = build_model(recipe.alpha, recipe.image_size, None, recipe.dropout, recipe.bn_momentum)
     try:
@@ -49,9 +111,9 @@ def load_trained_model(run_dir):
     return model, config
 
 
-def split_records(run_dir, config, split: str, data_dir=None):
+def split_records(run_dir, config: RunConfig, split: str, data_dir=None):
     """Records of one split of a run, read from its data dir and split.csv (lesion ids kept)."""
-    data_dir = data_dir or config["data"]["dir"]
+    data_dir = data_dir or config.data_dir
     with open(Path(run_dir) / "split.csv", newline="") as f:
         wanted = {r["image_id"] for r in csv.DictReader(f) if r["split"] == split}
     dataset = read_dataset(data_dir)

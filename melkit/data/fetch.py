@@ -22,15 +22,14 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from melkit.data.extract import other_sets_in, read_marker, safe_extract, write_marker
-from melkit.data.sources import (CITATION, DEFAULT_BASE_URL, DOI, LICENCE, get_source,
-                                 write_metadata_from_ground_truth)
 from melkit.core.errors import BadInputError
 from melkit.core.files import writable_dir
 from melkit.core.progress import progress_bar
-from importlib.metadata import PackageNotFoundError, version
+from melkit.data.extract import other_sets_in, read_marker, safe_extract, write_marker
+from melkit.data.sources import CITATION, DEFAULT_BASE_URL, DOI, LICENCE, get_source, write_metadata_from_ground_truth
 
 BASE_URL_ENV = "MELKIT_DATAVERSE_URL"
 BACKOFF_S = 2.0  # first wait between tries; doubles each time (tests set 0)
@@ -95,7 +94,7 @@ def _sleep_before_try(n_failures: int) -> None:
     time.sleep(BACKOFF_S * 2 ** (n_failures - 1))
 
 
-def list_files(base_url: str, doi: str = DOI, retries: int = 5, timeout: float = TIMEOUT_S) -> list:
+def list_files(base_url: str, retries: int, doi: str = DOI, timeout: float = TIMEOUT_S) -> list:
     """The files of the latest version of the record ``doi``, from the native API."""
     url = f"{base_url}/api/datasets/:persistentId/?persistentId={urllib.parse.quote(doi, safe=':/')}"
     for failures in range(retries + 1):
@@ -169,7 +168,7 @@ def _size(path: Path) -> int:
         return 0
 
 
-def download(url: str, dest: Path, f: RemoteFile, retries: int = 5, timeout: float = TIMEOUT_S) -> Path:
+def download(url: str, dest: Path, f: RemoteFile, retries: int, timeout: float = TIMEOUT_S) -> Path:
     """Download ``url`` to ``dest`` via ``dest.part``, resuming and retrying; verify the checksum; rename."""
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")

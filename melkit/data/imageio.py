@@ -11,10 +11,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 # A truncated JPEG must fail, not decode half grey: never let Pillow pad it silently.
-from PIL import ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 

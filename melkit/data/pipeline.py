@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from melkit.core.progress import progress_bar
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import normalize, resize_uint8
-from melkit.core.progress import progress_bar
 
 
 @dataclass

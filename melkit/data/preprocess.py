@@ -17,18 +17,59 @@ so Java's float arithmetic reproduces it bit for bit.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, fields, replace
+
 import numpy as np
 
-CONTRACT = {
-    "name": "melkit-v1",
-    "color": "RGB",
-    "resize": "stretch, bilinear, half-pixel centres, no antialias, float32",
-    "rounding": "floor(v + 0.5), clamp [0, 255] -> uint8 q",
-    "scale": "x = (q - 128) / 128",
-    "mean": 128.0,
-    "std": 128.0,
-    "input_quantization": {"dtype": "uint8", "scale": 1.0 / 128.0, "zero_point": 128},
-}
+
+@dataclass(frozen=True)
+class Contract:
+    """The contract as data: written into every run's config and every model card, read back by clients.
+
+    ``name`` carries the version (``melkit-v1``); ``image_size`` is set once a model's input size is known.
+    """
+
+    name: str = "melkit-v1"
+    color: str = "RGB"
+    resize: str = "stretch, bilinear, half-pixel centres, no antialias, float32"
+    rounding: str = "floor(v + 0.5), clamp [0, 255] -> uint8 q"
+    scale: str = "x = (q - 128) / 128"
+    mean: float = 128.0
+    std: float = 128.0
+    input_quantization: dict = field(default_factory=lambda: {"dtype": "uint8", "scale": 1.0 / 128.0,
+                                                              "zero_point": 128})
+    image_size: int | None = None
+
+    @property
+    def version(self) -> int:
+        return int(self.name.rsplit("-v", 1)[1])
+
+    def for_size(self, image_size: int) -> "Contract":
+        return replace(self, image_size=int(image_size))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        if self.image_size is None:
+            d.pop("image_size")
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Contract":
+        """The contract a card or run config states; only contracts this code implements are accepted."""
+        if not isinstance(d, dict):
+            raise ValueError(f"preprocessing: expected an object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"preprocessing: unknown field(s) {unknown}")
+        contract = cls(**d)
+        if replace(contract, image_size=None) != CONTRACT:
+            raise ValueError(f"preprocessing: contract {contract.name!r} is not the one this melkit implements "
+                             f"({CONTRACT.name})")
+        return contract
+
+
+CONTRACT = Contract()
 MEAN = np.float32(128.0)
 STD = np.float32(128.0)
 

@@ -16,9 +16,9 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from melkit.core.errors import BadInputError
 from melkit.data.imageio import IMAGE_SUFFIXES
 from melkit.data.records import LABELS, DataSet, Record
-from melkit.core.errors import BadInputError
 
 METADATA_NAMES = ("HAM10000_metadata.csv", "metadata.csv")
 REQUIRED_COLUMNS = ("image_id", "dx")

@@ -14,9 +14,9 @@ from collections import Counter
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from melkit.data.records import LABELS, MEL, Record
 from melkit.core.errors import BadInputError
 from melkit.core.files import atomic_writer
+from melkit.data.records import LABELS, MEL, Record
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ("image_id", "lesion_id", "label", "split")

@@ -8,9 +8,10 @@ import os
 from melkit.core.errors import BadInputError
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
+PRECISIONS = ("auto", "on", "off")
 
 
-def make_strategy(name: str = "auto"):
+def make_strategy(name: str):
     """Return (strategy, is_chief). Only the chief writes the run directory."""
     from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
@@ -43,11 +44,11 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def set_precision(mode: str = "auto") -> str:
+def set_precision(mode: str) -> str:
     """'auto': mixed float16 on a GPU, float32 on a CPU (where float16 is slower). Returns the policy."""
     from melkit.core.tf import keras  # TensorFlow: imported when first needed
 
-    if mode not in ("auto", "on", "off"):
+    if mode not in PRECISIONS:
         raise BadInputError("--mixed-precision must be auto, on or off")
     policy = "mixed_float16" if mode == "on" or (mode == "auto" and gpu_available()) else "float32"
     keras.mixed_precision.set_global_policy(policy)

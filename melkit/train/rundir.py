@@ -18,13 +18,16 @@ import platform
 import shutil
 from pathlib import Path
 
-from melkit.data.preprocess import CONTRACT
-from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer, read_json, writable_dir, write_json
 import numpy
 import sklearn
+
 from melkit import __version__
+from melkit.core.errors import BadInputError
+from melkit.core.files import atomic_writer, read_json, writable_dir, write_json
 from melkit.core.model import build_model
+from melkit.core.run import RunConfig
+from melkit.data.preprocess import CONTRACT
+from melkit.data.records import LABELS
 from melkit.train.curves import plot_curves
 
 RUN_FILES = ("model.keras", "config.json", "split.csv", "history.csv", "curves.png", "metrics.json", "predictions.csv")
@@ -62,41 +65,40 @@ def versions() -> dict:
     }
 
 
-def make_config(opts, recipe, data_summary, policy, strategy) -> dict:
-    return {
-        "melkit_run": 1,
-        "data": data_summary,
-        "preprocessing": {**CONTRACT, "image_size": recipe.image_size},
-        "labels": ["nv", "mel"],
-        "recipe": recipe.to_dict(),
-        "model": {
+def make_config(opts, recipe, data_summary, policy, strategy) -> RunConfig:
+    return RunConfig(
+        data=data_summary,
+        preprocessing=CONTRACT.for_size(recipe.image_size),
+        labels=tuple(LABELS),
+        recipe=recipe,
+        model={
             "architecture": "MobileNetV2 + GlobalAveragePooling + Dropout + Dense(1) logit",
             "alpha": recipe.alpha,
             "image_size": recipe.image_size,
             "weights": None if opts.weights in (None, "none") else str(opts.weights),
             "output": "logit (P(mel) = sigmoid)",
         },
-        "seed": opts.seed,
-        "training": {
+        seed=opts.seed,
+        training={
             "strategy": opts.strategy,
             "replicas": int(strategy.num_replicas_in_sync),
             "precision_policy": policy,
             "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
         },
-        "versions": versions(),
-    }
+        versions=versions(),
+    )
 
 
-def check_resume(run: Path, config: dict, resume: bool):
+def check_resume(run: Path, config: RunConfig, resume: bool):
     """A resumed run must be the same run: same data, split, recipe and seed."""
     saved = run / "config.json"
     if not resume or not saved.exists():
         return
-    old = read_json(saved)
+    old, new = read_json(saved), config.to_json()
     for key in ("recipe", "seed", "preprocessing"):
-        if old.get(key) != config.get(key):
+        if old.get(key) != new.get(key):
             raise BadInputError(f"--resume: the {key} differs from the unfinished run's; start a new run instead")
-    if old["data"]["dir"] != config["data"]["dir"]:
+    if old["data"]["dir"] != config.data_dir:
         raise BadInputError("--resume: the data directory differs from the unfinished run's")
 
 
@@ -110,7 +112,7 @@ def float32_copy(model, recipe):
     return copy
 
 
-def finish(run: Path, out: Path, model, config, metrics, parts, probs):
+def finish(run: Path, out: Path, model, config: RunConfig, metrics, parts, probs):
 
     tmp_model = run / ".model.tmp.keras"
     model.save(tmp_model)
@@ -124,7 +126,7 @@ def finish(run: Path, out: Path, model, config, metrics, parts, probs):
                 w.writerow([r.image_id, r.lesion_id, name, r.dx, f"{p:.6f}"])
     if (run / "history.csv").exists():
         plot_curves(run / "history.csv", run / "curves.png")
-    write_json(run / "config.json", {**config, "status": "complete"})
+    write_json(run / "config.json", config.with_status("complete").to_json())
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     if out.exists():  # an empty dir the user created
         out.rmdir()

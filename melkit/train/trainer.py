@@ -9,47 +9,68 @@ import logging
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
+import click
 import numpy as np
 
-from melkit.core.metrics import binary_report, choose_threshold, parse_threshold_policy
+from melkit.core.errors import BadInputError
+from melkit.core.files import read_json, write_json
+from melkit.core.metrics import N_BOOT, binary_report, choose_threshold, parse_threshold_policy
+from melkit.core.model import build_model
+from melkit.core.options import SEED, Epochs, opt
+from melkit.core.recipe import PRESETS, Recipe, load_recipe
+from melkit.core.run import RunConfig, predict_proba
 from melkit.data import split as splitting
 from melkit.data.pipeline import class_weights, load_images
 from melkit.data.readers import read_dataset
 from melkit.data.records import LABELS
-from melkit.core.errors import BadInputError
-from melkit.core.files import read_json, write_json
 from melkit.train import distribute, rundir
-from melkit.core.recipe import Recipe, default_recipe
-from melkit.core.run import predict_proba
-from melkit.core.model import build_model
 
 log = logging.getLogger("melkit.train")
 
 
 @dataclass
 class TrainOptions:
-    data: str
-    out: str
-    recipe: Recipe = field(default_factory=default_recipe)
-    weights: str | None = "imagenet"  # "imagenet", None/"none", or a local .h5
-    seed: int = 0
-    split: str = "lesion"  # "lesion" (honest) or "image" (the paper's leak, for measurement)
-    augment_before_split: bool = False  # the paper's other leak, for measurement
-    split_csv: str | None = None  # reuse a split.csv (e.g. another run's) instead of splitting
-    strategy: str = "auto"
-    mixed_precision: str = "auto"
-    resume: bool = False
-    n_boot: int = 1000
+    data: str = opt(type=click.Path(), help="HAM10000-style or class-folder directory.")
+    out: str = opt("runs/melkit", type=click.Path(), help="Run directory to create.")
+    # A Recipe, or the name of one (a preset or a .json file); the overrides below then apply to it.
+    recipe: Recipe | str = opt("default", help=f"{', '.join(PRESETS)}, or a recipe .json file.")
+    weights: str | None = opt("imagenet",  # or None
+                              help="imagenet (downloads), none, or a local MobileNetV2 no-top .h5 (offline).")
+    # Recipe overrides: each one given replaces the recipe's field of the same name (epochs: its stages').
+    alpha: float | None = opt(None, type=float, help="MobileNetV2 width multiplier (recipe's if omitted).")
+    image_size: int | None = opt(None, type=int, min=32, max=1024, help="Input size in pixels (recipe's if omitted).")
+    batch_size: int | None = opt(None, type=int, min=1, max=4096)
+    epochs: list | None = opt(None, type=Epochs(), help="Epochs per stage, comma-separated (e.g. 15,10).")
+    threshold_policy: str | None = opt(None, help="youden, sensitivity:0.90, specificity:0.90 or fixed:0.5.")
+    oversample: bool | None = opt(None, is_flag=True,
+                                  help="Balance classes by oversampling instead of class weights.")
+    split: str = opt("lesion", choices=("lesion", "image"),
+                     help="lesion: honest grouped split; image: the paper's leaky split (measurement only).")
+    augment_before_split: bool = opt(False, help="The paper's pre-split melanoma augmentation (measurement only).")
+    split_csv: str | None = opt(None, type=click.Path(dir_okay=False), help="Reuse an existing split.csv.")
+    seed: int = opt(SEED)
+    strategy: str = opt("auto", choices=distribute.STRATEGIES)
+    mixed_precision: str = opt("auto", choices=distribute.PRECISIONS, help="auto: mixed float16 on a GPU only.")
+    resume: bool = opt(False, help="Continue the unfinished run in OUT.partial.")
+    n_boot: int = N_BOOT
+
+    RECIPE_OVERRIDES: ClassVar[tuple] = ("alpha", "image_size", "batch_size", "threshold_policy", "oversample")
+
+    def __post_init__(self):
+        recipe = load_recipe(self.recipe) if isinstance(self.recipe, str) else self.recipe
+        recipe = replace(recipe, **{k: getattr(self, k) for k in self.RECIPE_OVERRIDES if getattr(self, k) is not None})
+        self.recipe = recipe.with_epochs(self.epochs) if self.epochs else recipe
 
 
 @dataclass
 class RunResult:
     out_dir: Path
     metrics: dict
-    config: dict
+    config: RunConfig
 
 
 def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
@@ -124,13 +145,12 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
         config = rundir.make_config(opts, recipe, data_summary, policy, strategy)
         rundir.check_resume(run, config, opts.resume)
         splitting.write_split_csv(run / "split.csv", arr.records, list(splits))
-        write_json(run / "config.json", {**config, "status": "training"})
+        write_json(run / "config.json", config.with_status("training").to_json())
 
         cw = class_weights(parts["train"].labels) if recipe.class_weights else None
         with strategy.scope():
-
             model = build_model(recipe.alpha, recipe.image_size, opts.weights, recipe.dropout, recipe.bn_momentum)
-        config["model"]["parameters"] = int(model.count_params())
+        config = replace(config, model={**config.model, "parameters": int(model.count_params())})
         state_path = run / "checkpoints" / "state.json"
         state = read_json(state_path) if state_path.exists() else {"done": []}
         offset = 0

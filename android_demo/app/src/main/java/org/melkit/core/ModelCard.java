@@ -14,6 +14,8 @@ import org.json.JSONObject;
  * The model card ({@code <model>.json} beside the .tflite, written by melkit convert). The app trusts
  * nothing else about the model, so everything it relies on is checked here, and a card the core could
  * not follow exactly (another preprocessing contract, odd shapes) is refused rather than guessed at.
+ * Every field the card format requires (melkit/core/model_card.schema.json) is read, present and of its
+ * type, and a refusal names the field (CardSchemaTest checks this against the schema).
  */
 public final class ModelCard {
     public static final String CONTRACT = "melkit-v1";
@@ -23,37 +25,68 @@ public final class ModelCard {
     public final String variant;
     public final String modelFile;
     public final String sha256;
+    public final long sizeBytes;
     public final List<String> labels;
+    public final String labelsFile;
     public final int melIndex;
     public final double threshold;
+    public final String thresholdPolicy;
+    public final String decision;
     public final int imageSize;
     public final TensorSpec input;
     public final TensorSpec output;
+    public final String outputMeaning;
     public final String notice;
 
+    /** Free-form records the app only shows or ignores; required all the same (model_card.schema.json). */
+    static final String[] RECORDS = {"source_run", "training_data", "validation", "selfcheck", "versions"};
+
     private ModelCard(JSONObject o) throws JSONException {
-        if (o.optInt("melkit_card", -1) != 1) {
+        Object v = o.opt("melkit_card");
+        if (!isInteger(v) || ((Number) v).longValue() != 1) {
             throw new IllegalArgumentException("not a melkit model card (version 1)");
         }
-        name = o.getString("name");
-        version = o.getString("version");
-        variant = o.optString("variant", "");
-        modelFile = o.getString("model_file");
-        sha256 = o.getString("sha256").toLowerCase(java.util.Locale.ROOT);
-        JSONArray l = o.getJSONArray("labels");
+        name = string(o, "", "name");
+        version = string(o, "", "version");
+        variant = string(o, "", "variant");
+        modelFile = string(o, "", "model_file");
+        sha256 = string(o, "", "sha256").toLowerCase(java.util.Locale.ROOT);
+        sizeBytes = integer(o, "", "size_bytes");
+        JSONArray l = array(o, "", "labels");
         List<String> ls = new ArrayList<String>();
         for (int i = 0; i < l.length(); i++) {
+            if (!(l.get(i) instanceof String)) {
+                throw new IllegalArgumentException("model card field 'labels[" + i + "]' must be a string");
+            }
             ls.add(l.getString(i));
         }
         labels = Collections.unmodifiableList(ls);
+        labelsFile = string(o, "", "labels_file");
         melIndex = ls.indexOf("mel");
-        threshold = o.getDouble("threshold");
-        JSONObject p = o.getJSONObject("preprocessing");
-        imageSize = p.getInt("image_size");
-        input = TensorSpec.fromJson(o.getJSONObject("input"));
-        output = TensorSpec.fromJson(o.getJSONObject("output"));
-        notice = o.optString("not_a_medical_device", "");
-        if (!CONTRACT.equals(p.optString("name")) || p.getDouble("mean") != 128.0 || p.getDouble("std") != 128.0) {
+        threshold = number(o, "", "threshold");
+        thresholdPolicy = string(o, "", "threshold_policy");
+        decision = string(o, "", "decision");
+        JSONObject p = object(o, "", "preprocessing");
+        String contract = string(p, "preprocessing", "name");
+        for (String key : new String[] {"color", "resize", "rounding", "scale"}) {
+            string(p, "preprocessing", key);
+        }
+        double mean = number(p, "preprocessing", "mean");
+        double std = number(p, "preprocessing", "std");
+        JSONObject iq = object(p, "preprocessing", "input_quantization");
+        string(iq, "preprocessing.input_quantization", "dtype");
+        number(iq, "preprocessing.input_quantization", "scale");
+        integer(iq, "preprocessing.input_quantization", "zero_point");
+        imageSize = (int) integer(p, "preprocessing", "image_size");
+        input = TensorSpec.fromJson(object(o, "", "input"), "input");
+        JSONObject out = object(o, "", "output");
+        output = TensorSpec.fromJson(out, "output");
+        outputMeaning = string(out, "output", "meaning");
+        for (String key : RECORDS) {
+            object(o, "", key);
+        }
+        notice = string(o, "", "not_a_medical_device");
+        if (!CONTRACT.equals(contract) || mean != 128.0 || std != 128.0) {
             throw new IllegalArgumentException("preprocessing is not the " + CONTRACT + " contract");
         }
         int[] s = input.shape;
@@ -66,6 +99,79 @@ public final class ModelCard {
         if (!(threshold >= 0 && threshold <= 1)) {
             throw new IllegalArgumentException("threshold " + threshold + " is not a probability");
         }
+    }
+
+    // Reading one field: present and of its JSON type, else an IllegalArgumentException naming it. Type
+    // tests rather than org.json's coercing getters (getString gives "3" for 3): the card is a contract.
+
+    static Object field(JSONObject o, String where, String key) {
+        String path = where.isEmpty() ? key : where + "." + key;
+        if (!o.has(key)) {
+            throw new IllegalArgumentException("model card field '" + path + "' is missing");
+        }
+        return o.opt(key);
+    }
+
+    static IllegalArgumentException wrongType(String where, String key, String type) {
+        String path = where.isEmpty() ? key : where + "." + key;
+        return new IllegalArgumentException("model card field '" + path + "' must be " + type);
+    }
+
+    static boolean isInteger(Object v) {
+        return v instanceof Integer || v instanceof Long || v instanceof Short || v instanceof Byte
+                || v instanceof java.math.BigInteger;
+    }
+
+    static String string(JSONObject o, String where, String key) {
+        Object v = field(o, where, key);
+        if (!(v instanceof String)) {
+            throw wrongType(where, key, "a string");
+        }
+        return (String) v;
+    }
+
+    static double number(JSONObject o, String where, String key) {
+        Object v = field(o, where, key);
+        if (!(v instanceof Number)) {
+            throw wrongType(where, key, "a number");
+        }
+        return ((Number) v).doubleValue();
+    }
+
+    static long integer(JSONObject o, String where, String key) {
+        Object v = field(o, where, key);
+        if (!isInteger(v)) {
+            throw wrongType(where, key, "an integer");
+        }
+        return ((Number) v).longValue();
+    }
+
+    static JSONObject object(JSONObject o, String where, String key) {
+        Object v = field(o, where, key);
+        if (!(v instanceof JSONObject)) {
+            throw wrongType(where, key, "an object");
+        }
+        return (JSONObject) v;
+    }
+
+    /** An object or JSON null (then Java null); missing is refused all the same. */
+    static JSONObject objectOrNull(JSONObject o, String where, String key) {
+        Object v = field(o, where, key);
+        if (v == null || JSONObject.NULL.equals(v)) {
+            return null;
+        }
+        if (!(v instanceof JSONObject)) {
+            throw wrongType(where, key, "an object or null");
+        }
+        return (JSONObject) v;
+    }
+
+    static JSONArray array(JSONObject o, String where, String key) {
+        Object v = field(o, where, key);
+        if (!(v instanceof JSONArray)) {
+            throw wrongType(where, key, "an array");
+        }
+        return (JSONArray) v;
     }
 
     /** Parses and checks a card; IllegalArgumentException says what is wrong with it. */

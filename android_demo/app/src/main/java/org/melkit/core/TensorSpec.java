@@ -27,20 +27,27 @@ public final class TensorSpec {
         this.zeroPoint = zeroPoint;
     }
 
-    static TensorSpec fromJson(JSONObject o) throws JSONException {
-        JSONArray s = o.getJSONArray("shape");
+    /** The card's {@code where} ("input" or "output") object; every field the card format requires is read. */
+    static TensorSpec fromJson(JSONObject o, String where) throws JSONException {
+        ModelCard.string(o, where, "name");
+        JSONArray s = ModelCard.array(o, where, "shape");
         int[] shape = new int[s.length()];
         for (int i = 0; i < shape.length; i++) {
+            if (!ModelCard.isInteger(s.get(i))) {
+                throw new IllegalArgumentException("model card field '" + where + ".shape[" + i
+                        + "]' must be an integer");
+            }
             shape[i] = s.getInt(i);
         }
+        String dtype = ModelCard.string(o, where, "dtype");
         double scale = 0;
         int zero = 0;
-        if (!o.isNull("quantization")) {
-            JSONObject q = o.getJSONObject("quantization");
-            scale = q.getDouble("scale");
-            zero = q.getInt("zero_point");
+        JSONObject q = ModelCard.objectOrNull(o, where, "quantization");
+        if (q != null) {
+            scale = ModelCard.number(q, where + ".quantization", "scale");
+            zero = (int) ModelCard.integer(q, where + ".quantization", "zero_point");
         }
-        return new TensorSpec(o.getString("dtype"), shape, scale, zero);
+        return new TensorSpec(dtype, shape, scale, zero);
     }
 
     public int elements() {

@@ -11,10 +11,17 @@ import org.junit.Test;
 /** Core behaviour the goldens do not reach: refusals, odd EXIF bytes, identities. */
 public class CoreTest {
     static final String CARD = "{\"melkit_card\":1,\"name\":\"m\",\"version\":\"1.0.0\",\"variant\":\"int8\","
-            + "\"model_file\":\"m.tflite\",\"sha256\":\"%s\",\"labels\":[\"nv\",\"mel\"],\"threshold\":%s,"
-            + "\"preprocessing\":{\"name\":\"%s\",\"mean\":128.0,\"std\":128.0,\"image_size\":4},"
-            + "\"input\":{\"dtype\":\"uint8\",\"shape\":[1,4,4,3],\"quantization\":{\"scale\":0.0078125,\"zero_point\":128}},"
-            + "\"output\":{\"dtype\":\"uint8\",\"shape\":[1,2],\"quantization\":{\"scale\":0.00390625,\"zero_point\":0}}}";
+            + "\"model_file\":\"m.tflite\",\"sha256\":\"%s\",\"size_bytes\":3,\"labels\":[\"nv\",\"mel\"],"
+            + "\"labels_file\":\"labels.txt\",\"threshold\":%s,\"threshold_policy\":\"youden\",\"decision\":\"d\","
+            + "\"preprocessing\":{\"name\":\"%s\",\"color\":\"RGB\",\"resize\":\"r\",\"rounding\":\"r\","
+            + "\"scale\":\"s\",\"mean\":128.0,\"std\":128.0,"
+            + "\"input_quantization\":{\"dtype\":\"uint8\",\"scale\":0.0078125,\"zero_point\":128},\"image_size\":4},"
+            + "\"input\":{\"name\":\"i\",\"dtype\":\"uint8\",\"shape\":[1,4,4,3],"
+            + "\"quantization\":{\"scale\":0.0078125,\"zero_point\":128}},"
+            + "\"output\":{\"name\":\"o\",\"dtype\":\"uint8\",\"shape\":[1,2],"
+            + "\"quantization\":{\"scale\":0.00390625,\"zero_point\":0},\"meaning\":\"m\"},"
+            + "\"source_run\":{},\"training_data\":{},\"validation\":{},\"selfcheck\":{},\"versions\":{},"
+            + "\"not_a_medical_device\":\"research only\"}";
 
     static String card(String threshold, String contract) {
         return String.format(CARD, ModelCard.sha256Hex(new byte[] {1, 2, 3}), threshold, contract);
@@ -34,7 +41,9 @@ public class CoreTest {
         String[] bad = {card("1.5", "melkit-v1"), card("0.5", "other-contract"), "{\"melkit_card\":2}", "not json",
             card("0.5", "melkit-v1").replace("\"mel\"", "\"melanoma\""),
             card("0.5", "melkit-v1").replace("[1,4,4,3]", "[1,4,5,3]"),
-            card("0.5", "melkit-v1").replace("\"dtype\":\"uint8\",\"shape\":[1,2]", "\"dtype\":\"int16\",\"shape\":[1,2]")};
+            card("0.5", "melkit-v1").replace("\"dtype\":\"uint8\",\"shape\":[1,2]", "\"dtype\":\"int16\",\"shape\":[1,2]"),
+            card("0.5", "melkit-v1").replace("\"threshold\":0.5", "\"threshold\":\"0.5\""),
+            card("0.5", "melkit-v1").replace("\"size_bytes\":3,", "")};
         for (String json : bad) {
             try {
                 ModelCard.parse(json);
