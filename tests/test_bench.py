@@ -16,9 +16,12 @@ from click.testing import CliRunner
 from conftest import HAM, need, subset_of
 
 from melkit.benchmark import inputs, latency, parity
+from melkit.benchmark import report as reporting
+from melkit.benchmark.bench import BenchOptions
 from melkit.benchmark.report import latency_ratios
 from melkit.cli import main
 from melkit.core.errors import BadInputError
+from melkit.core.metrics import binary_report
 from melkit.data.records import Record
 
 FAST = ["--runs", "3", "--warmup", "1", "--sweep-threads", "1", "--bootstrap", "50"]
@@ -130,6 +133,89 @@ def test_subgroups_hand_computed():
     assert female["models"]["ref"]["specificity"] == 0.0 and female["models"]["m"]["specificity"] == 1.0
 
 
+def test_record_source_prefers_record_source_then_metadata_dataset():
+    from types import SimpleNamespace
+
+    assert parity.record_source(_rec(0, 0, dataset=" ham10000 ")) == "ham10000"
+    assert parity.record_source(_rec(0, 0)) == parity.UNKNOWN
+    assert parity.record_source(SimpleNamespace(source="isic2016", meta={"dataset": "ham10000"})) == "isic2016"
+    assert parity.record_source(SimpleNamespace(source="", meta={"dataset": "ham10000"})) == "ham10000"
+    assert parity.record_source(SimpleNamespace(source="", meta=None)) == parity.UNKNOWN
+
+
+# Two sources: "a" (4 images, lesion l1 twice) and "b" (2 images, nevi only).
+SRC = ["a", "b", "a", "a", "b", "a"]
+SRC_Y = np.array([0, 0, 1, 1, 0, 0])
+SRC_P = {"ref": np.array([0.1, 0.6, 0.8, 0.4, 0.2, 0.3]), "m": np.array([0.2, 0.4, 0.9, 0.6, 0.3, 0.7])}
+SRC_THR = {"ref": 0.5, "m": 0.5}
+SRC_LESIONS = ["l1", "l2", "l3", "l4", "l5", "l1"]
+SRC_IDS = [f"i{k}" for k in range(6)]
+
+
+def _by_source(sources=SRC):
+    return parity.by_source(sources, ["ref", "m"], SRC_P, SRC_THR, SRC_Y, SRC_LESIONS, SRC_IDS, "ref", n_boot=30)
+
+
+def test_by_source_hand_computed():
+    out = _by_source()
+    assert list(out) == ["a", "b"]  # the larger source first
+    a, b = out["a"], out["b"]
+    assert (a["n"], a["n_pos"], a["lesions"], b["n"], b["n_pos"], b["lesions"]) == (4, 2, 3, 2, 0, 2)
+    assert a["n"] + b["n"] == len(SRC)
+    idx = [0, 2, 3, 5]
+    # The same binary_report as the pooled metrics, on the source's images with its lesions as groups.
+    assert a["models"]["m"]["metrics"] == binary_report(SRC_Y[idx], SRC_P["m"][idx], 0.5,
+                                                        groups=[SRC_LESIONS[i] for i in idx], n_boot=30)
+    assert a["models"]["ref"]["metrics"]["auc"] == 1.0 and a["models"]["m"]["metrics"]["auc"] == 0.75
+    # ref: nv, mel, nv, nv; m: nv, mel, mel, mel at 0.5 -> 2 of 4 agree.
+    vs = a["models"]["m"]["vs_reference"]
+    assert vs["agreement"] == 0.5 and vs["n_flipped"] == 2 and vs["delta_auc"] == pytest.approx(-0.25)
+    assert "flipped" not in vs  # listed once, in the pooled vs_reference
+    assert a["models"]["ref"]["vs_reference"] is None
+    assert b["models"]["m"]["metrics"]["auc"] is None and b["models"]["m"]["vs_reference"]["delta_auc"] is None
+    assert b["models"]["m"]["vs_reference"]["agreement"] == 0.5  # i1: ref mel (0.6), m nv (0.4)
+    assert _by_source(["a"] * 6) is None  # one source: nothing beyond the pooled metrics
+
+
+def _fake_report(sources):
+    """reporting.build on hand-made evaluations (no model files, no TensorFlow)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    names = ["ref", "m"]
+    models = [SimpleNamespace(name=n, kind="tflite", path=Path(f"/x/{n}.tflite"), card=None, threshold=0.5,
+                              image_size=48, size_bytes=1000) for n in names]
+    records = [Record(i, les, int(y), f"/x/{i}.jpg", {"dataset": src})
+               for i, les, y, src in zip(SRC_IDS, SRC_LESIONS, SRC_Y, sources)]
+    results = parity.evaluate(names, SRC_P, SRC_THR, SRC_Y, SRC_LESIONS, SRC_IDS, "ref", n_boot=30)
+    host = {"cpu": "cpu", "usable_cores": 2, "machine": "x86_64", "python": "3", "versions": {}}
+    return reporting.build(
+        models=models, reference=models[0], source=inputs.ImageSource(records, "six images"), records=records,
+        labels=SRC_Y, skipped=[], results=results, subgroups={}, latency=None, host=host, opts=BenchOptions(),
+        failures=[], timings={},
+        by_source=_by_source([parity.record_source(r) for r in records]))
+
+
+def test_report_by_source_sections():
+    report = _fake_report(SRC)
+    assert sum(s["n"] for s in report["by_source"].values()) == report["images"]["n"] == 6
+    json.dumps(report)  # serializable as report.json
+    md, table = reporting.markdown(report), reporting.terminal_table(report)
+    assert "## By source" in md and "by source (2 sources)" in table
+    md_rows = [ln for ln in md.split("## By source")[1].split("\n## ")[0].splitlines() if ln.startswith("| ")]
+    assert [r.split(" | ")[:4] for r in md_rows[1:]] == [["| a", "4", "2", "ref"], ["| ", "", "", "m"],
+                                                         ["| b", "2", "0", "ref"], ["| ", "", "", "m"]]
+    assert "1.000" in md_rows[1] and "reference" in md_rows[1] and "-0.2500" in md_rows[2]
+    lines = table.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("by source")) + 3
+    assert [ln.split()[:4] for ln in (lines[start], lines[start + 2])] == [["a", "4", "2", "ref"],
+                                                                           ["b", "2", "0", "ref"]]
+    # One source: no by_source key, no section, and the text is what it was without the feature.
+    one = _fake_report(["a"] * 6)
+    assert "by_source" not in one
+    assert "By source" not in reporting.markdown(one) and "by source" not in reporting.terminal_table(one)
+
+
 def test_gate_failures():
     results = {"ref": {"vs_reference": None},
                "a": {"vs_reference": {"delta_auc": -0.03, "agreement": 0.97}},
@@ -184,6 +270,25 @@ def test_select_records_from_a_split_csv(synth_dir, tmp_path):
         inputs.select_records(None, None, "test")
 
 
+def test_select_records_of_a_multi_source_run(synth_dir, tmp_path):
+    from types import SimpleNamespace
+
+    a, in_a = _with_sources(synth_dir, tmp_path / "a", lambda les: "clinic" if int(les[-1]) % 2 else None)
+    b, in_b = _with_sources(synth_dir, tmp_path / "b", lambda les: None if int(les[-1]) % 2 else "synth")
+    ids = sorted({**in_a, **in_b})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "split.csv").write_text("image_id,split\n" + "".join(f"{i},{'test' if k % 2 else 'train'}\n"
+                                                                    for k, i in enumerate(ids)))
+    config = SimpleNamespace(data_dirs=[str(a), str(b)], data_dir=f"{a} + {b}")
+    src = inputs.select_records(run_dir, config, "test")
+    assert sorted(r.image_id for r in src.records) == ids[1::2]
+    assert {parity.record_source(r) for r in src.records} == {"clinic", "synth"}
+    config.data_dirs = [str(a), str(tmp_path / "moved")]
+    with pytest.raises(BadInputError, match="moved is not there"):
+        inputs.select_records(run_dir, config, "test")
+
+
 # --------------------------------------------------------------------------- bench end to end
 
 
@@ -221,6 +326,8 @@ def test_bench_writes_parseable_reports(bench_out, tiny_run):
                for c in report["latency"]["phone_commands"])
     md = (out / "report.md").read_text()
     assert "## Parity with the reference" in md and "## Latency" in md and "benchmark_model --graph=" in md
+    # One source (the synthetic set's "synth"): no per-source section anywhere.
+    assert "by_source" not in report and "## By source" not in md and "by source" not in output
     for png in ("roc.png", "reliability.png", "latency.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(open(out / "predictions.csv")))
@@ -290,6 +397,79 @@ def test_one_class_data_reports_auc_undefined_and_exits_0(converted, synth_dir, 
         assert m["metrics"]["specificity"] is not None
     assert report["models"][1]["vs_reference"]["delta_auc"] is None
     assert not (tmp_path / "b" / "roc.png").exists() and (tmp_path / "b" / "reliability.png").exists()
+
+
+def _with_sources(synth_dir, dest, source_of_lesion):
+    """A HAM10000-style copy of synth_dir's metadata (images linked) whose dataset column says
+    ``source_of_lesion(lesion_id)``; lesions it maps to None are left out."""
+    with open(synth_dir / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    dest.mkdir(parents=True)
+    (dest / "images").symlink_to(synth_dir / "images")
+    kept = [{**r, "dataset": source_of_lesion(r["lesion_id"])} for r in rows]
+    kept = [r for r in kept if r["dataset"] is not None]
+    with open(dest / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, rows[0].keys(), lineterminator="\n")
+        w.writeheader()
+        w.writerows(kept)
+    return dest, {r["image_id"]: r["dataset"] for r in kept}
+
+
+def test_bench_reports_each_source(converted, synth_dir, tmp_path):
+    from melkit.core.metrics import roc_auc
+
+    with open(synth_dir / "metadata.csv", newline="") as f:
+        clinic = set(sorted({r["lesion_id"] for r in csv.DictReader(f)})[::2])
+    data, source_of = _with_sources(synth_dir, tmp_path / "two", lambda les: "clinic" if les in clinic else "synth")
+    models = ["--reference", model_file(converted, "float32"), model_file(converted, "int8")]
+    r = run("bench", *models, "--data", data, "--out", tmp_path / "b", "--no-latency", "--bootstrap", "20")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    by = report["by_source"]
+    assert set(by) == {"clinic", "synth"}
+    assert sum(s["n"] for s in by.values()) == report["images"]["n"] == len(source_of)
+    assert sum(s["n_pos"] for s in by.values()) == report["images"]["n_mel"]
+    assert sum(s["lesions"] for s in by.values()) == report["images"]["lesions"]
+    names = [m["name"] for m in report["models"]]
+    with open(tmp_path / "b" / "predictions.csv", newline="") as f:
+        preds = list(csv.DictReader(f))
+    for name, s in by.items():
+        assert list(s["models"]) == names and s["models"]["float32"]["vs_reference"] is None
+        int8 = s["models"]["int8"]
+        assert int8["metrics"]["n"] == s["n"] and int8["metrics"]["auc_ci"] is not None
+        assert 0 <= int8["vs_reference"]["agreement"] <= 1 and "flipped" not in int8["vs_reference"]
+        # The source's own images: its AUC recomputed from predictions.csv.
+        mine = [p for p in preds if source_of[p["image_id"]] == name]
+        assert len(mine) == s["n"]
+        auc = roc_auc([p["label"] == "mel" for p in mine], [float(p["p_mel_int8"]) for p in mine])
+        assert int8["metrics"]["auc"] == pytest.approx(auc, abs=1e-3)
+    md = (tmp_path / "b" / "report.md").read_text()
+    section = md.split("## By source")[1].split("\n## ")[0]
+    md_counts = {ln.split(" | ")[0][2:]: int(ln.split(" | ")[1]) for ln in section.splitlines()
+                 if ln.startswith(("| clinic ", "| synth "))}
+    assert md_counts == {k: s["n"] for k, s in by.items()}
+    assert "by source (2 sources)" in r.output
+    table = r.output.split("by source (2 sources)")[1].splitlines()
+    out_counts = {ln.split()[0]: int(ln.split()[1]) for ln in table if ln.startswith(("clinic ", "synth "))}
+    assert out_counts == md_counts
+    print(r.output)
+
+    # The same two sources as two directories (--data repeated): the same images per source.
+    a, _ = _with_sources(synth_dir, tmp_path / "a", lambda les: "clinic" if les in clinic else None)
+    b, _ = _with_sources(synth_dir, tmp_path / "b2", lambda les: None if les in clinic else "synth")
+    r = run("bench", *models, "--data", a, "--data", b, "--out", tmp_path / "ab", "--no-latency", "--bootstrap", "20")
+    assert r.exit_code == 0, r.output
+    ab = json.loads((tmp_path / "ab" / "report.json").read_text())
+    assert {k: (s["n"], s["n_pos"]) for k, s in ab["by_source"].items()} == {k: (s["n"], s["n_pos"])
+                                                                             for k, s in by.items()}
+    assert ab["by_source"]["clinic"]["models"]["int8"]["metrics"]["auc"] == pytest.approx(
+        by["clinic"]["models"]["int8"]["metrics"]["auc"], abs=1e-6)
+
+    # One source: no by_source, no section, no table.
+    r = run("bench", *models, "--data", synth_dir, "--out", tmp_path / "one", "--no-latency", "--bootstrap", "20")
+    assert r.exit_code == 0, r.output
+    assert "by_source" not in json.loads((tmp_path / "one" / "report.json").read_text())
+    assert "## By source" not in (tmp_path / "one" / "report.md").read_text() and "by source" not in r.output
 
 
 # --------------------------------------------------------------------------- bad input

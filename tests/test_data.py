@@ -39,6 +39,8 @@ def test_ham_layout_keeps_nv_mel_and_counts_the_rest(tmp_path):
     assert ds.other_dx == {"bkl": 1, "bcc": 1}
     assert ds.records[2].meta["localization"] == "face"
     assert ds.counts() == {"images": 3, "nv": 2, "mel": 1, "lesions": 2}
+    # no dataset column: the source is the folder's name; no split column: melkit chooses the split
+    assert {(r.source, r.fixed_split) for r in ds.records} == {("d", "")}
 
 
 def test_original_ham10000_names_and_two_image_folders(tmp_path):
@@ -89,6 +91,7 @@ def test_class_folders_layout(tmp_path):
     assert ds.layout == "folders" and ds.counts()["nv"] == 3 and ds.counts()["mel"] == 2
     assert ds.other_dx == {"bkl": 4}
     assert all(r.lesion_id == r.image_id for r in ds.records)
+    assert {r.source for r in ds.records} == {tmp_path.name}
 
 
 def test_not_a_dataset(tmp_path):

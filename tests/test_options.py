@@ -145,7 +145,7 @@ def test_flags_that_map_to_fields_differently(calls):
     assert r.exit_code == 0, r.output
     o = calls["run_bench"]
     assert o.models == ["a.tflite", "b.tflite"] and not o.latency and not o.xnnpack_off
-    assert (o.n_boot, o.sweep_max_threads, o.data) == (10, 0, "D")
+    assert (o.n_boot, o.sweep_max_threads, o.data) == (10, 0, ["D"])
 
 
 def test_train_recipe_overrides(calls):

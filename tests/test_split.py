@@ -64,7 +64,7 @@ def test_split_csv_round_trip(tmp_path, ham_records):
     splits = S.split_by_image(recs, seed=0)
     S.write_split_csv(tmp_path / "split.csv", recs, splits)
     header = (tmp_path / "split.csv").read_text().splitlines()[0]
-    assert header == "image_id,lesion_id,label,split"
+    assert header == "image_id,lesion_id,label,source,split"
     assert S.apply_split_csv(recs, S.read_split_csv(tmp_path / "split.csv")) == splits
 
 

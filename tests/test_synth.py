@@ -213,3 +213,64 @@ def test_all_one_class(tmp_path):
     assert s["n_mel"] == 0 and s["n_nv"] == s["n_images"]
     s = write_synth_dataset(tmp_path / "mel", n_lesions=3, mel_fraction=1.0)
     assert s["n_nv"] == 0 and s["n_mel"] == s["n_images"]
+
+
+# --- several sources ----------------------------------------------------------------------------------
+
+def test_source_options_at_their_defaults_change_nothing(tmp_path):
+    write_synth_dataset(tmp_path / "a", n_lesions=4, seed=5)
+    write_synth_dataset(tmp_path / "b", n_lesions=4, seed=5, source="synth", id_prefix="SYN", split_fractions=None,
+                        colour_cast=None, vignette=0.0)
+    files = ["metadata.csv"] + [f"images/{p.name}" for p in sorted((tmp_path / "a" / "images").iterdir())]
+    assert files == ["metadata.csv"] + [f"images/{p.name}" for p in sorted((tmp_path / "b" / "images").iterdir())]
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_source_name_ids_and_split_column(tmp_path):
+    s = write_synth_dataset(tmp_path / "a", n_lesions=20, seed=5, source="clinic_b", id_prefix="B",
+                            split_fractions=(0.6, 0.2, 0.2))
+    header, rows = _rows(tmp_path / "a")
+    assert header == HEADER + ["split"]
+    assert {r["dataset"] for r in rows} == {"clinic_b"}
+    assert all(re.fullmatch(r"B_\d{7}", r["lesion_id"]) and re.fullmatch(r"B_IMG_\d{7}", r["image_id"]) for r in rows)
+    per_lesion = {}
+    for r in rows:
+        assert per_lesion.setdefault(r["lesion_id"], (r["dx"], r["split"])) == (r["dx"], r["split"])
+    lesions = Counter(per_lesion.values())  # (dx, split) -> lesions: 7 mel and 13 nv lesions
+    assert lesions[("mel", "val")] == lesions[("mel", "test")] == 1 and lesions[("mel", "train")] == 5
+    assert lesions[("nv", "val")] == lesions[("nv", "test")] == 3 and lesions[("nv", "train")] == 7
+    assert s["splits"] == dict(Counter(r["split"] for r in rows))
+    # the split column changes no image
+    write_synth_dataset(tmp_path / "c", n_lesions=20, seed=5, id_prefix="B")
+    for p in sorted((tmp_path / "c" / "images").iterdir()):
+        assert p.read_bytes() == (tmp_path / "a" / "images" / p.name).read_bytes()
+
+
+def test_device_look(tmp_path):
+    write_synth_dataset(tmp_path / "a", n_lesions=4, seed=5, image_size=(64, 48))
+    write_synth_dataset(tmp_path / "b", n_lesions=4, seed=5, image_size=(64, 48), colour_cast=(1.1, 1.0, 0.8),
+                        vignette=0.6)
+    for p in sorted((tmp_path / "a" / "images").iterdir()):
+        a = np.asarray(Image.open(p), np.float32)
+        b = np.asarray(Image.open(tmp_path / "b" / "images" / p.name), np.float32)
+        centre = (slice(18, 30), slice(26, 38))
+        assert b[centre][..., 2].mean() < 0.9 * a[centre][..., 2].mean()  # blue cut
+        assert b[:4, :4].mean() < a[:4, :4].mean()  # darker corners
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"source": "my clinic"},
+    {"source": ""},
+    {"id_prefix": "B_"},
+    {"split_fractions": (0.5, 0.5)},
+    {"split_fractions": (0.7, 0.2, 0.2)},
+    {"colour_cast": (1.0, 1.0)},
+    {"colour_cast": (1.0, 0.0, 1.0)},
+    {"vignette": 1.0},
+    {"vignette": True},
+])
+def test_bad_source_arguments(tmp_path, kwargs):
+    with pytest.raises(BadInputError):
+        write_synth_dataset(tmp_path / "out", n_lesions=2, **kwargs)
+    assert not (tmp_path / "out").exists()

@@ -28,7 +28,7 @@ def test_run_dir_is_complete(tiny_run):
 
 def test_split_csv_is_lesion_grouped(tiny_run):
     rows = list(csv.DictReader(open(tiny_run.out_dir / "split.csv")))
-    assert list(rows[0]) == ["image_id", "lesion_id", "label", "split"]
+    assert list(rows[0]) == ["image_id", "lesion_id", "label", "source", "split"]
     where = {}
     for r in rows:
         assert where.setdefault(r["lesion_id"], r["split"]) == r["split"]

@@ -31,7 +31,9 @@ class BenchOptions:
     reference: str | None = opt(None, type=click.Path(), help="Run dir or float32 .tflite to compare against "
                                                               "(default: the run dir among MODELS).")
     split: str = opt("test", choices=SPLITS, help="Which split of the run (or of --split-csv) to evaluate on.")
-    data: str | None = opt(None, type=click.Path(), help="Images: a HAM10000-style or class-folder directory.")
+    # One directory per source (repeatable, as for melkit train); a str is taken as one directory.
+    data: list = opt(default_factory=list, type=click.Path(), multiple=True,
+                     help="Images: a HAM10000-style or class-folder directory; repeat for several sources.")
     split_csv: str | None = opt(None, type=click.Path(dir_okay=False),
                                 help="image_id,...,split over --data (e.g. RUN/split.csv).")
     out: str | None = opt(None, type=click.Path(file_okay=False),  # or ./melkit-bench without a run
@@ -53,6 +55,9 @@ class BenchOptions:
     n_boot: int = opt(N_BOOT, flag="--bootstrap", min=1, max=100000,
                       help="Bootstrap resamples (lesions) for the AUC CI.")
     seed: int = opt(SEED)
+
+    def __post_init__(self):
+        self.data = [self.data] if isinstance(self.data, (str, Path)) else list(self.data or [])
 
     def validate(self):
         if not self.models and not self.reference:
@@ -159,6 +164,8 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     results = parity.evaluate(names, probs, thresholds, labels, lesion_ids, image_ids, reference.name,
                               n_boot=opts.n_boot, seed=opts.seed)
     groups = parity.subgroups(records, names, probs, thresholds, labels, reference.name)
+    sources = parity.by_source([parity.record_source(r) for r in records], names, probs, thresholds, labels,
+                               lesion_ids, image_ids, reference.name, n_boot=opts.n_boot, seed=opts.seed)
     failures = parity.gate_failures(results, reference.name, opts.max_auc_drop, opts.min_agreement)
 
     lat = _latency(opts, models, arrays, keras_model, echo) if opts.latency else None
@@ -166,8 +173,8 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
 
     report = reporting.build(
         models=models, reference=reference, source=source, records=records, labels=labels,
-        skipped=arrays[reference.image_size].skipped, results=results, subgroups=groups, latency=lat,
-        host=host.host_info(with_tensorflow=keras_model is not None), opts=opts, failures=failures,
+        skipped=arrays[reference.image_size].skipped, results=results, subgroups=groups, by_source=sources,
+        latency=lat, host=host.host_info(with_tensorflow=keras_model is not None), opts=opts, failures=failures,
         timings=timings)
     written = _plots(out, report, labels, probs, {n: reliability_curve(labels, probs[n]) for n in names})
     report["plots"] = [p.name for p in written]

@@ -6,7 +6,8 @@ actual input agrees with what the card promises: the app reads the card, so a mi
 phone feed the model something else than what bench measured.
 
 Images come from, in this order of precedence: ``--data DIR`` with ``--split-csv`` (one split of DIR),
-``--data DIR`` alone (every image of DIR), or the reference run's own split of its data directory.
+``--data DIR`` alone (every image of DIR), or the reference run's own split of its data directories.
+``--data`` may be repeated, one directory per source, as in ``melkit train``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from melkit.core.errors import BadInputError
 from melkit.core.files import read_json
 from melkit.core.litert import load_interpreter
 from melkit.core.run import RunConfig, load_run
-from melkit.data.readers import read_dataset
+from melkit.data.readers import read_sources
 from melkit.data.split import SPLITS, read_split_csv
 
 
@@ -101,23 +102,27 @@ class ImageSource:
 
 
 def select_records(run: Path | None, config: dict | None, split: str, data=None, split_csv=None) -> ImageSource:
-    """The records to benchmark on (see the module docstring for the precedence)."""
+    """The records to benchmark on (see the module docstring for the precedence). ``data``: a directory or
+    a list of them (one per source)."""
     if split not in SPLITS:
         raise BadInputError(f"unknown split {split!r}: one of {', '.join(SPLITS)}")
-    if split_csv and not data and not run:
+    dirs = [data] if isinstance(data, (str, Path)) else list(data or [])
+    if split_csv and not dirs and not run:
         raise BadInputError("--split-csv needs --data (the images it refers to) or a run directory")
-    if data is None:
+    if not dirs:
         if run is None:
             raise BadInputError("no images: give a run directory or --data DIR")
-        data = config.data_dir
-        if not Path(data).is_dir():
-            raise BadInputError(f"the run's data directory {data} is not there; if it moved, pass "
-                                f"--data NEW_DIR --split-csv {run / 'split.csv'}")
+        dirs = config.data_dirs
+        missing = [d for d in dirs if not Path(d).is_dir()]
+        if missing:
+            raise BadInputError(f"the run's data directory {missing[0]} is not there; if it moved, pass "
+                                f"--data NEW_DIR (one per source) --split-csv {run / 'split.csv'}")
         split_csv = split_csv or run / "split.csv"
         where = f"split {split} of run {run}"
     else:
-        where = f"split {split} of {split_csv} over {data}" if split_csv else f"all images of {data}"
-    dataset = read_dataset(data)
+        joined = " + ".join(map(str, dirs))
+        where = f"split {split} of {split_csv} over {joined}" if split_csv else f"all images of {joined}"
+    dataset = read_sources(dirs)
     records = dataset.records
     if split_csv:
         mapping = read_split_csv(split_csv)

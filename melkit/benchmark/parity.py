@@ -15,8 +15,15 @@ from melkit.core.options import SEED
 
 # Bands wide enough to hold a few melanomas each on HAM10000's test split, split where the risk changes.
 AGE_BANDS = ((0, 30, "<30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 75, "60-74"), (75, math.inf, "75+"))
-SUBGROUP_FIELDS = ("age", "sex", "localization", "dataset")
+# The metadata's ``dataset`` column is not among them: the source of an image gets full metrics (by_source).
+SUBGROUP_FIELDS = ("age", "sex", "localization")
 UNKNOWN = "unknown"
+
+
+def record_source(record) -> str:
+    """Where an image comes from: ``Record.source`` when set, else its metadata's ``dataset``; ``unknown``
+    when neither says."""
+    return (getattr(record, "source", "") or (record.meta or {}).get("dataset") or "").strip() or UNKNOWN
 
 
 def age_band(value) -> str:
@@ -91,6 +98,30 @@ def evaluate(names, probs: dict, thresholds: dict, labels, lesion_ids, image_ids
         vs = compare(probs[reference], thresholds[reference], probs[name], thresholds[name], image_ids, labels)
         vs["delta_auc"] = delta_auc(out[name]["metrics"]["auc"], ref_auc)
         out[name]["vs_reference"] = vs
+    return out
+
+
+def by_source(sources, names, probs: dict, thresholds: dict, labels, lesion_ids, image_ids, reference: str,
+              n_boot=N_BOOT, seed=SEED) -> dict | None:
+    """source -> {"n", "n_pos", "lesions", "models": evaluate() on that source's images} (largest first), or
+    None when every image comes from one source. The flipped images are left out of each source's
+    vs_reference (n_flipped stays): the pooled vs_reference lists them all."""
+    sources = np.asarray(sources, dtype=object)
+    values = sorted(set(sources), key=lambda v: (-(sources == v).sum(), v))
+    if len(values) < 2:
+        return None
+    labels = np.asarray(labels, int)
+    out = {}
+    for value in values:
+        idx = np.flatnonzero(sources == value)
+        lesions = [lesion_ids[i] for i in idx]
+        results = evaluate(names, {n: np.asarray(probs[n])[idx] for n in names}, thresholds, labels[idx], lesions,
+                           [image_ids[i] for i in idx], reference, n_boot=n_boot, seed=seed)
+        for r in results.values():
+            if r["vs_reference"] is not None:
+                del r["vs_reference"]["flipped"]
+        out[value] = {"n": len(idx), "n_pos": int(labels[idx].sum()), "lesions": len(set(lesions)),
+                      "models": results}
     return out
 
 

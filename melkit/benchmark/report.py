@@ -43,7 +43,9 @@ def latency_ratios(models: list, latency: dict | None) -> dict:
 
 
 def build(models, reference, source, records, labels, skipped, results, subgroups, latency, host, opts, failures,
-          timings) -> dict:
+          timings, by_source=None) -> dict:
+    """The report.json object; ``by_source`` (parity.by_source) only appears when the images come from more
+    than one source."""
     entries = []
     for m in models:
         card = m.card
@@ -68,6 +70,7 @@ def build(models, reference, source, records, labels, skipped, results, subgroup
         "reference": reference.name,
         "models": entries,
         "subgroups": subgroups,
+        **({"by_source": by_source} if by_source else {}),
         "latency": latency,
         "latency_ratios": latency_ratios(entries, latency),
         "host": host,
@@ -122,6 +125,18 @@ def _clinical_rows(report):
                _pct(m["majority_baseline"]), _f(m["ece"], ".3f"), _f(m["brier"], ".3f")]
 
 
+def _by_source_rows(report):
+    """One row per source and model, the source's counts on its first row."""
+    for source, s in (report.get("by_source") or {}).items():
+        for k, e in enumerate(report["models"]):
+            r = s["models"][e["name"]]
+            m, vs = r["metrics"], r["vs_reference"]
+            yield ([source, s["n"], s["n_pos"]] if k == 0 else ["", "", ""]) + [
+                e["name"], _auc_ci(m), "reference" if vs is None else _f(vs["delta_auc"], "+.4f"),
+                _pct(m["balanced_accuracy"]), _pct(m["sensitivity"]), _pct(m["specificity"]),
+                "" if vs is None else _pct(vs["agreement"])]
+
+
 def _latency_rows(report):
     lat = report["latency"]
     ratios = report["latency_ratios"]
@@ -148,6 +163,8 @@ def _latency_rows(report):
 PARITY_HEAD = ["model", "AUC [95% CI]", "ΔAUC", "agree %", "flips", "mean|Δp|", "max|Δp|"]
 CLINICAL_HEAD = ["model", "thr", "sens %", "spec %", "bal.acc %", "sens@90spec %", "spec@90sens %", "acc %",
                  "majority %", "ECE", "Brier"]
+BY_SOURCE_HEAD = ["source", "n", "mel", "model", "AUC [95% CI]", "ΔAUC", "bal.acc %", "sens %", "spec %",
+                  "agree %"]
 LATENCY_HEAD = ["model", "MB", "init ms", "first ms", "mean ms", "p50", "p90", "p99", "XNNPACK off ms",
                 "peak RSS MB", "LiteRT tool avg ms", "× float32", "× keras"]
 
@@ -164,6 +181,10 @@ def terminal_table(report) -> str:
     lines = [f"{im['n']} images ({im['n_mel']} mel, {im['lesions']} lesions): {im['source']}", ""]
     lines += _plain(PARITY_HEAD, list(_parity_rows(report)))
     lines += [""] + _plain(CLINICAL_HEAD, list(_clinical_rows(report)))
+    if report.get("by_source"):
+        lines += ["", (f"by source ({len(report['by_source'])} sources): at each model's threshold; ΔAUC and "
+                       "agree % vs the reference on the same images")]
+        lines += _plain(BY_SOURCE_HEAD, list(_by_source_rows(report)))
     if report["latency"]:
         s = report["latency"]["settings"]
         lines += ["", f"latency: {s['runs']} timed single-image runs at {s['threads']} thread(s); "
@@ -190,6 +211,7 @@ def markdown(report) -> str:
     out += _table(PARITY_HEAD, _parity_rows(report)) + [""]
     out += ["## Clinical metrics", "", "Percentages at the model's threshold (from its card or the run).", ""]
     out += _table(CLINICAL_HEAD, _clinical_rows(report)) + [""]
+    out += _by_source_md(report)
     out += _subgroups_md(report)
     out += _flips_md(report)
     if report["latency"]:
@@ -203,6 +225,16 @@ def markdown(report) -> str:
     if report.get("plots"):
         out += ["## Plots", ""] + [f"![{p}]({p})" for p in report["plots"]] + [""]
     return "\n".join(out)
+
+
+def _by_source_md(report) -> list:
+    if not report.get("by_source"):
+        return []
+    out = ["## By source", "",
+           (f"The images come from {len(report['by_source'])} sources; the metrics above on each source's "
+            "images alone, at each model's own threshold. AUC CI: 95 % bootstrap over the source's lesions; "
+            "ΔAUC and agreement against the reference on the same images."), ""]
+    return out + _table(BY_SOURCE_HEAD, _by_source_rows(report)) + [""]
 
 
 def _subgroups_md(report) -> list:

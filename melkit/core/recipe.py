@@ -37,6 +37,9 @@ class Recipe:
     dropout: float = 0.2
     class_weights: bool = True
     oversample: bool = False
+    # Several sources (--data A --data B): draw each training batch equally from every source, so the
+    # largest one does not drown the others (class weights still apply within).
+    source_balance: bool = False
     bn_inference: bool = True  # BatchNorm frozen (inference mode) in every stage
     # None keeps Keras' 0.999. A short from-scratch run needs ~0.9, or the moving statistics never
     # catch up and the model is constant in inference mode (AUC 0.5 on validation).

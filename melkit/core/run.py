@@ -18,7 +18,7 @@ from melkit.core.files import read_json
 from melkit.core.model import build_model  # TensorFlow: loaded only when a model is needed
 from melkit.core.recipe import Recipe
 from melkit.data.preprocess import Contract, normalize
-from melkit.data.readers import read_dataset
+from melkit.data.readers import read_sources
 
 RUN_CONFIG_VERSION = 1
 
@@ -48,7 +48,13 @@ class RunConfig:
 
     @property
     def data_dir(self) -> str:
+        """Where the images were, as one line (several sources' directories joined by " + ")."""
         return self.data["dir"]
+
+    @property
+    def data_dirs(self) -> list:
+        """One directory per source."""
+        return self.data.get("dirs") or [self.data["dir"]]
 
     @property
     def alpha(self) -> float:
@@ -112,15 +118,17 @@ def load_trained_model(run_dir):
 
 
 def split_records(run_dir, config: RunConfig, split: str, data_dir=None):
-    """Records of one split of a run, read from its data dir and split.csv (lesion ids kept)."""
-    data_dir = data_dir or config.data_dir
+    """Records of one split of a run, read from its data dirs and split.csv (lesion ids kept).
+
+    ``data_dir`` replaces the run's own (one source) if the images moved."""
+    data_dirs = [data_dir] if data_dir else config.data_dirs
     with open(Path(run_dir) / "split.csv", newline="") as f:
         wanted = {r["image_id"] for r in csv.DictReader(f) if r["split"] == split}
-    dataset = read_dataset(data_dir)
+    dataset = read_sources(data_dirs)
     records = [r for r in dataset.records if r.image_id in wanted]
     # --augment-before-split copies are not files; they are not needed for calibration or checks.
     if not records:
-        raise BadInputError(f"no {split} images of run {run_dir} found in {data_dir}")
+        raise BadInputError(f"no {split} images of run {run_dir} found in {' + '.join(map(str, data_dirs))}")
     return records
 
 

@@ -77,27 +77,46 @@ def class_weights(labels) -> dict:
     return {c: float(n / (2.0 * max(1, int((labels == c).sum())))) for c in (0, 1)}
 
 
+def strata(records, by_class: bool, by_source: bool) -> np.ndarray | None:
+    """Group index per record for balanced drawing: by class (oversampling), by source, both, or None."""
+    if not (by_class or by_source):
+        return None
+    keys = [((r.source,) if by_source else ()) + ((r.label,) if by_class else ()) for r in records]
+    index = {k: i for i, k in enumerate(sorted(set(keys)))}
+    return np.array([index[k] for k in keys], np.int64)
+
+
+def source_weights(records) -> np.ndarray:
+    """Per-image weights n / (k * n_source): each of k sources contributes equally to the loss."""
+    sources = [r.source for r in records]
+    counts = {s: sources.count(s) for s in set(sources)}
+    return np.array([len(sources) / (len(counts) * counts[s]) for s in sources], np.float32)
+
+
 def make_dataset(images, labels, batch_size, *, training=False, augmenter=None, seed=0, oversample=False,
-                 sample_weights=None):
+                 groups=None, sample_weights=None):
     """A tf.data pipeline over in-memory uint8 images: shuffle, batch, augment, normalize, prefetch.
 
-    Returns (x, y) or (x, y, w) batches of float32 inputs per the contract and float32 labels.
+    Training draws equally from each group of ``groups`` (see :func:`strata`; ``oversample`` alone means
+    by class). Returns (x, y) or (x, y, w) batches of float32 inputs per the contract and float32 labels.
     """
     from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
     labels = np.asarray(labels, np.float32).reshape(-1, 1)
     n = len(labels)
     autotune = tf.data.AUTOTUNE
-    if oversample and training:
-        # Equal draws from each class; an epoch is still n images so epochs stay comparable.
+    if groups is None and oversample:
+        groups = labels[:, 0].astype(np.int64)
+    if groups is not None and training:
+        # Equal draws from each group; an epoch is still n images so epochs stay comparable.
         parts = []
-        for c in (0, 1):
-            idx = np.flatnonzero(labels[:, 0] == c)
+        for g in np.unique(groups):
+            idx = np.flatnonzero(groups == g)
             parts.append(
                 tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
-                .shuffle(len(idx), seed=seed + c, reshuffle_each_iteration=True).repeat()
+                .shuffle(len(idx), seed=seed + int(g), reshuffle_each_iteration=True).repeat()
             )
-        ds = tf.data.Dataset.sample_from_datasets(parts, weights=[0.5, 0.5], seed=seed).take(n)
+        ds = tf.data.Dataset.sample_from_datasets(parts, weights=[1 / len(parts)] * len(parts), seed=seed).take(n)
     else:
         tensors = (images, labels) if sample_weights is None else (images, labels, np.asarray(sample_weights, np.float32))
         ds = tf.data.Dataset.from_tensor_slices(tensors)

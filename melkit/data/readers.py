@@ -7,22 +7,60 @@
 Only nevus and melanoma are kept; everything else is counted in ``DataSet.other_dx``. A missing
 lesion_id makes the image its own lesion, which is the conservative choice for a grouped split only if
 the source really has one image per lesion; the report says how many images had none.
+
+Sources: every record keeps where it comes from (``Record.source``): the metadata's ``dataset`` value,
+else the data folder's name (characters other than letters, digits, ``.``, ``_``, ``-`` become ``_``). A
+``dataset`` value must already be such a plain name. An optional ``split`` column prescribes an image's
+split (``Record.fixed_split``): train, val or test; an empty cell leaves that image to melkit's split.
+:func:`read_sources` reads several directories (``melkit train --data A --data B``) into one DataSet.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
 from melkit.core.errors import BadInputError
 from melkit.data.imageio import IMAGE_SUFFIXES
-from melkit.data.records import LABELS, DataSet, Record
+from melkit.data.records import LABELS, SPLITS, DataSet, Record
 
 METADATA_NAMES = ("HAM10000_metadata.csv", "metadata.csv")
 REQUIRED_COLUMNS = ("image_id", "dx")
 META_COLUMNS = ("dx_type", "age", "sex", "localization", "dataset")
+SOURCE_COLUMN = "dataset"
+SPLIT_COLUMN = "split"
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def folder_source(root) -> str:
+    """The source name of a directory without a ``dataset`` column: its name, made a plain name."""
+    name = Path(os.path.abspath(os.fspath(root))).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "data"
+
+
+def _row_source(metadata: Path, row: dict, default: str) -> str:
+    value = row.get(SOURCE_COLUMN, "")
+    if not value:
+        return default
+    if not _SOURCE_NAME.fullmatch(value):
+        raise BadInputError(
+            f"{metadata}: {SOURCE_COLUMN} value {value!r} of image {row['image_id']} is not a source name "
+            f"(letters, digits, '.', '_', '-' only)"
+        )
+    return value
+
+
+def _row_split(metadata: Path, row: dict) -> str:
+    value = row.get(SPLIT_COLUMN, "")
+    if value and value not in SPLITS:
+        raise BadInputError(
+            f"{metadata}: {SPLIT_COLUMN} value {value!r} of image {row['image_id']}: expected "
+            f"{', '.join(SPLITS)} or empty (empty: melkit chooses the image's split)"
+        )
+    return value
 
 
 def find_metadata(root: Path) -> Path | None:
@@ -67,9 +105,13 @@ def read_ham10000(root, metadata: Path | None = None) -> DataSet:
     if any(not r["image_id"] for r in rows):
         raise BadInputError(f"{metadata}: a row has an empty image_id")
 
+    default_source = folder_source(root)
+    sources = [_row_source(metadata, row, default_source) for row in rows]  # every row checked, kept or not
+    fixed = [_row_split(metadata, row) for row in rows]
+
     index = _index_images(root)
     records, other, skipped = [], Counter(), []
-    for row in rows:
+    for row, source, fixed_split in zip(rows, sources, fixed):
         dx = row["dx"].lower()
         if dx not in LABELS:
             other[dx or "(empty)"] += 1
@@ -86,14 +128,24 @@ def read_ham10000(root, metadata: Path | None = None) -> DataSet:
                 label=LABELS.index(dx),
                 path=str(path),
                 meta=meta,
+                source=source,
+                fixed_split=fixed_split,
             )
         )
-    return DataSet(str(root), "ham10000", records, dict(other), skipped)
+    return DataSet(str(root), "ham10000", records, dict(other), skipped, [str(root)], _source_dirs(records, root))
+
+
+def _source_dirs(records, root) -> dict:
+    out = {}
+    for r in records:
+        out.setdefault(r.source, str(root))
+    return out
 
 
 def read_class_folders(root) -> DataSet:
     root = Path(root)
     records, other, seen = [], Counter(), {}
+    source = folder_source(root)
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         files = [p for p in sorted(sub.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
         name = sub.name.lower()
@@ -104,8 +156,9 @@ def read_class_folders(root) -> DataSet:
             if path.stem in seen:
                 raise BadInputError(f"duplicate image id {path.stem!r}: {seen[path.stem]} and {path}")
             seen[path.stem] = path
-            records.append(Record(path.stem, path.stem, LABELS.index(name), str(path), {"dataset": root.name}))
-    return DataSet(str(root), "folders", records, dict(other), [])
+            records.append(Record(path.stem, path.stem, LABELS.index(name), str(path), {"dataset": root.name},
+                                  source=source))
+    return DataSet(str(root), "folders", records, dict(other), [], [str(root)], _source_dirs(records, root))
 
 
 def read_dataset(root) -> DataSet:
@@ -120,4 +173,56 @@ def read_dataset(root) -> DataSet:
     raise BadInputError(
         f"{root}: not a melkit data set: expected {' or '.join(METADATA_NAMES)} with image folders "
         f"(HAM10000 layout) or class folders nv/ and mel/"
+    )
+
+
+def read_sources(dirs) -> DataSet:
+    """Read one directory per source (``--data A --data B``) into one DataSet.
+
+    Each directory is read by :func:`read_dataset`; its records keep their sources. Refused with a
+    BadInputError: no directory, a directory given twice, one source name coming from two directories, an
+    image id in two directories. ``root`` joins the directories with " + "; ``dirs`` lists them; ``sources``
+    maps each source to its directory. One directory gives exactly what ``read_dataset`` gives.
+    """
+    dirs = [dirs] if isinstance(dirs, (str, os.PathLike)) else list(dirs)
+    if not dirs:
+        raise BadInputError("no data directory given")
+    seen_dirs = {}
+    for d in dirs:
+        key = os.path.realpath(os.fspath(d))
+        if key in seen_dirs:
+            raise BadInputError(f"data directory {d} given twice (as {seen_dirs[key]} and {d})")
+        seen_dirs[key] = d
+    sets = [read_dataset(d) for d in dirs]
+    if len(sets) == 1:
+        return sets[0]
+    sources, ids = {}, {}
+    for ds in sets:
+        for source in ds.sources:
+            if source in sources:
+                raise BadInputError(
+                    f"source {source!r} comes from two directories, {sources[source]} and {ds.root}: give each "
+                    f"directory its own {SOURCE_COLUMN} name"
+                )
+            sources[source] = ds.root
+        here = {r.image_id for r in ds.records}
+        shared = sorted(here & ids.keys())
+        if shared:
+            raise BadInputError(
+                f"image id {shared[0]} is in both {ids[shared[0]]} and {ds.root} ({len(shared)} shared id(s)): "
+                f"an image may come from one source only"
+            )
+        ids.update(dict.fromkeys(here, ds.root))
+    other = Counter()
+    for ds in sets:
+        other.update(ds.other_dx)
+    layouts = {ds.layout for ds in sets}
+    return DataSet(
+        root=" + ".join(ds.root for ds in sets),
+        layout=layouts.pop() if len(layouts) == 1 else "mixed",
+        records=[r for ds in sets for r in ds.records],
+        other_dx=dict(other),
+        skipped=[s for ds in sets for s in ds.skipped],
+        dirs=[ds.root for ds in sets],
+        sources=sources,
     )

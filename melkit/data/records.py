@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 # Label index = position in this tuple; the exported models' outputs follow it ([P(nv), P(mel)]).
 LABELS = ("nv", "mel")
 NV, MEL = 0, 1
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -19,27 +20,48 @@ class Record:
     # Paper reproduction only (``--augment-before-split``): index of a fixed flip/rotation applied to the
     # resized image. 0 means the image as it is.
     transform: int = 0
+    # Where the image comes from: the metadata's ``dataset`` value, else the data folder's name (a plain name:
+    # letters, digits, ``.``, ``_``, ``-``). "" for records made by hand (one unnamed source).
+    source: str = ""
+    # The split the source's metadata prescribes (its ``split`` column: one of SPLITS); "" when melkit
+    # chooses the split.
+    fixed_split: str = ""
 
     @property
     def dx(self) -> str:
         return LABELS[self.label]
 
 
+def count_records(records) -> dict:
+    """images, nv, mel and lesions of some records."""
+    records = list(records)
+    n_mel = sum(r.label == MEL for r in records)
+    return {
+        "images": len(records),
+        "nv": len(records) - n_mel,
+        "mel": n_mel,
+        "lesions": len({r.lesion_id for r in records}),
+    }
+
+
 @dataclass
 class DataSet:
-    """Records read from one directory, plus what was left out and why."""
+    """Records read from one directory (or several, one per source), plus what was left out and why."""
 
-    root: str
-    layout: str  # "ham10000" or "folders"
+    root: str  # the directory; several are joined by " + "
+    layout: str  # "ham10000" or "folders"; several directories of different layouts: "mixed"
     records: list
     other_dx: dict = field(default_factory=dict)  # diagnosis -> number of images left out (akiec, bcc, ...)
     skipped: list = field(default_factory=list)  # (image_id, reason) for missing / unreadable images
+    dirs: list = field(default_factory=list)  # the directories read, in order
+    sources: dict = field(default_factory=dict)  # source name -> the directory its records came from
 
     def counts(self) -> dict:
-        n_mel = sum(r.label == MEL for r in self.records)
-        return {
-            "images": len(self.records),
-            "nv": len(self.records) - n_mel,
-            "mel": n_mel,
-            "lesions": len({r.lesion_id for r in self.records}),
-        }
+        return count_records(self.records)
+
+    def counts_by_source(self) -> dict:
+        """source -> counts() of its records, sources sorted by name."""
+        by = {}
+        for r in self.records:
+            by.setdefault(r.source, []).append(r)
+        return {s: count_records(by[s]) for s in sorted(by)}

@@ -2,8 +2,14 @@
 
 This is melkit's embedded default data (offline demo, tests). ``write_synth_dataset`` writes::
 
-    out_dir/metadata.csv          lesion_id,image_id,dx,dx_type,age,sex,localization,dataset
+    out_dir/metadata.csv          lesion_id,image_id,dx,dx_type,age,sex,localization,dataset[,split]
     out_dir/images/<image_id>.jpg RGB JPEG (quality 90), width x height = image_size
+
+Several sources (multi-source training tests): ``source`` names the ``dataset`` column, ``id_prefix``
+keeps the ids of two sets apart, ``split_fractions`` adds a ``split`` column (whole lesions, per class),
+and ``colour_cast`` / ``vignette`` give a source its own "device" look (a fixed per-channel gain and a
+fixed dark ring toward the corners on every image). Left at their defaults they change nothing: the
+files are byte-identical to a set written without them.
 
 Each lesion is a nevus (``nv``) or a melanoma (``mel``) drawn after the dermoscopic ABCD rule:
 nevi are mostly symmetric, smooth-bordered, one-coloured and small; melanomas mostly asymmetric,
@@ -28,6 +34,7 @@ import csv
 import io
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Callable, Optional
@@ -314,7 +321,17 @@ class _Canvas:
         self.falloff = 1.0 - np.float32(0.12) * self.d ** 2  # mild optical falloff
 
 
-def _render_image(rng: np.random.Generator, p: dict, tex: list, cv: _Canvas) -> Image.Image:
+def _device_look(cv: _Canvas, colour_cast, vignette: float):
+    """Per-channel multipliers (h, w) of a source's "device": a colour cast and a fixed vignette; None for
+    no look (the default, so the default images are unchanged)."""
+    if colour_cast is None and not vignette:
+        return None
+    gains = np.ones(3) if colour_cast is None else np.asarray(colour_cast, dtype=np.float64)
+    ring = 1.0 - np.float32(vignette) * _smoothstep((cv.d - np.float32(0.45)) / np.float32(0.55))
+    return [np.float32(g) * ring for g in gains]
+
+
+def _render_image(rng: np.random.Generator, p: dict, tex: list, cv: _Canvas, look=None) -> Image.Image:
     w, h, unit = cv.w, cv.h, cv.unit
 
     # Skin: base tone + smooth blotches (slight redness) + fine texture.
@@ -363,6 +380,8 @@ def _render_image(rng: np.random.Generator, p: dict, tex: list, cv: _Canvas) -> 
         if hm is not None:
             x = x + hm * (np.float32(hair_col[c]) - x)
         x = x * np.float32(contrast * gain[c]) + np.float32((0.5 - 0.5 * contrast) * gain[c])
+        if look is not None:  # the source's device (no random draws: the rest of the image is unchanged)
+            x = x * look[c]
         x = x * vig + np.float32(noise_sd) * (rng.random((h, w), dtype=np.float32) - 0.5)
         out.append(Image.fromarray(np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L"))
     pil = Image.merge("RGB", out)
@@ -408,18 +427,65 @@ def _check_args(n_lesions, mel_fraction, images_per_lesion, image_size, seed, pr
     return int(lo), int(hi), int(iw), int(ih)
 
 
+def _check_source_args(source, id_prefix, split_fractions, colour_cast, vignette):
+    if not isinstance(source, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", source):
+        raise BadInputError(f"source must be a plain name (letters, digits, '.', '_', '-'), got {source!r}")
+    if not isinstance(id_prefix, str) or not re.fullmatch(r"[A-Za-z0-9]+", id_prefix):
+        raise BadInputError(f"id_prefix must be letters and digits, got {id_prefix!r}")
+    if split_fractions is not None:
+        try:
+            fr = [float(x) for x in split_fractions]
+        except (TypeError, ValueError):
+            fr = []
+        if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
+            raise BadInputError(f"split_fractions must be (train, val, test) fractions summing to 1, "
+                                f"got {split_fractions!r}")
+    if colour_cast is not None:
+        try:
+            cc = [float(x) for x in colour_cast]
+        except (TypeError, ValueError):
+            cc = []
+        if len(cc) != 3 or not all(0.0 < x <= 4.0 for x in cc):
+            raise BadInputError(f"colour_cast must be three channel gains in (0, 4], got {colour_cast!r}")
+    if isinstance(vignette, bool) or not isinstance(vignette, (int, float)) or not 0.0 <= vignette < 1.0:
+        raise BadInputError(f"vignette must be a number in [0, 1), got {vignette!r}")
+
+
+def _plan_splits(is_mel: np.ndarray, fractions, seed: int) -> list:
+    """A split name per lesion: per class, round(n * val) lesions to val, round(n * test) to test, the rest
+    to train. Its own random stream, so asking for splits changes no image."""
+    rng = np.random.default_rng([seed, 0x5917])
+    out = ["train"] * len(is_mel)
+    for cls in (False, True):
+        idx = rng.permutation(np.flatnonzero(is_mel == cls))
+        n_val, n_test = (round(len(idx) * float(f)) for f in fractions[1:])
+        for i in idx[:n_test]:
+            out[i] = "test"
+        for i in idx[n_test:n_test + n_val]:
+            out[i] = "val"
+    return out
+
+
 def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.35,
                         images_per_lesion=(1, 3), image_size=(200, 150), seed: int = 0,
-                        progress: Optional[Callable[[int, int], object]] = None) -> dict:
+                        progress: Optional[Callable[[int, int], object]] = None, *, source: str = "synth",
+                        id_prefix: str = "SYN", split_fractions=None, colour_cast=None,
+                        vignette: float = 0.0) -> dict:
     """Write a synthetic melanoma/nevus data set in the HAM10000 layout to ``out_dir``.
 
     ``images_per_lesion`` is an inclusive (min, max) range; ``image_size`` is (width, height);
     ``progress(done, total)`` is called after each image. Exactly ``round(n_lesions * mel_fraction)``
     lesions are melanomas. Returns ``{"n_images", "n_lesions", "n_nv", "n_mel", "path"}`` where
-    ``n_nv``/``n_mel`` count images. Raises BadInputError for bad arguments or when ``out_dir``
-    exists and is not an empty directory.
+    ``n_nv``/``n_mel`` count images (plus ``"splits"``, images per split, with ``split_fractions``).
+    Raises BadInputError for bad arguments or when ``out_dir`` exists and is not an empty directory.
+
+    Keyword-only, for several sources: ``source`` (the ``dataset`` value), ``id_prefix`` (ids
+    ``<prefix>_0000001`` and ``<prefix>_IMG_0000001``), ``split_fractions`` ((train, val, test): adds a
+    ``split`` column, whole lesions, stratified by class), ``colour_cast`` ((r, g, b) gains) and ``vignette``
+    (strength in [0, 1) of a fixed dark ring toward the corners).
     """
     lo, hi, width, height = _check_args(n_lesions, mel_fraction, images_per_lesion, image_size, seed, progress)
+    _check_source_args(source, id_prefix, split_fractions, colour_cast, vignette)
     out = Path(os.path.abspath(os.fspath(out_dir)))
     if out.exists():
         if not out.is_dir():
@@ -438,6 +504,10 @@ def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.3
     child_seeds = np.random.SeedSequence(seed).spawn(n_lesions)
     total = int(n_imgs.sum())
     canvas = _Canvas(width, height)
+    look = _device_look(canvas, colour_cast, vignette)
+    lesion_split = _plan_splits(is_mel, split_fractions, seed) if split_fractions is not None else None
+    columns = METADATA_COLUMNS + (("split",) if lesion_split is not None else ())
+    split_images = {}
 
     try:
         if partial.exists() or partial.is_symlink():
@@ -454,7 +524,7 @@ def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.3
             mel = bool(is_mel[li])
             lrng = np.random.default_rng(child_seeds[li])
             meta_rng = np.random.default_rng(child_seeds[li].spawn(1)[0])
-            lesion_id = f"SYN_{li + 1:07d}"
+            lesion_id = f"{id_prefix}_{li + 1:07d}"
             age = int(np.clip(round(meta_rng.normal(62.0 if mel else 44.0, 15.0) / 5.0) * 5, 5, 85))
             sex = "male" if meta_rng.random() < (0.58 if mel else 0.5) else "female"
             loc = LOCALIZATIONS[int(meta_rng.choice(len(LOCALIZATIONS), p=_LOC_P_MEL if mel else _LOC_P_NV))]
@@ -462,12 +532,16 @@ def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.3
             params = _draw_lesion(lrng, mel)
             tex = _render_lesion_texture(params, canvas.tex_res)
             for _ in range(int(n_imgs[li])):
-                image_id = f"SYN_IMG_{done + 1:07d}"
-                img = _render_image(lrng, params, tex, canvas)
+                image_id = f"{id_prefix}_IMG_{done + 1:07d}"
+                img = _render_image(lrng, params, tex, canvas, look)
                 buf = io.BytesIO()
                 img.save(buf, format="JPEG", quality=_JPEG_QUALITY)
                 (partial / "images" / f"{image_id}.jpg").write_bytes(buf.getvalue())
-                rows.append((lesion_id, image_id, "mel" if mel else "nv", "synthetic", age, sex, loc, "synth"))
+                row = (lesion_id, image_id, "mel" if mel else "nv", "synthetic", age, sex, loc, source)
+                if lesion_split is not None:
+                    row += (lesion_split[li],)
+                    split_images[lesion_split[li]] = split_images.get(lesion_split[li], 0) + 1
+                rows.append(row)
                 done += 1
                 n_mel_images += int(mel)
                 if progress is not None:
@@ -475,7 +549,7 @@ def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.3
 
         with open(partial / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(METADATA_COLUMNS)
+            writer.writerow(columns)
             writer.writerows(rows)
 
         if out.exists():
@@ -485,5 +559,8 @@ def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.3
         shutil.rmtree(partial, ignore_errors=True)
         raise
 
-    return {"n_images": total, "n_lesions": n_lesions, "n_nv": total - n_mel_images,
-            "n_mel": n_mel_images, "path": str(out)}
+    summary = {"n_images": total, "n_lesions": n_lesions, "n_nv": total - n_mel_images,
+               "n_mel": n_mel_images, "path": str(out)}
+    if lesion_split is not None:
+        summary["splits"] = {name: split_images.get(name, 0) for name in ("train", "val", "test")}
+    return summary

@@ -13,7 +13,7 @@ from melkit.core.model import feature_extractor, head_model, set_trainable
 from melkit.core.progress import keras_verbose
 from melkit.core.tf import keras, tf
 from melkit.data.augment import build_augmenter
-from melkit.data.pipeline import make_dataset
+from melkit.data.pipeline import make_dataset, source_weights, strata
 from melkit.train.callbacks import HistoryLog, KeepBest
 
 
@@ -56,15 +56,20 @@ def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strat
         x_train = _features(model, train.images, recipe.batch_size)
         x_val = _features(model, val.images, recipe.batch_size)
         _compile(trainee, stage)
+        # Cached features are fitted as arrays: balancing sources weights the loss instead of the draws.
+        weights = None
+        if recipe.source_balance:
+            weights = source_weights(train.records) * (np.array([cw[int(y)] for y in train.labels], np.float32)
+                                                       if cw else 1.0)
         trainee.fit(
             x_train, train.labels.astype(np.float32), batch_size=recipe.batch_size, epochs=stage.epochs,
-            validation_data=(x_val, val.labels.astype(np.float32)), class_weight=cw, shuffle=True,
-            callbacks=callbacks, verbose=keras_verbose(),
+            validation_data=(x_val, val.labels.astype(np.float32)), class_weight=None if weights is not None else cw,
+            sample_weight=weights, shuffle=True, callbacks=callbacks, verbose=keras_verbose(),
         )
     else:
         augmenter = build_augmenter(recipe.augment, seed) if stage.augment else None
-        train_ds = make_dataset(train.images, train.labels, recipe.batch_size, training=True,
-                                augmenter=augmenter, seed=seed, oversample=recipe.oversample)
+        train_ds = make_dataset(train.images, train.labels, recipe.batch_size, training=True, augmenter=augmenter,
+                                seed=seed, groups=strata(train.records, recipe.oversample, recipe.source_balance))
         val_ds = make_dataset(val.images, val.labels, recipe.batch_size)
         if distributed:
             opts = tf.data.Options()

@@ -25,7 +25,7 @@ from melkit.core.recipe import PRESETS, Recipe, load_recipe
 from melkit.core.run import RunConfig, predict_proba
 from melkit.data import split as splitting
 from melkit.data.pipeline import class_weights, load_images
-from melkit.data.readers import read_dataset
+from melkit.data.readers import read_dataset, read_sources
 from melkit.data.records import LABELS
 from melkit.train import distribute, rundir
 
@@ -34,7 +34,9 @@ log = logging.getLogger("melkit.train")
 
 @dataclass
 class TrainOptions:
-    data: str = opt(type=click.Path(), help="HAM10000-style or class-folder directory.")
+    # One directory per source (repeatable): each record keeps its source, the split is stratified by it.
+    data: list = opt(type=click.Path(), multiple=True,
+                     help="HAM10000-style or class-folder directory; repeat for several sources.")
     out: str = opt("runs/melkit", type=click.Path(), help="Run directory to create.")
     # A Recipe, or the name of one (a preset or a .json file); the overrides below then apply to it.
     recipe: Recipe | str = opt("default", help=f"{', '.join(PRESETS)}, or a recipe .json file.")
@@ -48,6 +50,8 @@ class TrainOptions:
     threshold_policy: str | None = opt(None, help="youden, sensitivity:0.90, specificity:0.90 or fixed:0.5.")
     oversample: bool | None = opt(None, is_flag=True,
                                   help="Balance classes by oversampling instead of class weights.")
+    source_balance: bool | None = opt(None, is_flag=True,
+                                      help="Draw training batches equally from each source (several --data).")
     split: str = opt("lesion", choices=("lesion", "image"),
                      help="lesion: honest grouped split; image: the paper's leaky split (measurement only).")
     augment_before_split: bool = opt(False, help="The paper's pre-split melanoma augmentation (measurement only).")
@@ -56,11 +60,17 @@ class TrainOptions:
     strategy: str = opt("auto", choices=distribute.STRATEGIES)
     mixed_precision: str = opt("auto", choices=distribute.PRECISIONS, help="auto: mixed float16 on a GPU only.")
     resume: bool = opt(False, help="Continue the unfinished run in OUT.partial.")
+    external: list = opt(default_factory=list, type=click.Path(), multiple=True,
+                         help="An external test set (repeatable): never trained on, evaluated once after "
+                              "training at the run's threshold.")
     n_boot: int = N_BOOT
 
-    RECIPE_OVERRIDES: ClassVar[tuple] = ("alpha", "image_size", "batch_size", "threshold_policy", "oversample")
+    RECIPE_OVERRIDES: ClassVar[tuple] = ("alpha", "image_size", "batch_size", "threshold_policy", "oversample",
+                                         "source_balance")
 
     def __post_init__(self):
+        self.data = [self.data] if isinstance(self.data, (str, Path)) else list(self.data)
+        self.external = [self.external] if isinstance(self.external, (str, Path)) else list(self.external)
         recipe = load_recipe(self.recipe) if isinstance(self.recipe, str) else self.recipe
         recipe = replace(recipe, **{k: getattr(self, k) for k in self.RECIPE_OVERRIDES if getattr(self, k) is not None})
         self.recipe = recipe.with_epochs(self.epochs) if self.epochs else recipe
@@ -74,7 +84,8 @@ class RunResult:
 
 
 def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
-    dataset = read_dataset(opts.data)
+    dataset = read_sources(opts.data)
+    external = _read_external(opts, dataset)
     records = dataset.records
     if opts.augment_before_split:
         warnings.warn("--augment-before-split reproduces the paper's leak: use it only to measure the leak")
@@ -89,7 +100,8 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
     labels = arr.labels
     for c, name in enumerate(LABELS):
         if not (labels == c).any():
-            raise BadInputError(f"{opts.data}: no readable {name} images: cannot train a nevus-vs-melanoma classifier")
+            raise BadInputError(f"{dataset.root}: no readable {name} images: cannot train a nevus-vs-melanoma "
+                                "classifier")
 
     saved_split = run / "split.csv"
     if opts.split_csv:
@@ -100,7 +112,8 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
         warnings.warn("--split image puts images of one lesion in train and test (the paper's leak)")
         splits = splitting.split_by_image(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed)
     elif opts.split == "lesion":
-        splits = splitting.split_by_lesion(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed)
+        splits = splitting.split_by_lesion(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed,
+                                           strict_sources=len(opts.data) > 1)
     else:
         raise BadInputError(f"unknown split {opts.split!r}: lesion or image")
     splits = np.array(splits)
@@ -108,10 +121,13 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
     for name, part in parts.items():
         if len(set(part.labels.tolist())) < 2:
             raise BadInputError(f"the {name} split lacks a class; use a larger data set or another split file")
+    dirs = [str(Path(d).resolve()) for d in opts.data]
     summary = {
-        "dir": str(Path(opts.data).resolve()),
+        "dir": " + ".join(dirs),
+        **({"dirs": dirs} if len(dirs) > 1 else {}),
         "layout": dataset.layout,
         "counts": counts,
+        **({"counts_by_source": dataset.counts_by_source()} if len(dataset.sources) > 1 else {}),
         "other_dx_left_out": dataset.other_dx,
         "skipped": [{"image_id": i, "reason": r} for i, r in skipped],
         "split": {
@@ -122,7 +138,61 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
             "counts": splitting.split_counts(arr.records, splits),
         },
     }
-    return arr, splits, parts, summary
+    return arr, splits, parts, summary, external
+
+
+def _read_external(opts: TrainOptions, training) -> list:
+    """The external test sets, read before training so a bad one fails in seconds, not after the run."""
+    sets = [read_dataset(d) for d in opts.external]
+    seen = {r.image_id: training.root for r in training.records}
+    for ds in sets:
+        shared = [r.image_id for r in ds.records if r.image_id in seen]
+        if shared:
+            raise BadInputError(f"external set {ds.root} shares {len(shared)} image id(s) with the training data, "
+                                f"e.g. {shared[0]}: an external set must be unseen")
+        seen.update({r.image_id: ds.root for r in ds.records})
+    return sets
+
+
+def _source_name(ds) -> str:
+    sources = sorted({r.source for r in ds.records})
+    return sources[0] if len(sources) == 1 and sources[0] else Path(ds.root).name
+
+
+def _report(part, probs, threshold, opts) -> dict:
+    return binary_report(part.labels, probs, threshold, groups=[r.lesion_id for r in part.records],
+                         n_boot=opts.n_boot, seed=opts.seed)
+
+
+def _by_source(parts, probs, threshold, opts) -> dict:
+    """Each source's val and test metrics, when the run has more than one source."""
+    sources = sorted({r.source for p in parts.values() for r in p.records})
+    if len(sources) < 2:
+        return {}
+    out = {}
+    for source in sources:
+        out[source] = {}
+        for name in ("val", "test"):
+            mask = np.array([r.source == source for r in parts[name].records], bool)
+            if mask.any():
+                out[source][name] = _report(parts[name].subset(mask), probs[name][mask], threshold, opts)
+    return {"sources": out}
+
+
+def _evaluate_external(model, sets, recipe, threshold, opts, echo) -> dict:
+    """Every external set once, at the run's threshold, each with its lesion-bootstrap CI."""
+    out = {}
+    for ds in sets:
+        name = _source_name(ds)
+        arr = load_images(ds.records, recipe.image_size, desc=f"external {name}")
+        if arr.skipped:
+            echo(f"external {name}: skipped {len(arr.skipped)} unreadable image(s), e.g. {arr.skipped[0][0]}")
+        if not arr.records:  # after training, a set without images is reported, never fatal to the run
+            out[name] = {"dir": str(Path(ds.root).resolve()), "n": 0}
+            continue
+        probs = predict_proba(model, arr.images, recipe.batch_size)
+        out[name] = {"dir": str(Path(ds.root).resolve()), **_report(arr, probs, threshold, opts)}
+    return {"external": out} if out else {}
 
 
 def train(opts: TrainOptions, echo=print) -> RunResult:
@@ -141,7 +211,7 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
     policy = distribute.set_precision(opts.mixed_precision)
     fresh = not opts.resume
     try:
-        arr, splits, parts, data_summary = _prepare_data(opts, recipe, run, echo)
+        arr, splits, parts, data_summary, external = _prepare_data(opts, recipe, run, echo)
         config = rundir.make_config(opts, recipe, data_summary, policy, strategy)
         rundir.check_resume(run, config, opts.resume)
         splitting.write_split_csv(run / "split.csv", arr.records, list(splits))
@@ -180,9 +250,9 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
             "threshold_chosen_on": "val",
         }
         for name in ("val", "test"):
-            groups = [r.lesion_id for r in parts[name].records]
-            metrics[name] = binary_report(parts[name].labels, probs[name], threshold, groups=groups,
-                                          n_boot=opts.n_boot, seed=opts.seed)
+            metrics[name] = _report(parts[name], probs[name], threshold, opts)
+        metrics.update(_by_source(parts, probs, threshold, opts))
+        metrics.update(_evaluate_external(export, external, recipe, threshold, opts, echo))
         # Every worker saves (saving reads synced variables collectively); non-chiefs into their scratch dir.
         final = out if is_chief else run.with_name(run.name + "-final")
         rundir.finish(run, final, export, config, metrics, parts, probs)

@@ -1,0 +1,117 @@
+"""What more sources buy on other dermatoscopes: one training change at a time, per-source AUC with CIs.
+
+Trains the same recipe on the same seed as
+  ham            HAM10000 only
+  ham+isic17     HAM10000 + ISIC 2017 train/val (its challenge split kept)
+  ham+isic17+bal the same, each training batch drawn equally from both sources (--source-balance)
+and reports, for each, AUC [95 % CI, lesion bootstrap] and balanced accuracy at the run's one threshold on
+HAM10000 val/test, ISIC 2017 val/test (where trained on it) and ISIC 2016 (never trained on: --external).
+The ISIC 2017 test split is an external test for the ham run only: there it is evaluated through a copy of
+the set with its train/val rows removed.
+
+    python benchmarks/sources_ablation.py --out runs/ablation [--alpha 0.35 --image-size 96 --epochs 3,2]
+
+Needs ../shared (data and the ImageNet backbone). Prints a markdown table and writes OUT/ablation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from melkit.core.files import write_json  # noqa: E402
+from melkit.train.trainer import TrainOptions, train  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATA = SHARED / "data"
+WEIGHTS = {1.0: SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5",
+           0.35: SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.h5"}
+
+
+def isic2017_test_only(out: Path) -> Path:
+    """A view of ISIC 2017 holding only its challenge test split (images linked, metadata filtered)."""
+    src = DATA / "isic2017-nv-mel"
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "images").exists():
+        (out / "images").symlink_to(src / "images")
+    rows = list(csv.DictReader(open(src / "metadata.csv", newline="")))
+    with open(out / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, rows[0].keys(), lineterminator="\n")
+        w.writeheader()
+        w.writerows(r for r in rows if r["split"] == "test")
+    return out
+
+
+def arms(out: Path) -> dict:
+    ham, isic17, isic16 = DATA / "ham10000-nv-mel", DATA / "isic2017-nv-mel", DATA / "isic2016-nv-mel"
+    return {
+        "ham": dict(data=[ham], external=[isic16, isic2017_test_only(out / "isic2017-test")]),
+        "ham+isic17": dict(data=[ham, isic17], external=[isic16]),
+        "ham+isic17+bal": dict(data=[ham, isic17], external=[isic16], source_balance=True),
+    }
+
+
+def rows_of(metrics: dict) -> dict:
+    """(set, split) -> metrics, from a run's metrics.json."""
+    out = {}
+    for source, per_split in metrics.get("sources", {}).items():
+        for split, m in per_split.items():
+            out[f"{source} {split}"] = m
+    if "sources" not in metrics:  # one source: the pooled splits are that source's
+        out.update({f"ham10000 {split}": metrics[split] for split in ("val", "test")})
+    for name, m in metrics.get("external", {}).items():
+        # the only external ISIC 2017 here is its test split (the ham arm's view of it)
+        out[f"{'isic2017 test' if name == 'isic2017' else name} (external)"] = m
+    return out
+
+
+def fmt(m: dict | None) -> str:
+    if not m or m.get("auc") is None:
+        return "-"
+    lo, hi = m["auc_ci"]
+    return f"{m['auc']:.3f} [{lo:.3f}, {hi:.3f}] / {m['balanced_accuracy']:.3f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--alpha", type=float, default=0.35, choices=sorted(WEIGHTS))
+    ap.add_argument("--image-size", type=int, default=96)
+    ap.add_argument("--epochs", default="3,2", help="epochs per stage of the default recipe")
+    ap.add_argument("--arm", action="append", help="run only these arms (default: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"{DATA} not found: this benchmark needs ../shared", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name, arm in arms(args.out).items():
+        if args.arm and name not in args.arm:
+            continue
+        run = args.out / name
+        if not (run / "metrics.json").is_file():
+            train(TrainOptions(data=[str(d) for d in arm["data"]], external=[str(d) for d in arm["external"]],
+                               out=str(run), weights=str(WEIGHTS[args.alpha]), alpha=args.alpha,
+                               image_size=args.image_size, epochs=[int(e) for e in args.epochs.split(",")],
+                               source_balance=arm.get("source_balance"), seed=args.seed))
+        results[name] = rows_of(json.loads((run / "metrics.json").read_text()))
+    sets = sorted({s for r in results.values() for s in r})
+    print(f"AUC [95% CI] / balanced accuracy at each run's threshold; MobileNetV2 alpha {args.alpha}, "
+          f"{args.image_size} px, default recipe with epochs {args.epochs}, seed {args.seed}\n")
+    print("| set | " + " | ".join(results) + " |")
+    print("|---|" + "---|" * len(results))
+    for s in sets:
+        print(f"| {s} | " + " | ".join(fmt(r.get(s)) for r in results.values()) + " |")
+    write_json(args.out / "ablation.json", {"args": {k: str(v) for k, v in vars(args).items()}, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
