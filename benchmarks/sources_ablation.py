@@ -5,9 +5,10 @@ Trains the same recipe on the same seed as
   ham+isic17     HAM10000 + ISIC 2017 train/val (its challenge split kept)
   ham+isic17+bal the same, each training batch drawn equally from both sources (--source-balance)
 and reports, for each, AUC [95 % CI, lesion bootstrap] and balanced accuracy at the run's one threshold on
-HAM10000 val/test, ISIC 2017 val/test (where trained on it) and ISIC 2016 (never trained on: --external).
-The ISIC 2017 test split is an external test for the ham run only: there it is evaluated through a copy of
-the set with its train/val rows removed.
+the validation splits (HAM10000 val, ISIC 2017 val) and on ISIC 2016 (never trained on: --external), which
+is what recipes are chosen on. Test splits (HAM10000 test, ISIC 2017 test) are left out on purpose: they
+are evaluated once, for a release. The ham run sees ISIC 2017 val as an external set (a view of the set
+holding only its val rows), so every arm is measured on the same images.
 
     python benchmarks/sources_ablation.py --out runs/ablation [--alpha 0.35 --image-size 96 --epochs 3,2]
 
@@ -34,8 +35,8 @@ WEIGHTS = {1.0: SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5",
            0.35: SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.h5"}
 
 
-def isic2017_test_only(out: Path) -> Path:
-    """A view of ISIC 2017 holding only its challenge test split (images linked, metadata filtered)."""
+def isic2017_val_only(out: Path) -> Path:
+    """A view of ISIC 2017 holding only its challenge val split (images linked, metadata filtered)."""
     src = DATA / "isic2017-nv-mel"
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "images").exists():
@@ -44,30 +45,27 @@ def isic2017_test_only(out: Path) -> Path:
     with open(out / "metadata.csv", "w", newline="") as f:
         w = csv.DictWriter(f, rows[0].keys(), lineterminator="\n")
         w.writeheader()
-        w.writerows(r for r in rows if r["split"] == "test")
+        w.writerows(r for r in rows if r["split"] == "val")
     return out
 
 
 def arms(out: Path) -> dict:
     ham, isic17, isic16 = DATA / "ham10000-nv-mel", DATA / "isic2017-nv-mel", DATA / "isic2016-nv-mel"
     return {
-        "ham": dict(data=[ham], external=[isic16, isic2017_test_only(out / "isic2017-test")]),
+        "ham": dict(data=[ham], external=[isic16, isic2017_val_only(out / "isic2017-val")]),
         "ham+isic17": dict(data=[ham, isic17], external=[isic16]),
         "ham+isic17+bal": dict(data=[ham, isic17], external=[isic16], source_balance=True),
     }
 
 
 def rows_of(metrics: dict) -> dict:
-    """(set, split) -> metrics, from a run's metrics.json."""
-    out = {}
-    for source, per_split in metrics.get("sources", {}).items():
-        for split, m in per_split.items():
-            out[f"{source} {split}"] = m
-    if "sources" not in metrics:  # one source: the pooled splits are that source's
-        out.update({f"ham10000 {split}": metrics[split] for split in ("val", "test")})
+    """set -> validation or external metrics, from a run's metrics.json (test splits left out)."""
+    out = {f"{source} val": per_split["val"] for source, per_split in metrics.get("sources", {}).items()}
+    if "sources" not in metrics:  # one source: the pooled val split is that source's
+        out["ham10000 val"] = metrics["val"]
     for name, m in metrics.get("external", {}).items():
-        # the only external ISIC 2017 here is its test split (the ham arm's view of it)
-        out[f"{'isic2017 test' if name == 'isic2017' else name} (external)"] = m
+        # the only external ISIC 2017 here is its val split (the ham arm's view of it)
+        out["isic2017 val" if name == "isic2017" else f"{name} (external)"] = m
     return out
 
 

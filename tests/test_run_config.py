@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+import melkit.core.run
 from melkit.core.errors import BadInputError
 from melkit.core.run import RunConfig, load_run
 from melkit.data.preprocess import CONTRACT, Contract
@@ -25,6 +27,20 @@ def test_contract_json_round_trip_and_version():
 def test_contract_from_json_refuses_other_contracts(change, message):
     with pytest.raises(ValueError, match=message):
         Contract.from_json({**CONTRACT.for_size(32).to_json(), **change})
+
+
+def test_run_config_schema_accepts_what_train_writes(tiny_run):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(melkit.core.run.__file__).with_name("run_config.schema.json")).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    written = json.loads((tiny_run.out_dir / "config.json").read_text())
+    jsonschema.validate(written, schema)
+    for key in schema["required"]:
+        broken = {k: v for k, v in written.items() if k != key}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+        with pytest.raises(BadInputError):
+            RunConfig.from_json(broken)
 
 
 def test_run_config_reads_back_exactly_what_train_wrote(tiny_run):

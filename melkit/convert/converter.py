@@ -182,7 +182,7 @@ def selfcheck_pass(variant: str, data: bytes, source: Source, opts: ConvertOptio
     io = io_details(interp)
     if VARIANTS[variant].integer_only:
         check_input_quantization(io, io_types(variant, opts)[0])
-    p = predict_p_mel(interp, source.val_images)
+    p = predict_p_mel(interp, source.val_images, p_mel_index=LABELS.index("mel"))
     return io, compare(variant, source.p_keras, p, source.val_labels, source.threshold, len(data), opts.min_agreement)
 
 
