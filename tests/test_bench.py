@@ -490,7 +490,8 @@ def test_bad_models_exit_2(converted, tmp_path, synth_dir):
     corrupt.with_suffix(".json").write_text(json.dumps(card))
     cases.append((corrupt, "not a loadable TFLite model"))
     # a card that lies about the input
-    cases.append((copy_model(converted, "int8", tmp_path / "dtype", input__dtype="float32"), "input dtype is uint8"))
+    cases.append((copy_model(converted, "int8", tmp_path / "dtype", input__dtype="float32"),
+                  "input dtype float32, the model has uint8"))
     cases.append((copy_model(converted, "int8", tmp_path / "size", preprocessing__image_size=64), "input shape"))
     # a model changed after its card was written
     changed = copy_model(converted, "int8", tmp_path / "changed")

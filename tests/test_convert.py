@@ -135,7 +135,8 @@ def test_report_only_writes_nothing(tiny_run, tmp_path):
 def test_gate_failure_exits_1_and_writes_nothing_for_that_variant(tiny_run, tmp_path, monkeypatch):
     import melkit.convert.converter
 
-    monkeypatch.setattr(melkit.convert.converter, "predict_p_mel", lambda interp, q, progress=None: np.full(len(q), 0.3))
+    monkeypatch.setattr(melkit.convert.converter, "predict_p_mel",
+                        lambda interp, q, progress=None, p_mel_index=-1: np.full(len(q), 0.3))
     r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--float32", "--out", str(tmp_path)])
     assert r.exit_code == 1 and "constant" in r.output
     assert not list(tmp_path.glob("*.tflite"))

@@ -101,7 +101,7 @@ class ImageSource:
     description: str  # said in the report: where the images came from
 
 
-def select_records(run: Path | None, config: dict | None, split: str, data=None, split_csv=None) -> ImageSource:
+def select_records(run: Path | None, config: RunConfig | None, split: str, data=None, split_csv=None) -> ImageSource:
     """The records to benchmark on (see the module docstring for the precedence). ``data``: a directory or
     a list of them (one per source)."""
     if split not in SPLITS:

@@ -277,8 +277,7 @@ class ModelCard:
             got = actual[side]
             for key, promised in (("dtype", want.dtype), ("shape", list(want.shape))):
                 if promised != got[key]:
-                    raise BadInputError(f"{where}card says {side} {key} {promised}, the model has {got[key]} "
-                                        f"(the model's {side} {key} is {got[key]})")
+                    raise BadInputError(f"{where}card says {side} {key} {promised}, the model has {got[key]}")
             q = want.quantization
             if (q is None) != (got["quantization"] is None) or (q is not None and not q.matches(got["quantization"])):
                 raise BadInputError(f"{where}card says {side} quantization {q and q.to_json()}, "

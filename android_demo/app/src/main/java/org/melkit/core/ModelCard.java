@@ -122,20 +122,21 @@ public final class ModelCard {
                 || v instanceof java.math.BigInteger;
     }
 
-    static String string(JSONObject o, String where, String key) {
+    /** Field {@code key} as an instance of {@code cls}; refused naming the field and {@code type} if not. */
+    static <T> T typed(JSONObject o, String where, String key, Class<T> cls, String type) {
         Object v = field(o, where, key);
-        if (!(v instanceof String)) {
-            throw wrongType(where, key, "a string");
+        if (!cls.isInstance(v)) {
+            throw wrongType(where, key, type);
         }
-        return (String) v;
+        return cls.cast(v);
+    }
+
+    static String string(JSONObject o, String where, String key) {
+        return typed(o, where, key, String.class, "a string");
     }
 
     static double number(JSONObject o, String where, String key) {
-        Object v = field(o, where, key);
-        if (!(v instanceof Number)) {
-            throw wrongType(where, key, "a number");
-        }
-        return ((Number) v).doubleValue();
+        return typed(o, where, key, Number.class, "a number").doubleValue();
     }
 
     static long integer(JSONObject o, String where, String key) {
@@ -147,11 +148,7 @@ public final class ModelCard {
     }
 
     static JSONObject object(JSONObject o, String where, String key) {
-        Object v = field(o, where, key);
-        if (!(v instanceof JSONObject)) {
-            throw wrongType(where, key, "an object");
-        }
-        return (JSONObject) v;
+        return typed(o, where, key, JSONObject.class, "an object");
     }
 
     /** An object or JSON null (then Java null); missing is refused all the same. */
@@ -167,11 +164,7 @@ public final class ModelCard {
     }
 
     static JSONArray array(JSONObject o, String where, String key) {
-        Object v = field(o, where, key);
-        if (!(v instanceof JSONArray)) {
-            throw wrongType(where, key, "an array");
-        }
-        return (JSONArray) v;
+        return typed(o, where, key, JSONArray.class, "an array");
     }
 
     /** Parses and checks a card; IllegalArgumentException says what is wrong with it. */
