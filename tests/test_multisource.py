@@ -99,15 +99,21 @@ def test_config_records_sources_and_balance(multi_run, sources):
     assert set(config["data"]["split"]["counts"]["by_source"]) == {"clinic_a", "clinic_b"}
 
 
-def test_convert_reads_a_multi_source_run(multi_run):
-    """The later stages find a run's validation images in all of its sources."""
+def test_convert_reads_a_multi_source_run(multi_run, tmp_path):
+    """The later stages find a run's validation images in all of its sources; the card carries them."""
     from melkit.convert.converter import convert_run
     from melkit.convert.options import ConvertOptions
+    from melkit.core.card import load_card
 
     out, _ = multi_run
-    result = convert_run(out, ConvertOptions(variants=["float32"], report_only=True), echo=lambda *a: None)
-    assert result.checks[0].n == json.loads((out / "metrics.json").read_text())["val"]["n"]
-    assert result.checks[0].passed and not result.written
+    result = convert_run(out, ConvertOptions(variants=["float32"], out=str(tmp_path)), echo=lambda *a: None)
+    m = json.loads((out / "metrics.json").read_text())
+    assert result.checks[0].n == m["val"]["n"] and result.checks[0].passed
+    card = load_card(result.models["float32"])
+    assert set(card.training_data["counts_by_source"]) == {"clinic_a", "clinic_b"}
+    by_source = card.extra["validation_by_source"]
+    assert {s: v["n"] for s, v in by_source.items()} == {s: m["sources"][s]["val"]["n"] for s in by_source}
+    assert card.extra["external"]["clinic_c"]["auc"] == m["external"]["clinic_c"]["auc"]
 
 
 def _bad_train(tmp_path, *args):

@@ -300,6 +300,11 @@ class ModelCard:
             raise BadInputError(f"{where}card threshold {self.threshold} is not a probability")
 
 
+def _validation(m: dict) -> dict:
+    """The headline metrics of one evaluation, as the card states them."""
+    return {k: m[k] for k in ("n", "auc", "auc_ci", "balanced_accuracy", "sensitivity", "specificity")}
+
+
 def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunConfig, metrics: dict, run_dir,
               name: str, version: str, selfcheck: dict, extra: dict | None = None) -> ModelCard:
     """The card of one converted model: ``io`` is the interpreter's io_details, ``metrics`` the run's
@@ -330,13 +335,18 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunC
         "training_data": {
             "dir": config.data_dir,
             "counts": config.data["counts"],
+            **({"counts_by_source": config.data["counts_by_source"]} if "counts_by_source" in config.data else {}),
             "split": {k: config.data["split"][k] for k in ("mode", "augment_before_split", "seed", "counts")},
         },
-        "validation": {k: metrics["val"][k] for k in ("n", "auc", "auc_ci", "balanced_accuracy", "sensitivity",
-                                                       "specificity")},
+        "validation": _validation(metrics["val"]),
         "selfcheck": selfcheck,
         "versions": config.versions,
         "not_a_medical_device": "Research model. It gives no diagnosis and must not be used for clinical decisions.",
+        # several sources: each one's validation at the same threshold, and each external set's
+        **({"validation_by_source": {s: _validation(m["val"]) for s, m in metrics["sources"].items() if "val" in m}}
+           if metrics.get("sources") else {}),
+        **({"external": {s: _validation(m) for s, m in metrics["external"].items() if m.get("n")}}
+           if metrics.get("external") else {}),
         **(extra or {}),
     }
     text = json.dumps(d, default=_jsonable)  # numpy scalars, tuples, paths: as write_json writes them
