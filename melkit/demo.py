@@ -58,7 +58,6 @@ class DemoOptions:
 
 
 def run_demo(opts: DemoOptions, echo=print) -> dict:
-
     out = Path(opts.out)
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out} is not empty; choose another --out or remove it")

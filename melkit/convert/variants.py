@@ -41,9 +41,7 @@ VARIANTS = {v.name: v for v in (
             integer_only=True),
     Variant("int8-mixed", "int8 with --float-layer ops kept in float.", calibrated=True, rounded=True),
 )}
-INT8_LIKE = tuple(n for n, v in VARIANTS.items() if v.calibrated)
 FULL_INTEGER = tuple(n for n, v in VARIANTS.items() if v.integer_only)
-ROUNDED = tuple(n for n, v in VARIANTS.items() if v.rounded)
 
 
 def _representative(images_q):

@@ -8,6 +8,7 @@ not JPEGs. Augmentation happens only on the training split, after the contract's
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -88,9 +89,8 @@ def strata(records, by_class: bool, by_source: bool) -> np.ndarray | None:
 
 def source_weights(records) -> np.ndarray:
     """Per-image weights n / (k * n_source): each of k sources contributes equally to the loss."""
-    sources = [r.source for r in records]
-    counts = {s: sources.count(s) for s in set(sources)}
-    return np.array([len(sources) / (len(counts) * counts[s]) for s in sources], np.float32)
+    counts = Counter(r.source for r in records)
+    return np.array([len(records) / (len(counts) * counts[r.source]) for r in records], np.float32)
 
 
 def make_dataset(images, labels, batch_size, *, training=False, augmenter=None, seed=0, oversample=False,
