@@ -75,9 +75,8 @@ def main():
 
     model, config = load_trained_model(args.run)
     threshold = json.loads((Path(args.run) / "metrics.json").read_text())["threshold"]
-    size = config.image_size
     export = with_two_scores(model)
-    val = load_images(split_records(args.run, config, "val"), size, desc="val images")
+    val = load_images(split_records(args.run, config, "val"), config.preprocessing, desc="val images")
     p_ref = predict_outputs(export, val.images)[:, 1]
     rep = representative_images(args.run, config, args.calibration_images, 0)
     print(f"run {args.run}: {len(val.images)} validation images, threshold {threshold:.3f}, "

@@ -11,6 +11,10 @@ For each image ``index.json`` lists, and ``<name>.*`` files hold:
 
 ``orientation_cases`` is a tiny image after Pillow's ``exif_transpose`` for each EXIF orientation 1-8.
 The committed set (default) is synthetic: see :func:`synthetic_images`.
+
+Contract goldens (:func:`write_contract_goldens`) need no model: generated images and the contracts' (v1
+and v2) ``q`` for them, plain and with colour constancy, at small sizes; committed under
+``android_demo/app/src/test/resources/contract`` (regenerate with ``python -m melkit.golden DIR``).
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from melkit.core.card import ModelCard, write_card
+from melkit.core.card import ModelCard, sha256, write_card
 from melkit.core.errors import BadInputError
 from melkit.core.files import staging, write_json
 from melkit.core.litert import to_input
 from melkit.data.imageio import UnreadableImage, read_rgb
-from melkit.data.preprocess import resize_uint8
+from melkit.data.preprocess import CONTRACTS, SHADES_OF_GRAY, SHADES_OF_GRAY_P, _root, box_factor
 from melkit.data.synth import write_synth_dataset
 
 FORMAT = "melkit-golden-1"
@@ -104,7 +108,7 @@ def golden_entry(name: str, data: bytes, suffix: str, card: ModelCard, interp, o
     except UnreadableImage as e:
         raise BadInputError(str(e)) from None
     rgba, orientation = _raw_rgba(data)
-    q = resize_uint8(rgb, card.image_size)
+    q = card.preprocessing.apply(rgb)
     tensor = to_input(q[None], {"dtype": card.input.dtype})
     raw, probs = _run(interp, tensor)
     (out_dir / f"{name}.rgba.bin").write_bytes(rgba.tobytes())
@@ -134,3 +138,169 @@ def write_goldens(model_path, card: ModelCard, interp, golden_dir, images=None) 
         write_card(staged / "card.json", card)
         write_json(staged / "index.json", index)
     return index
+
+
+# ---------------------------------------------------------------------------------------------------
+# contract goldens: the preprocessing alone, independent of any model
+# ---------------------------------------------------------------------------------------------------
+CONTRACT_FORMAT = "melkit-contract-golden-2"
+CONTRACT_SIZES = (32, 17)
+CONTRACT_GOLDEN = Path("app", "src", "test", "resources", "contract")  # inside android_demo/
+
+
+def _hash_noise(h: int, w: int, seed: int) -> np.ndarray:
+    """H x W x 3 uint8 pseudo-random values from integer arithmetic only (a multiply-xorshift hash), so the
+    bytes never depend on a numpy version's random streams or on a platform's float functions."""
+    i = np.arange(h * w * 3, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B9)
+    x = (i * np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    x ^= x >> np.uint64(29)
+    x = (x * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    x ^= x >> np.uint64(32)
+    return (x >> np.uint64(56)).astype(np.uint8).reshape(h, w, 3)
+
+
+def _skin_field(h: int, w: int, seed: int, glare: bool = False) -> np.ndarray:
+    """A reddish dermoscopy-like field in integers only: a vignette (darker towards the corners), a brown
+    lesion blob, a little noise and, if ``glare``, a few white specular spots (values that a gain > 1
+    must cap at 255)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.int64)
+    d2 = (2 * y - h) ** 2 + (2 * x - w) ** 2  # distance from the centre, doubled, squared
+    d2max = h * h + w * w
+    base = np.array([212, 132, 118], dtype=np.int64)
+    fall = np.array([70, 60, 55], dtype=np.int64)
+    img = base - fall * d2[..., None] // d2max
+    cy, cx, r = 2 * h * 9 // 20, 2 * w * 11 // 20, min(h, w) * 7 // 10  # blob, doubled coordinates
+    b2 = (2 * y - cy) ** 2 + (2 * x - cx) ** 2
+    inside = np.maximum(r * r - b2, 0) * 256 // (r * r)  # 256 at the blob's centre, 0 outside
+    img = img - np.array([120, 95, 70], dtype=np.int64) * inside[..., None] // 256
+    img = img + (_hash_noise(h, w, seed).astype(np.int64) % 7 - 3)
+    if glare:
+        for gy, gx in ((h // 5, w // 4), (h * 2 // 3, w * 4 // 5), (h // 2, w // 2)):
+            img[gy:gy + 2, gx:gx + 3] = 255
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def photo_image(h: int, w: int, seed: int) -> np.ndarray:
+    """A phone-photo-like field: :func:`_skin_field` plus fine diagonal stripes (period 7 pixels, +-30), the
+    detail a plain bilinear downscale aliases. Integers only: ContractGoldenTest.photoImage generates the
+    same bytes in Java (checked through ``pixels_sha256``), so large images cost no committed pixels."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.int64)
+    stripes = ((3 * x + 5 * y) % 7 - 3) * 10
+    return np.clip(_skin_field(h, w, seed).astype(np.int64) + stripes[..., None], 0, 255).astype(np.uint8)
+
+
+# Generated in Java too (no pixel file): name -> (height, width, seed) of photo_image.
+GENERATED = {"photo": (757, 1003, 5), "photo_medium": (77, 101, 6)}
+
+
+def contract_images() -> list[tuple[str, np.ndarray]]:
+    """Generated RGB images (name, H x W x 3 uint8) for the contract goldens: noise, a reddish colour cast,
+    one channel all zero (colour constancy leaves it unchanged), a tiny 3x2 and a larger non-square image
+    with glare (downscaled by non-integer factors, gains capped at 255); then photo-like images
+    (:data:`GENERATED`) that v2's box step reduces with k >= 2 and a remainder to drop."""
+    zero = _hash_noise(12, 20, 3)
+    zero[..., 2] = 0
+    tiny = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
+                     [[250, 128, 7], [1, 2, 3], [128, 128, 128]]], dtype=np.uint8)
+    return [
+        ("noise", _hash_noise(24, 32, 1)),
+        ("reddish", _skin_field(36, 48, 2)),
+        ("zero_blue", zero),
+        ("tiny_3x2", tiny),
+        ("wide_glare", _skin_field(80, 120, 4, glare=True)),
+        *((name, photo_image(*shape)) for name, shape in GENERATED.items()),
+    ]
+
+
+# (golden name, image of contract_images, EXIF orientation of its pixels, contract versions): the photo stored
+# sideways (orientation 6), so v2's blocks and dropped remainder are those of the upright image.
+CONTRACT_CASES = (
+    *((name, name, 1, (1, 2)) for name in ("noise", "reddish", "zero_blue", "tiny_3x2", "wide_glare", "photo")),
+    ("photo_exif6", "photo", 6, (2,)),
+    ("photo_medium", "photo_medium", 1, (2,)),
+)
+
+
+def upright(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored pixels tagged with an EXIF orientation, made upright by Pillow (as read_rgb does)."""
+    img = Image.fromarray(rgb)
+    img.getexif()[_ORIENTATION] = orientation
+    return np.asarray(ImageOps.exif_transpose(img))
+
+
+def sog_illuminant(q: np.ndarray) -> list[float]:
+    """The illuminant ``e_c`` that :func:`melkit.data.preprocess.shades_of_gray` divides out of ``q``,
+    computed as it does (recorded in the goldens so the JVM test compares it bit for bit, not only the
+    rounded ``q``; tests check that it reproduces ``shades_of_gray``)."""
+    n = float(q.shape[0] * q.shape[1])
+    powers = np.arange(256, dtype=np.float64) ** SHADES_OF_GRAY_P
+    e = []
+    for c in range(3):
+        counts = np.bincount(q[..., c].ravel(), minlength=256).astype(np.float64)
+        e.append(_root(float(np.cumsum(counts * powers)[-1]) / n, SHADES_OF_GRAY_P))
+    return e
+
+
+def write_contract_goldens(out_dir) -> dict:
+    """Write the contract goldens into ``out_dir`` (replaced whole); returns the index.
+
+    For each case of :data:`CONTRACT_CASES`: its stored pixels, ``<name>.rgba.bin`` (RGBA, alpha 255,
+    row-major, as ``Bitmap.getPixels`` gives it after the ARGB packing), or for a :data:`GENERATED` image
+    ``generated`` (the parameters of :func:`photo_image`) and the RGBA bytes' ``pixels_sha256``; its EXIF
+    ``orientation``; and for each contract version, each size of :data:`CONTRACT_SIZES`, the contract's
+    ``q`` of the upright image (uint8, size x size x 3) plain (``<name>.<size>[.v2].q.bin``) and with Shades
+    of Gray (``.sog.q.bin``, with its ``illuminant`` in index.json: exact floats, JSON keeps every bit). A
+    v2 output records its box factor ``box_k``; where k = 1 it is v1's file (v2 equals v1 there).
+    """
+    out_dir = Path(out_dir)
+    images = dict(contract_images())
+    with staging(out_dir) as staged:
+        entries = []
+        for name, image, orientation, versions in CONTRACT_CASES:
+            stored = images[image]
+            rgba = np.concatenate([stored, np.full(stored.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+            entry = {"name": name, "width": int(stored.shape[1]), "height": int(stored.shape[0]),
+                     "orientation": orientation}
+            if image in GENERATED:
+                h, w, seed = GENERATED[image]
+                entry["generated"] = {"kind": "photo_image", "height": h, "width": w, "seed": seed}
+                entry["pixels_sha256"] = sha256(rgba.tobytes())
+            else:
+                entry["pixels"] = f"{name}.rgba.bin"
+                (staged / entry["pixels"]).write_bytes(rgba.tobytes())
+            rgb = upright(stored, orientation) if orientation != 1 else stored
+            files = {}  # (size, colour constancy) -> v1's file, reused by v2 where k = 1
+            outputs = []
+            for version in versions:
+                for size in CONTRACT_SIZES:
+                    contract = CONTRACTS[version].for_size(size)
+                    k = box_factor(rgb.shape[0], rgb.shape[1], size)
+                    for cc, suffix in ((None, "q"), (SHADES_OF_GRAY, "sog.q")):
+                        q = contract.with_color_constancy(cc is not None).apply(rgb)
+                        out = {"contract": contract.name, "size": size, "color_constancy": cc}
+                        if version == 2:
+                            out["box_k"] = k
+                        if version == 2 and k == 1 and (size, cc) in files:
+                            out["q"] = files[size, cc]
+                            assert (staged / out["q"]).read_bytes() == q.tobytes()
+                        else:
+                            out["q"] = f"{name}.{size}.{'v2.' if version == 2 else ''}{suffix}.bin"
+                            (staged / out["q"]).write_bytes(q.tobytes())
+                        files.setdefault((size, cc), out["q"])
+                        if cc is not None:
+                            out["illuminant"] = sog_illuminant(contract.apply(rgb))
+                        outputs.append(out)
+            entries.append({**entry, "outputs": outputs})
+        index = {"format": CONTRACT_FORMAT, "contracts": [CONTRACTS[v].name for v in sorted(CONTRACTS)],
+                 "sizes": list(CONTRACT_SIZES), "images": entries}
+        write_json(staged / "index.json", index)
+    return index
+
+
+if __name__ == "__main__":  # python -m melkit.golden android_demo/app/src/test/resources/contract
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m melkit.golden OUT_DIR  (writes the contract goldens)")
+    written = write_contract_goldens(sys.argv[1])
+    print(f"wrote {len(written['images'])} contract golden images to {sys.argv[1]}")

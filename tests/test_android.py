@@ -29,6 +29,7 @@ APP = REPO / "android_demo"
 CORE = APP / "app" / "src" / "main" / "java" / "org" / "melkit" / "core"
 CORE_TESTS = APP / "app" / "src" / "test" / "java" / "org" / "melkit" / "core"
 COMMITTED_GOLDEN = APP / "app" / "src" / "test" / "resources" / "golden"
+COMMITTED_CONTRACT = APP / "app" / "src" / "test" / "resources" / "contract"
 STUBS = REPO / "tests" / "android" / "litert_stubs"
 TOOLCHAIN = Path(os.environ.get("MELKIT_ANDROID_TOOLCHAIN", APP / ".toolchain"))
 JAVA = Path("/usr/share/java")
@@ -155,6 +156,42 @@ def test_jvm_golden_test_fails_on_one_wrong_byte(converted, core_classes, tmp_pa
     victim.write_bytes(bytes(data))
     r = run_junit(core_classes, [tmp_path / "g"])
     assert r.returncode != 0 and "input tensor differs from Python's at byte" in r.stdout
+
+
+def run_contract_junit(classes, contract_dir):
+    return subprocess.run(["java", f"-Dmelkit.contract={contract_dir}", "-cp", cp(classes, *JVM_CP),
+                           "org.junit.runner.JUnitCore", "org.melkit.core.CoreTest",
+                           "org.melkit.core.ContractGoldenTest"], capture_output=True, text=True, timeout=300)
+
+
+def test_jvm_core_matches_python_contract_goldens(core_classes):
+    """No model needed: the core's q for every contract golden (v1 and v2, plain and Shades of Gray, EXIF
+    orientations) is Python's byte for byte, and its colour-constancy illuminant bit for bit; CoreTest (card
+    refusals, SoG identities, the v2 box step)."""
+    index = json.loads((COMMITTED_CONTRACT / "index.json").read_text())
+    outputs = [(i, o) for i in index["images"] for o in i["outputs"]]
+    n_sog = sum(o["color_constancy"] is not None for _, o in outputs)
+    n_box = sum(o.get("box_k", 1) > 1 for _, o in outputs)
+    n_rotated = sum(i["orientation"] != 1 for i, _ in outputs)
+    r = run_contract_junit(core_classes, COMMITTED_CONTRACT)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert (f"contract goldens checked: {len(outputs)} (with colour constancy: {n_sog}, v2 box step: {n_box}, "
+            f"EXIF-rotated: {n_rotated})") in r.stdout, r.stdout[-3000:]
+    assert n_sog > 0 and n_box > 0 and n_rotated > 0 and "wide_glare 120x80 at 17 shades_of_gray:p=6" in r.stdout
+    assert "photo_exif6 1003x757 at 32 melkit-v2 orientation 6" in r.stdout
+
+
+def test_jvm_contract_golden_test_fails_on_one_wrong_byte(core_classes, tmp_path):
+    """Negative control: one flipped byte in a Shades of Gray q fails ContractGoldenTest."""
+    shutil.copytree(COMMITTED_CONTRACT, tmp_path / "c")
+    index = json.loads((tmp_path / "c" / "index.json").read_text())
+    out = next(o for o in index["images"][1]["outputs"] if o["color_constancy"])
+    victim = tmp_path / "c" / out["q"]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    victim.write_bytes(bytes(data))
+    r = run_contract_junit(core_classes, tmp_path / "c")
+    assert r.returncode != 0 and "q differs from Python's at byte" in r.stdout, r.stdout[-3000:]
 
 
 def test_jvm_model_card_reads_every_field_the_schema_requires(core_classes):

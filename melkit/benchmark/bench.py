@@ -114,12 +114,13 @@ def _open_models(opts: BenchOptions):
     return reference, models, run
 
 
-def _load_images(source, sizes, echo):
-    """uint8 images per input size, the same records for every size (decode failures do not depend on size)."""
+def _load_images(source, contracts: dict, echo):
+    """uint8 images per model input (ModelRef.input_key -> its contract), the same records for every input
+    (decode failures do not depend on the size)."""
     arrays = {}
-    for size in sorted(sizes):
-        arrays[size] = load_images(source.records, size, desc=f"images {size}px")
-    first = arrays[min(sizes)]
+    for key, contract in sorted(contracts.items(), key=lambda kv: str(kv[0])):
+        arrays[key] = load_images(source.records, contract, desc=f"images {contract.image_size}px")
+    first = next(iter(arrays.values()))
     if not first.records:
         raise BadInputError(f"none of the {len(source.records)} images could be read")
     if first.skipped:
@@ -138,8 +139,8 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     out = writable_dir(opts.out or (run.path / "bench" if run else "melkit-bench"))
     source = inputs.select_records(run.path if run else None, run.config if run else None, opts.split,
                                    opts.data, opts.split_csv)
-    arrays = _load_images(source, {m.image_size for m in models}, echo)
-    records = arrays[reference.image_size].records
+    arrays = _load_images(source, {m.input_key: m.contract for m in models}, echo)
+    records = arrays[reference.input_key].records
     labels = np.array([r.label for r in records], int)
     image_ids = [r.image_id for r in records]
     lesion_ids = [r.lesion_id for r in records]
@@ -149,7 +150,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     probs, keras_model = {}, None
     t0 = time.perf_counter()
     for m in models:
-        images = arrays[m.image_size].images
+        images = arrays[m.input_key].images
         t = time.perf_counter()
         if m.kind == "keras":
             keras_model = evaluate.load_keras(m)
@@ -173,7 +174,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
 
     report = reporting.build(
         models=models, reference=reference, source=source, records=records, labels=labels,
-        skipped=arrays[reference.image_size].skipped, results=results, subgroups=groups, by_source=sources,
+        skipped=arrays[reference.input_key].skipped, results=results, subgroups=groups, by_source=sources,
         latency=lat, host=host.host_info(with_tensorflow=keras_model is not None), opts=opts, failures=failures,
         timings=timings)
     written = _plots(out, report, labels, probs, {n: reliability_curve(labels, probs[n]) for n in names})
@@ -193,7 +194,7 @@ def _latency(opts, models, arrays, keras_model, echo) -> dict:
     for m in (m for m in models if m.kind == "tflite"):
         echo(f"latency {m.name}: {opts.runs} runs at {threads} thread(s)"
              + (f", sweep 1..{top}" if sweep else "") + (", XNNPACK off" if opts.xnnpack_off else ""))
-        sample = arrays[m.image_size].images[0]
+        sample = arrays[m.input_key].images[0]
         per_model[m.name] = latency.measure_in_child(m.path, sample, threads, opts.runs, opts.warmup, sweep,
                                                      opts.xnnpack_off)
         if opts.litert_benchmark:
@@ -201,8 +202,8 @@ def _latency(opts, models, arrays, keras_model, echo) -> dict:
     keras = None
     if keras_model is not None:
         echo(f"latency keras: {opts.runs} single-image runs, batches of {opts.keras_batch}")
-        keras_size = next(m.image_size for m in models if m.kind == "keras")
-        keras = latency.measure_keras(keras_model, arrays[keras_size].images[0], opts.runs, opts.warmup,
+        keras_key = next(m.input_key for m in models if m.kind == "keras")
+        keras = latency.measure_keras(keras_model, arrays[keras_key].images[0], opts.runs, opts.warmup,
                                       opts.keras_batch)
     tflite_files = [m.path for m in models if m.kind == "tflite"]
     return {"settings": {"threads": threads, "runs": opts.runs, "warmup": opts.warmup, "sweep": sweep,

@@ -20,8 +20,9 @@ from melkit.core.errors import BadInputError
 from melkit.core.files import read_json
 from melkit.core.litert import load_interpreter
 from melkit.core.run import RunConfig, load_run
+from melkit.data.preprocess import Contract
 from melkit.data.readers import read_sources
-from melkit.data.split import SPLITS, read_split_csv
+from melkit.data.split import SPLITS, check_split_labels, read_split_csv
 
 
 @dataclass
@@ -36,6 +37,16 @@ class ModelRef:
     card: ModelCard | None = None  # tflite only
     config: RunConfig | None = None  # keras only (the run's config.json)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def contract(self) -> Contract:
+        """The preprocessing this model takes (its card's, or its run's)."""
+        return self.card.preprocessing if self.card is not None else self.config.preprocessing
+
+    @property
+    def input_key(self) -> tuple:
+        """Models with equal keys take the same images (size, optional colour constancy, contract version)."""
+        return self.contract.image_size, self.contract.color_constancy, self.contract.name
 
     @property
     def size_bytes(self) -> int | None:
@@ -126,6 +137,7 @@ def select_records(run: Path | None, config: RunConfig | None, split: str, data=
     records = dataset.records
     if split_csv:
         mapping = read_split_csv(split_csv)
+        check_split_labels(records, mapping)
         records = [r for r in records if mapping.get(r.image_id) == split]
     if not records:
         raise BadInputError(f"no images to benchmark: {where} is empty")

@@ -14,17 +14,17 @@ from melkit.benchmark import evaluate
 from melkit.benchmark.inputs import open_model
 from melkit.core.errors import BadInputError
 from melkit.data.imageio import UnreadableImage, read_rgb
-from melkit.data.preprocess import resize_uint8
+from melkit.data.preprocess import Contract
 
 DECISIONS = {True: ("mel", "melanoma-suspicious"), False: ("nv", "nevus-like")}
 
 
-def contract_images(paths, size: int) -> np.ndarray:
-    """Steps 1-3 of the contract for each file: (N, size, size, 3) uint8 q."""
+def contract_images(paths, contract: Contract) -> np.ndarray:
+    """The contract's steps up to q for each file: (N, size, size, 3) uint8."""
     out = []
     for p in paths:
         try:
-            out.append(resize_uint8(read_rgb(p), size))
+            out.append(contract.apply(read_rgb(p, contract=contract)))
         except UnreadableImage as e:
             raise BadInputError(f"unreadable image: {e}") from None
     return np.stack(out)
@@ -34,7 +34,7 @@ def predict_files(model_path, image_paths) -> dict:
     if not image_paths:
         raise BadInputError("no images given")
     model = open_model(model_path)
-    images = contract_images(image_paths, model.image_size)
+    images = contract_images(image_paths, model.contract)
     if model.kind == "keras":
         probs = evaluate.keras_probs(evaluate.load_keras(model), images, desc="predict")
     else:

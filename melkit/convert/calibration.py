@@ -29,7 +29,7 @@ def representative_images(run_dir, config, n: int, seed: int, data_dir=None) -> 
     records = split_records(run_dir, config, "train", data_dir)
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(records), size=min(n - 1, len(records)), replace=False))
-    arr = load_images([records[i] for i in pick], size, desc="calibration")
+    arr = load_images([records[i] for i in pick], config.preprocessing, desc="calibration")
     if len(arr.records) == 0:
         raise BadInputError("the representative set is empty: no training image could be read")
     return np.concatenate([arr.images, full_range_image(size)[None]], axis=0)

@@ -19,6 +19,7 @@ import numpy as np
 
 from melkit.convert import qat as qat_training
 from melkit.convert.calibration import representative_images
+from melkit.convert.contract import config_for_cards
 from melkit.convert.decision_grid import align_to_threshold
 from melkit.convert.equalize import equalize_activation_ranges
 from melkit.convert.export import with_two_scores
@@ -31,7 +32,8 @@ from melkit.core import card as cards
 from melkit.core.files import atomic_writer, read_json, writable_dir
 from melkit.core.litert import io_details, load_interpreter, predict_p_mel
 from melkit.core.metrics import roc_auc
-from melkit.core.run import RunConfig, load_trained_model, predict_outputs, predict_proba, split_records
+from melkit.core.run import (RunConfig, load_run, load_trained_model, predict_outputs, predict_proba,
+                             split_records)
 from melkit.data.pipeline import load_images
 from melkit.data.records import LABELS
 
@@ -65,6 +67,7 @@ class Source:
     val_images: np.ndarray
     val_labels: np.ndarray
     p_keras: np.ndarray  # the float Keras model's P(mel) on val, what every variant must agree with
+    contract_change: dict | None = None  # --contract-version: the card's record of the change (contract.py)
 
     @property
     def threshold(self) -> float:
@@ -99,7 +102,7 @@ def load_source(run_dir, logit_model, config: RunConfig, metrics: dict, opts: Co
     size = config.image_size
     name = opts.name or f"melkit_mnv2_{config.alpha:g}_{size}"
     export = with_two_scores(logit_model)
-    val = load_images(split_records(run_dir, config, "val", opts.data_dir), size, desc="val images")
+    val = load_images(split_records(run_dir, config, "val", opts.data_dir), config.preprocessing, desc="val images")
     return Source(Path(run_dir), config, metrics, name, export, val.images, val.labels,
                   predict_proba(logit_model, val.images))
 
@@ -148,8 +151,8 @@ def model_for(variant: str, source: Source, prep: Prepared, opts: ConvertOptions
 
 def qat_pass(source: Source, prep: Prepared, opts: ConvertOptions, echo):
     recipe = source.config.recipe
-    train = load_images(split_records(source.run_dir, source.config, "train", opts.data_dir), recipe.image_size,
-                        desc="qat train images")
+    train = load_images(split_records(source.run_dir, source.config, "train", opts.data_dir),
+                        source.config.preprocessing, desc="qat train images")
     model = qat_training.quantization_aware_model(
         source.export, train.images, train.labels, prep.rep, epochs=opts.qat_epochs,
         learning_rate=opts.qat_learning_rate, batch_size=recipe.batch_size, augment=recipe.augment, seed=opts.seed,
@@ -195,6 +198,8 @@ def build_variant(variant: str, source: Source, prep: Prepared, info: ModelInfo,
     data = add_metadata(data, info)  # input stats follow the converted input type
     io, check = selfcheck_pass(variant, data, source, opts)
     conversion = {**conversion_record(variant, prep, opts), "decision_grid": grid}
+    if source.contract_change:
+        conversion["contract_change"] = source.contract_change
     if variant == "qat":
         conversion["qat"] = {"epochs": opts.qat_epochs, "learning_rate": opts.qat_learning_rate,
                              "target": opts.qat_target}
@@ -225,10 +230,16 @@ def write_variant(out: Path, b: Built, source: Source, opts: ConvertOptions) -> 
 
 def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     opts.validate()
-    logit_model, config = load_trained_model(run_dir)
+    # The contract the cards will state, checked before any model is loaded: a refusal comes at once.
+    config, contract_change = config_for_cards(run_dir, load_run(run_dir), opts.contract_version, opts.data_dir)
+    logit_model, _ = load_trained_model(run_dir)
+    if contract_change:
+        echo(f"contract: {contract_change['from']} -> {config.preprocessing.name} (no training/validation image "
+             f"affected: {contract_change['checked_images']} checked)")
     metrics = read_json(Path(run_dir) / "metrics.json")
     out = None if opts.report_only else writable_dir(opts.out or Path(run_dir) / "tflite")
     source = load_source(run_dir, logit_model, config, metrics, opts)
+    source.contract_change = contract_change
     prep = prepare(source, opts, echo)
     info = ModelInfo(name=source.name, version=opts.version, description=DESCRIPTION, author="melkit",
                      license=LICENSE, labels=list(LABELS), image_size=source.image_size)

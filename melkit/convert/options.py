@@ -43,6 +43,10 @@ class ConvertOptions:
                                      "threshold halfway between two of their values.")
     name: str | None = opt(None, help="Model name (default melkit_mnv2_<alpha>_<size>).")
     version: str = opt("1.0.0", flag="--model-version")
+    contract_version: int | None = opt(
+        None, type=int, min=1, max=2,
+        help="Preprocessing contract the cards state (default: the run's). 2 (melkit-v2: box filter before the "
+             "resize, for large photos) only if no training/validation image has a short side over 2x the size.")
     data_dir: str | None = opt(None, flag="--data", type=click.Path(), help="The run's data directory, if it moved.")
     seed: int = opt(SEED)
 

@@ -10,6 +10,11 @@ the JSON the converter writes (same keys, order and values). ``model_card.schema
 is the same contract as a JSON Schema (tests/test_card.py keeps the two in step; the Android app's
 ModelCard.java reads every field it requires). Free-form parts (where the model came from, metrics, the
 self-check, versions, the conversion settings) stay plain dicts.
+
+One optional field, ``calibration``, is added by ``melkit calibrate`` when a user re-fits the threshold on
+their own labelled images (melkit/benchmark/calibrate.py): the card then says on which set the threshold
+was chosen, and may carry a temperature that maps the probability shown to a person. The decision always
+compares the model's raw P(mel) with ``threshold``; cards without the field are unchanged byte for byte.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from melkit.core.errors import BadInputError
 from melkit.core.files import _jsonable, read_json, write_json
 from melkit.core.litert import io_details
 from melkit.core.run import RunConfig
-from melkit.data.preprocess import CONTRACT, Contract
+from melkit.data.preprocess import CONTRACTS, Contract
 
 CARD_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("model_card.schema.json")
@@ -135,15 +140,16 @@ class TensorSpec:
 
 
 _CONTRACT_TEXT = ("name", "color", "resize", "rounding", "scale")
+_IMPLEMENTED = {c.name: c for c in CONTRACTS.values()}  # melkit-v1, melkit-v2
 
 
 def _preprocessing(d: dict, where: str = "preprocessing") -> Contract:
-    """The card's preprocessing: every field present and typed, and the contract this melkit implements."""
+    """The card's preprocessing: every field present and typed, and a contract this melkit implements."""
     for key in _CONTRACT_TEXT:
         _get(d, key, where, "a string")
-    if d["name"] != CONTRACT.name:
-        raise BadInputError(f"model card field '{where}.name' is {d['name']!r}, not the contract this melkit "
-                            f"implements ({CONTRACT.name})")
+    if d["name"] not in _IMPLEMENTED:
+        raise BadInputError(f"model card field '{where}.name' is {d['name']!r}, not a contract this melkit "
+                            f"implements ({' or '.join(_IMPLEMENTED)})")
     _get(d, "mean", where, "a number")
     _get(d, "std", where, "a number")
     iq = _get(d, "input_quantization", where, "an object")
@@ -159,6 +165,21 @@ def _preprocessing(d: dict, where: str = "preprocessing") -> Contract:
 
 
 _FREE_FORM = ("source_run", "training_data", "validation", "selfcheck", "versions")
+OPTIONAL_FIELDS = ("calibration",)  # absent from the cards melkit convert writes
+
+
+def _calibration(d: dict) -> dict:
+    """The optional record ``melkit calibrate`` adds: free-form, but its temperature is what a reader applies."""
+    where = "calibration"
+    for key in ("fitted_on", "policy"):
+        _get(d, key, where, "a string")
+    n = _get(d, "n", where, "an integer")
+    if n < 1:
+        raise BadInputError(f"model card field 'calibration.n' must be positive, not {n}")
+    t = _get(d, "temperature", where, "a number", nullable=True)
+    if t is not None and not (math.isfinite(t) and t > 0):
+        raise BadInputError(f"model card field 'calibration.temperature' must be positive or null, not {t}")
+    return copy.deepcopy(d)
 
 
 @dataclass(frozen=True)
@@ -185,6 +206,8 @@ class ModelCard:
     selfcheck: dict
     versions: dict
     not_a_medical_device: str
+    # Set by melkit calibrate: where the threshold (and an optional display temperature) were re-fitted.
+    calibration: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -222,6 +245,7 @@ class ModelCard:
             output=TensorSpec.from_json(_get(d, "output", "", "an object"), "output", with_meaning=True),
             **{k: copy.deepcopy(_get(d, k, "", "an object")) for k in _FREE_FORM},
             not_a_medical_device=s("not_a_medical_device"),
+            calibration=_calibration(_get(d, "calibration", "", "an object")) if "calibration" in d else None,
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in known},
         )
 
@@ -245,6 +269,7 @@ class ModelCard:
             "output": self.output.to_json(),
             **{k: copy.deepcopy(getattr(self, k)) for k in _FREE_FORM},
             "not_a_medical_device": self.not_a_medical_device,
+            **({} if self.calibration is None else {"calibration": copy.deepcopy(self.calibration)}),
             **copy.deepcopy(self.extra),
         }
 
@@ -288,9 +313,10 @@ class ModelCard:
             if got["dtype"] != "float32" and got["quantization"] is None:
                 raise BadInputError(f"{where}{side} is {got['dtype']} without quantization")
         p = self.preprocessing
-        if (p.name, p.mean, p.std) != (CONTRACT.name, CONTRACT.mean, CONTRACT.std):
-            raise BadInputError(f"{where}card preprocessing {p.name} (mean {p.mean}, std {p.std}) is not the "
-                                f"{CONTRACT.name} contract")
+        known = _IMPLEMENTED.get(p.name)
+        if known is None or (p.mean, p.std) != (known.mean, known.std):
+            raise BadInputError(f"{where}card preprocessing {p.name} (mean {p.mean}, std {p.std}) is not a "
+                                f"contract this melkit implements ({' or '.join(_IMPLEMENTED)})")
         size, shape_in, shape_out = p.image_size, actual["input"]["shape"], actual["output"]["shape"]
         if shape_in != [1, size, size, 3]:
             raise BadInputError(f"{where}card image_size {size} does not fit input shape {shape_in}")
@@ -322,7 +348,7 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunC
         "threshold": metrics["threshold"],
         "threshold_policy": metrics["threshold_policy"],
         "decision": "melanoma-suspicious when P(mel) >= threshold, else nevus-like",
-        "preprocessing": CONTRACT.for_size(config.image_size).to_json(),
+        "preprocessing": config.preprocessing.to_json(),
         "input": io["input"],
         "output": {**io["output"], "meaning": "[P(nv), P(mel)], matching labels"},
         "source_run": {

@@ -16,6 +16,11 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow's own warnings (large images under the bomb limit, palette transparency, odd EXIF) say nothing a user
+# can act on. Filtered once here: warnings.catch_warnings() is not thread-safe, and images are decoded in
+# threads, where it once left an "ignore everything" filter behind that silenced melkit's own warnings.
+warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -42,23 +47,45 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)  # L, P, CMYK, YCbCr, RGB
 
 
-def read_rgb(path, exif_transpose: bool = True) -> np.ndarray:
+JPEG_DRAFT_SCALES = (8, 4, 2)  # the reductions libjpeg's DCT scaling gives (Pillow's draft mode)
+
+
+def draft_scale(width: int, height: int, min_short_side: int | None) -> int:
+    """The largest JPEG draft reduction (8, 4 or 2) whose decoded short side, ``ceil(short / s)``, is still at
+    least ``min_short_side``; 1 (full decode) if none is, or if ``min_short_side`` is None."""
+    if not min_short_side:
+        return 1
+    short = min(width, height)
+    return next((s for s in JPEG_DRAFT_SCALES if -(-short // s) >= min_short_side), 1)
+
+
+def read_rgb(path, exif_transpose: bool = True, contract=None) -> np.ndarray:
     """Decode ``path`` to an HxWx3 uint8 RGB array.
 
     16-bit PNGs with colour (mode RGB;16) are decoded by Pillow to 8 bits already. EXIF orientation is
     applied so a phone photo is upright, as the Android core does.
+
+    ``contract`` (a :class:`melkit.data.preprocess.Contract` with its image size): for a v2 contract, a
+    JPEG larger than needed is decoded already reduced by libjpeg's DCT scaling (Pillow's draft mode), the
+    largest of 1/2, 1/4, 1/8 that keeps the short side at least ``2 * size`` (so contract step 2a still
+    box-filters after it, and a 12-MP photo is never decoded in full). v1 contracts and None: full decode,
+    exactly as before.
     """
     path = Path(path)
     if not path.is_file():
         raise UnreadableImage(f"{path}: file not found")
+    min_short = contract.decode_min_short_side if contract is not None else None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as img:
-                img.load()
-                if exif_transpose:
-                    img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
+        with Image.open(path) as img:
+            # MPO: a phone's multi-picture JPEG (its first picture is the photo)
+            scale = draft_scale(*img.size, min_short) if img.format in ("JPEG", "MPO") else 1
+            if scale > 1:
+                # Pillow picks the largest scale s in (8, 4, 2) with s <= size // requested: this gives ``scale``.
+                img.draft(img.mode, (img.width // scale, img.height // scale))
+            img.load()
+            if exif_transpose:
+                img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
     except UnreadableImage as e:
         raise UnreadableImage(f"{path}: {e}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

@@ -16,7 +16,7 @@ import numpy as np
 
 from melkit.core.progress import progress_bar
 from melkit.data.imageio import UnreadableImage, read_rgb
-from melkit.data.preprocess import normalize, resize_uint8
+from melkit.data.preprocess import CONTRACT, Contract, normalize
 
 
 @dataclass
@@ -42,8 +42,11 @@ def dihedral(img: np.ndarray, t: int) -> np.ndarray:
     return np.ascontiguousarray(out[:, ::-1] if t >= 4 else out)
 
 
-def load_images(records, size: int, desc="decoding", workers=None) -> ImageArray:
-    """Decode + resize every record once. Unreadable images are skipped and reported, not fatal."""
+def load_images(records, contract: Contract | int, desc="decoding", workers=None) -> ImageArray:
+    """Decode every record once and apply the contract (a Contract with its image size, or just a size for the
+    plain contract). Unreadable images are skipped and reported, not fatal."""
+    contract = CONTRACT.for_size(contract) if isinstance(contract, int) else contract
+    size = contract.image_size
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     out = np.zeros((len(records), size, size, 3), np.uint8)
     ok = np.zeros(len(records), bool)
@@ -54,7 +57,7 @@ def load_images(records, size: int, desc="decoding", workers=None) -> ImageArray
 
     def work(path):
         try:
-            return path, resize_uint8(read_rgb(path), size), None
+            return path, contract.apply(read_rgb(path, contract=contract)), None
         except UnreadableImage as e:
             return path, None, str(e)
 

@@ -18,7 +18,9 @@ import org.json.JSONObject;
  * type, and a refusal names the field (CardSchemaTest checks this against the schema).
  */
 public final class ModelCard {
+    /** The contracts this core implements: v1, and v2 (a box filter before the resize, for large photos). */
     public static final String CONTRACT = "melkit-v1";
+    public static final String CONTRACT_V2 = "melkit-v2";
 
     public final String name;
     public final String version;
@@ -33,6 +35,10 @@ public final class ModelCard {
     public final String thresholdPolicy;
     public final String decision;
     public final int imageSize;
+    /** The preprocessing contract's version: 1 ({@link #CONTRACT}) or 2 ({@link #CONTRACT_V2}). */
+    public final int contractVersion;
+    /** The optional step 3b, {@link ContractPreprocessor#SHADES_OF_GRAY}, or null (absent: none). */
+    public final String colorConstancy;
     public final TensorSpec input;
     public final TensorSpec output;
     public final String outputMeaning;
@@ -78,6 +84,8 @@ public final class ModelCard {
         number(iq, "preprocessing.input_quantization", "scale");
         integer(iq, "preprocessing.input_quantization", "zero_point");
         imageSize = (int) integer(p, "preprocessing", "image_size");
+        contractVersion = CONTRACT_V2.equals(contract) ? 2 : 1;
+        colorConstancy = colorConstancy(p);
         input = TensorSpec.fromJson(object(o, "", "input"), "input");
         JSONObject out = object(o, "", "output");
         output = TensorSpec.fromJson(out, "output");
@@ -86,8 +94,9 @@ public final class ModelCard {
             object(o, "", key);
         }
         notice = string(o, "", "not_a_medical_device");
-        if (!CONTRACT.equals(contract) || mean != 128.0 || std != 128.0) {
-            throw new IllegalArgumentException("preprocessing is not the " + CONTRACT + " contract");
+        if (!(CONTRACT.equals(contract) || CONTRACT_V2.equals(contract)) || mean != 128.0 || std != 128.0) {
+            throw new IllegalArgumentException("preprocessing " + contract + " is not a contract this app implements ("
+                    + CONTRACT + " or " + CONTRACT_V2 + ")");
         }
         int[] s = input.shape;
         if (s.length != 4 || s[0] != 1 || s[1] != imageSize || s[2] != imageSize || s[3] != 3) {
@@ -165,6 +174,26 @@ public final class ModelCard {
 
     static JSONArray array(JSONObject o, String where, String key) {
         return typed(o, where, key, JSONArray.class, "an array");
+    }
+
+    /**
+     * The optional {@code preprocessing.color_constancy}: null when absent, else the one step this core
+     * implements; any other value (JSON null included, as the schema allows only the string) is refused.
+     */
+    static String colorConstancy(JSONObject p) {
+        if (!p.has("color_constancy")) {
+            return null;
+        }
+        Object v = p.opt("color_constancy");
+        if (!(v instanceof String)) {
+            throw wrongType("preprocessing", "color_constancy", "\"" + ContractPreprocessor.SHADES_OF_GRAY
+                    + "\" or absent");
+        }
+        if (!ContractPreprocessor.SHADES_OF_GRAY.equals(v)) {
+            throw new IllegalArgumentException("model card field 'preprocessing.color_constancy' is \"" + v
+                    + "\", not one this app implements (" + ContractPreprocessor.SHADES_OF_GRAY + ")");
+        }
+        return (String) v;
     }
 
     /** Parses and checks a card; IllegalArgumentException says what is wrong with it. */

@@ -203,8 +203,7 @@ public class MainActivity extends Activity {
                 try {
                     final ImageLoader.Loaded img = ImageLoader.load(getContentResolver(), uri);
                     long t0 = System.nanoTime();
-                    byte[] q = ContractPreprocessor.resizeToQ(img.argb, img.width, img.height, img.orientation,
-                            card.imageSize);
+                    byte[] q = ContractPreprocessor.toQ(img.argb, img.width, img.height, img.orientation, card);
                     byte[] input = ContractPreprocessor.encodeInput(q, card.input);
                     final double prepMs = (System.nanoTime() - t0) / 1e6;
                     img.argb = null;

@@ -3,6 +3,7 @@ package org.melkit.core;
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
@@ -38,7 +39,7 @@ public class CoreTest {
 
     @Test
     public void cardsTheCoreCannotFollowAreRefused() {
-        String[] bad = {card("1.5", "melkit-v1"), card("0.5", "other-contract"), "{\"melkit_card\":2}", "not json",
+        String[] bad = {card("1.5", "melkit-v1"), card("0.5", "other-contract"), card("0.5", "melkit-v3"), "{\"melkit_card\":2}", "not json",
             card("0.5", "melkit-v1").replace("\"mel\"", "\"melanoma\""),
             card("0.5", "melkit-v1").replace("[1,4,4,3]", "[1,4,5,3]"),
             card("0.5", "melkit-v1").replace("\"dtype\":\"uint8\",\"shape\":[1,2]", "\"dtype\":\"int16\",\"shape\":[1,2]"),
@@ -51,6 +52,118 @@ public class CoreTest {
             } catch (IllegalArgumentException expected) {
                 // refused with a message, as the app shows it
             }
+        }
+    }
+
+    static String cardWithColorConstancy(String value) {
+        return card("0.5", "melkit-v1").replace("\"image_size\":4}",
+                "\"image_size\":4,\"color_constancy\":" + value + "}");
+    }
+
+    @Test
+    public void colorConstancyIsOptionalAndOnlyShadesOfGrayIsAccepted() {
+        assertNull(ModelCard.parse(card("0.5", "melkit-v1")).colorConstancy);  // absent: off (v1 cards)
+        ModelCard sog = ModelCard.parse(cardWithColorConstancy("\"shades_of_gray:p=6\""));
+        assertEquals(ContractPreprocessor.SHADES_OF_GRAY, sog.colorConstancy);
+        String[] refused = {"\"shades_of_gray:p=2\"", "\"grey_world\"", "\"\"", "null", "6", "true"};
+        for (String value : refused) {
+            String json = cardWithColorConstancy(value);
+            assertTrue(json.contains("\"color_constancy\":" + value));
+            try {
+                ModelCard.parse(json);
+                fail("accepted color_constancy " + value);
+            } catch (IllegalArgumentException expected) {
+                String message = expected.getMessage();
+                assertTrue(message, message.contains("'preprocessing.color_constancy'"));
+            }
+        }
+    }
+
+    @Test
+    public void toQAppliesTheCardsColorConstancy() {
+        int[] px = new int[16];
+        for (int i = 0; i < px.length; i++) {
+            px[i] = 0xFF000000 | (200 - i) << 16 | (100 + i) << 8 | (60 + 2 * i);  // a colour cast
+        }
+        byte[] plain = ContractPreprocessor.resizeToQ(px, 4, 4, 1, 4);
+        assertArrayEquals(plain, ContractPreprocessor.toQ(px, 4, 4, 1, ModelCard.parse(card("0.5", "melkit-v1"))));
+        byte[] sog = ContractPreprocessor.toQ(px, 4, 4, 1, ModelCard.parse(cardWithColorConstancy(
+                "\"shades_of_gray:p=6\"")));
+        assertArrayEquals(ContractPreprocessor.shadesOfGray(plain, 6), sog);
+        assertFalse(java.util.Arrays.equals(plain, sog));
+        try {
+            ContractPreprocessor.toQ(px, 4, 4, 1, 4, "grey_world");
+            fail("toQ accepted an unknown colour constancy");
+        } catch (IllegalArgumentException expected) {
+            // refused, never silently skipped
+        }
+    }
+
+    @Test
+    public void aV2CardAppliesTheBoxStepOnTheUprightImage() {
+        ModelCard v1 = ModelCard.parse(card("0.5", "melkit-v1"));
+        ModelCard v2 = ModelCard.parse(card("0.5", "melkit-v2"));
+        assertEquals(1, v1.contractVersion);
+        assertEquals(2, v2.contractVersion);
+        // 9 wide, 10 tall at size 4: k = 9 / 4 = 2, a 4x5 box image; the last column is dropped.
+        int w = 9;
+        int h = 10;
+        int[] px = new int[w * h];
+        for (int i = 0; i < px.length; i++) {
+            px[i] = 0xFF000000 | (i * 7 % 256) << 16 | (i * 13 % 256) << 8 | (255 - i);
+        }
+        assertEquals(2, ContractPreprocessor.boxFactor(w, h, 4));
+        assertEquals(1, ContractPreprocessor.boxFactor(w, h, 5));  // short side 9 <= 10: no box
+        int[] dims = new int[2];
+        int[] boxed = ContractPreprocessor.boxReduce(px, w, h, 1, 2, dims);
+        assertArrayEquals(new int[] {4, 5}, dims);
+        for (int y = 0; y < 5; y++) {
+            for (int x = 0; x < 4; x++) {
+                int sum = 0;
+                for (int dy = 0; dy < 2; dy++) {
+                    for (int dx = 0; dx < 2; dx++) {
+                        sum += px[(2 * y + dy) * w + 2 * x + dx] >> 8 & 0xFF;
+                    }
+                }
+                assertEquals((sum + 2) / 4, boxed[y * 4 + x] >> 8 & 0xFF);  // round half up
+            }
+        }
+        byte[] viaCard = ContractPreprocessor.toQ(px, w, h, 1, v2);
+        assertArrayEquals(ContractPreprocessor.resizeToQ(boxed, 4, 5, 1, 4), viaCard);
+        assertArrayEquals(viaCard, ContractPreprocessor.toQ(px, w, h, 1, 4, null, 2));
+        assertFalse(java.util.Arrays.equals(viaCard, ContractPreprocessor.toQ(px, w, h, 1, v1)));
+        // Stored sideways (orientation 6): the blocks are those of the upright image.
+        int[] size = new int[2];
+        int[] stored = new int[w * h];
+        for (int y = 0; y < h; y++) {
+            for (int x = 0; x < w; x++) {
+                stored[ExifOrientation.sourceIndex(x, y, h, w, 6)] = px[y * w + x];
+            }
+        }
+        assertArrayEquals(px, ExifOrientation.apply(stored, h, w, 6, size));
+        assertArrayEquals(viaCard, ContractPreprocessor.toQ(stored, h, w, 6, v2));
+        try {
+            ContractPreprocessor.toQ(px, w, h, 1, 4, null, 3);
+            fail("toQ accepted contract version 3");
+        } catch (IllegalArgumentException expected) {
+            // refused, never guessed at
+        }
+    }
+
+    @Test
+    public void shadesOfGrayIdentitiesAndRoot() {
+        byte[] grey = new byte[5 * 3];
+        byte[] zeroBlue = new byte[5 * 3];
+        for (int i = 0; i < 5; i++) {
+            for (int c = 0; c < 3; c++) {
+                grey[3 * i + c] = (byte) (40 * i + 7);
+                zeroBlue[3 * i + c] = (byte) (c == 2 ? 0 : 50 * i + c);
+            }
+        }
+        assertArrayEquals(grey, ContractPreprocessor.shadesOfGray(grey, 6));  // equal channels: unchanged
+        assertArrayEquals(zeroBlue, ContractPreprocessor.shadesOfGray(zeroBlue, 6));  // no illuminant: unchanged
+        for (double x : new double[] {0.0, 0.125, 1.0, 2.5, 3.0, 100.0, 255.0}) {
+            assertEquals(x, ContractPreprocessor.root(x * x * x * x * x * x, 6), 0.0);
         }
     }
 

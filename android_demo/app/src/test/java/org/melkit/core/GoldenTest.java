@@ -103,7 +103,7 @@ public class GoldenTest {
                 byte[] want = bytes(dir, img.getString("input"));
 
                 byte[] got = ContractPreprocessor.encodeInput(
-                        ContractPreprocessor.resizeToQ(pixels, w, h, orientation, card.imageSize), card.input);
+                        ContractPreprocessor.toQ(pixels, w, h, orientation, card), card.input);
                 String diff = firstDifference(want, got);
                 assertTrue(name + " input tensor differs from Python's at " + diff, diff == null);
 
@@ -111,7 +111,7 @@ public class GoldenTest {
                 int[] size = new int[2];
                 int[] upright = ExifOrientation.apply(pixels, w, h, orientation, size);
                 byte[] got2 = ContractPreprocessor.encodeInput(
-                        ContractPreprocessor.resizeToQ(upright, size[0], size[1], 1, card.imageSize), card.input);
+                        ContractPreprocessor.toQ(upright, size[0], size[1], 1, card), card.input);
                 assertArrayEquals(name + " input via ExifOrientation.apply", want, got2);
 
                 Prediction p = Postprocessor.predict(rawOutput(img.getJSONArray("output_raw"), card.output), card);
@@ -122,7 +122,8 @@ public class GoldenTest {
                 assertEquals(name + " P(mel)", img.getDouble("p_mel"), p.pMel, 0.0);
                 assertEquals(name + " decision", img.getString("decision"), p.decision());
                 System.out.println("golden ok: " + name + " " + w + "x" + h + " orientation " + orientation
-                        + " input " + card.input + " P(mel) " + p.pMel + " " + p.decision());
+                        + " input " + card.input + (card.colorConstancy == null ? "" : " " + card.colorConstancy)
+                        + " P(mel) " + p.pMel + " " + p.decision());
                 checked++;
             }
         }
