@@ -115,6 +115,38 @@ def test_interrupted_run_resumes(synth_dir, tmp_path, monkeypatch):
     assert result.metrics["test"]["auc"] is not None
 
 
+def test_resume_refuses_any_difference_and_names_it(synth_dir, tmp_path, monkeypatch):
+    """A resume with another split file, split mode, weights file or seed would silently train another run
+    (44 test images of a new split trained on; ImageNet swapped for none): each is refused, naming the key."""
+    out = tmp_path / "run"
+    opts = dict(data=str(synth_dir), out=str(out), recipe=tiny_recipe(), weights=None, n_boot=100)
+
+    def crash(self, epoch, logs=None):
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(cb.HistoryLog, "on_epoch_end", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainOptions(**opts))
+    partial = tmp_path / "run.partial"
+    fp = json.loads((partial / "fingerprint.json").read_text())
+    assert {"data", "split", "split_mode", "weights", "recipe", "image_size", "seed", "versions"} <= set(fp)
+    rows = list(csv.DictReader(open(partial / "split.csv")))
+    swapped = tmp_path / "other_split.csv"  # the same images, two of them moved between splits
+    a, b = next(r for r in rows if r["split"] == "train"), next(r for r in rows if r["split"] == "test")
+    a["split"], b["split"] = "test", "train"
+    with open(swapped, "w", newline="") as f:
+        w = csv.DictWriter(f, rows[0].keys(), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"not the weights the run started with")
+    for change, key in [(dict(split_csv=str(swapped)), "split"), (dict(split="image"), "split_mode"),
+                        (dict(weights=str(weights)), "weights"), (dict(seed=1), "seed")]:
+        with pytest.raises(BadInputError, match=rf"--resume: .*\b{key}\b.* differ"):
+            train(TrainOptions(**{**opts, **change, "resume": True}))
+        assert partial.is_dir() and json.loads((partial / "fingerprint.json").read_text()) == fp  # kept as it was
+
+
 def test_resume_needs_the_same_recipe(synth_dir, tmp_path):
     partial = tmp_path / "r.partial"
     partial.mkdir()

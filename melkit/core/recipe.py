@@ -3,6 +3,8 @@
 ``default``: melkit's transfer recipe (frozen-base head, then fine-tune the top of the base).
 ``paper``:   exactly the paper (frozen ImageNet base, RMSprop 1e-4, 10 epochs, BCE, threshold 0.5).
 ``scratch``: every layer trained from random init (the offline demo, where no ImageNet weights exist).
+``multisource``: release 2.0.0's: ``default`` plus source balance, Shades of Gray, a deeper fine-tune and
+label smoothing, at 224 px (chosen in benchmarks/sources_ablation.py).
 A JSON file with the same fields is also a recipe.
 """
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from melkit.core.errors import BadInputError
 from melkit.data.augment import AugmentParams
+from melkit.data.preprocess import CONTRACT, Contract
 
 
 @dataclass
@@ -40,14 +43,23 @@ class Recipe:
     # Several sources (--data A --data B): draw each training batch equally from every source, so the
     # largest one does not drown the others (class weights still apply within).
     source_balance: bool = False
+    # The contract's optional Shades of Gray step (preprocess.shades_of_gray), for training and every client.
+    color_constancy: bool = False
     bn_inference: bool = True  # BatchNorm frozen (inference mode) in every stage
     # None keeps Keras' 0.999. A short from-scratch run needs ~0.9, or the moving statistics never
     # catch up and the model is constant in inference mode (AUC 0.5 on validation).
     bn_momentum: float | None = None
+    # Targets 0/1 become s/2 and 1 - s/2: less over-confident scores, which may transfer better to other devices.
+    label_smoothing: float = 0.0
     threshold_policy: str = "youden"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     augment: AugmentParams = field(default_factory=AugmentParams)
+
+    @property
+    def contract(self) -> Contract:
+        """The preprocessing contract a model of this recipe takes (its size, and colour constancy if set)."""
+        return CONTRACT.for_size(self.image_size).with_color_constancy(self.color_constancy)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +85,8 @@ class Recipe:
             raise BadInputError("a recipe needs at least one stage")
         if self.image_size < 32:
             raise BadInputError(f"image size {self.image_size} too small (MobileNetV2 needs >= 32)")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise BadInputError(f"label smoothing {self.label_smoothing} must be in [0, 0.5)")
         if not 0 < self.val_fraction < 0.5 or not 0 < self.test_fraction < 0.5:
             raise BadInputError("val and test fractions must be in (0, 0.5)")
         for s in self.stages:
@@ -125,7 +139,26 @@ def scratch_recipe() -> Recipe:
     )
 
 
-PRESETS = {"default": default_recipe, "paper": paper_recipe, "scratch": scratch_recipe}
+def multisource_recipe() -> Recipe:
+    """Release 2.0.0's recipe, for several sources (HAM10000 + ISIC 2017): each change on top of ``default``
+    helped ISIC 2016 (never trained on) in benchmarks/sources_ablation.py without costing validation."""
+    return Recipe(
+        name="multisource",
+        stages=[
+            Stage("head", "head", epochs=15, learning_rate=1e-3),
+            # Deeper than default (block 10, not 13): more of the backbone adapts to other devices' images.
+            Stage("finetune", "from:block_10_expand", epochs=6, learning_rate=1e-4, augment=True,
+                  early_stopping_patience=3),
+        ],
+        image_size=224,
+        source_balance=True,
+        color_constancy=True,
+        label_smoothing=0.1,
+    )
+
+
+PRESETS = {"default": default_recipe, "paper": paper_recipe, "scratch": scratch_recipe,
+           "multisource": multisource_recipe}
 
 
 def load_recipe(name_or_path: str) -> Recipe:

@@ -8,11 +8,14 @@ OUT/
   curves.png       train/val loss and AUC per epoch
   metrics.json     val and test metrics at the threshold chosen on val
   predictions.csv  P(mel) of every val/test image (what bench and parity start from)
+  fingerprint.json what defines the run, hashed where large: ``--resume`` must match it key for key
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import platform
 import shutil
@@ -26,7 +29,6 @@ from melkit.core.errors import BadInputError
 from melkit.core.files import atomic_writer, read_json, writable_dir, write_json
 from melkit.core.model import build_model
 from melkit.core.run import RunConfig
-from melkit.data.preprocess import CONTRACT
 from melkit.data.records import LABELS
 from melkit.train.curves import plot_curves
 
@@ -68,7 +70,7 @@ def versions() -> dict:
 def make_config(opts, recipe, data_summary, policy, strategy) -> RunConfig:
     return RunConfig(
         data=data_summary,
-        preprocessing=CONTRACT.for_size(recipe.image_size),
+        preprocessing=recipe.contract,
         labels=tuple(LABELS),
         recipe=recipe,
         model={
@@ -89,8 +91,63 @@ def make_config(opts, recipe, data_summary, policy, strategy) -> RunConfig:
     )
 
 
-def check_resume(run: Path, config: RunConfig, resume: bool):
-    """A resumed run must be the same run: same data, split, recipe and seed."""
+def _digest(lines) -> str:
+    h = hashlib.sha256()
+    for line in sorted(lines):
+        h.update(line.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def _weights_id(weights) -> str:
+    """A local weights file by content (a file swapped under the same name is another run), else its name."""
+    if weights in (None, "none", "imagenet"):
+        return str(weights)
+    path = Path(weights)
+    if not path.is_file():
+        return f"missing:{weights}"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(opts, recipe, records, splits, config: RunConfig) -> dict:
+    """Everything that defines a run, each key compared on ``--resume``: the image listing (id, label,
+    source, lesion, file size), the split actually used and how it was made, the weights file's sha256,
+    the recipe (with image size), the preprocessing contract, the seed and the package versions."""
+    def size(path):
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            return -1
+
+    return {
+        "data": _digest(f"{r.image_id}\t{r.label}\t{r.source}\t{r.lesion_id}\t{size(r.path)}" for r in records),
+        "split": _digest(f"{r.image_id}\t{s}" for r, s in zip(records, splits)),
+        "split_mode": "csv" if opts.split_csv else opts.split,
+        "augment_before_split": bool(opts.augment_before_split),
+        "weights": _weights_id(opts.weights),
+        "recipe": _digest([json.dumps(recipe.to_dict(), sort_keys=True)]),
+        "image_size": recipe.image_size,
+        "preprocessing": _digest([json.dumps(config.preprocessing.to_json(), sort_keys=True)]),
+        "seed": opts.seed,
+        "versions": config.versions,
+    }
+
+
+def check_resume(run: Path, config: RunConfig, resume: bool, fp: dict | None = None):
+    """A resumed run must be the same run. With a saved fingerprint every key is compared and all that differ
+    are named; runs started before fingerprints compare recipe, seed, contract and data directory."""
+    saved_fp = run / "fingerprint.json"
+    if fp is not None:
+        if resume and saved_fp.exists():
+            old = read_json(saved_fp)
+            differ = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+            if differ:
+                raise BadInputError(f"--resume: {', '.join(differ)} differ(s) from the unfinished run's; "
+                                    f"start a new run instead (or remove {run})")
+        write_json(saved_fp, fp)
     saved = run / "config.json"
     if not resume or not saved.exists():
         return

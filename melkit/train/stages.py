@@ -23,10 +23,10 @@ def _optimizer(stage):
     return keras.optimizers.Adam(stage.learning_rate)
 
 
-def _compile(model, stage):
+def _compile(model, stage, label_smoothing=0.0):
     model.compile(
         optimizer=_optimizer(stage),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=label_smoothing),
         metrics=[keras.metrics.AUC(from_logits=True, name="auc")],
     )
 
@@ -55,7 +55,7 @@ def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strat
         trainee = head_model(model)
         x_train = _features(model, train.images, recipe.batch_size)
         x_val = _features(model, val.images, recipe.batch_size)
-        _compile(trainee, stage)
+        _compile(trainee, stage, recipe.label_smoothing)
         # Cached features are fitted as arrays: balancing sources weights the loss instead of the draws.
         weights = None
         if recipe.source_balance:
@@ -76,7 +76,7 @@ def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strat
             opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             train_ds, val_ds = train_ds.with_options(opts), val_ds.with_options(opts)
         with strategy.scope():
-            _compile(model, stage)
+            _compile(model, stage, recipe.label_smoothing)
         model.fit(
             train_ds, epochs=stage.epochs, validation_data=val_ds,
             class_weight=None if recipe.oversample else cw, callbacks=callbacks, verbose=keras_verbose(),

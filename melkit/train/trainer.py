@@ -16,7 +16,7 @@ from typing import ClassVar
 import click
 import numpy as np
 
-from melkit.core.errors import BadInputError
+from melkit.core.errors import BadInputError, QualityGateError
 from melkit.core.files import read_json, write_json
 from melkit.core.metrics import N_BOOT, binary_report, choose_threshold, parse_threshold_policy
 from melkit.core.model import build_model
@@ -52,6 +52,8 @@ class TrainOptions:
                                   help="Balance classes by oversampling instead of class weights.")
     source_balance: bool | None = opt(None, is_flag=True,
                                       help="Draw training batches equally from each source (several --data).")
+    color_constancy: bool | None = opt(None, is_flag=True,
+                                       help="Shades of Gray colour constancy as a contract step (the card says so).")
     split: str = opt("lesion", choices=("lesion", "image"),
                      help="lesion: honest grouped split; image: the paper's leaky split (measurement only).")
     augment_before_split: bool = opt(False, help="The paper's pre-split melanoma augmentation (measurement only).")
@@ -66,7 +68,7 @@ class TrainOptions:
     n_boot: int = N_BOOT
 
     RECIPE_OVERRIDES: ClassVar[tuple] = ("alpha", "image_size", "batch_size", "threshold_policy", "oversample",
-                                         "source_balance")
+                                         "source_balance", "color_constancy")
 
     def __post_init__(self):
         self.data = [self.data] if isinstance(self.data, (str, Path)) else list(self.data)
@@ -93,7 +95,7 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
     counts = dataset.counts()
     echo(f"data: {counts['images']} images ({counts['nv']} nv, {counts['mel']} mel, {counts['lesions']} lesions)"
          + (f"; left out other diagnoses {dataset.other_dx}" if dataset.other_dx else ""))
-    arr = load_images(records, recipe.image_size)
+    arr = load_images(records, recipe.contract)
     skipped = dataset.skipped + arr.skipped
     if skipped:
         echo(f"skipped {len(skipped)} unreadable or missing image(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
@@ -105,13 +107,18 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
 
     saved_split = run / "split.csv"
     if opts.split_csv:
-        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(opts.split_csv))
+        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(opts.split_csv),
+                                           allow_leak=opts.split == "image")
     elif opts.resume and saved_split.exists():
-        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(saved_split))
+        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(saved_split),
+                                           allow_leak=opts.split == "image")
     elif opts.split == "image":
         warnings.warn("--split image puts images of one lesion in train and test (the paper's leak)")
         splits = splitting.split_by_image(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed)
     elif opts.split == "lesion":
+        if dataset.without_lesion_id:
+            warnings.warn(f"{dataset.without_lesion_id} of {len(dataset.records)} images have no lesion_id: each "
+                          "counts as its own lesion, so images of one lesion can land in two splits")
         splits = splitting.split_by_lesion(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed,
                                            strict_sources=len(opts.data) > 1)
     else:
@@ -131,7 +138,10 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
         "other_dx_left_out": dataset.other_dx,
         "skipped": [{"image_id": i, "reason": r} for i, r in skipped],
         "split": {
-            "mode": "csv" if opts.split_csv else opts.split,
+            # Honest: a "lesion" split of images without lesion ids is an image split.
+            "mode": "csv" if opts.split_csv else ("image" if dataset.without_lesion_id == len(dataset.records)
+                                                  else opts.split),
+            "images_without_lesion_id": dataset.without_lesion_id,
             "split_csv": opts.split_csv,
             "augment_before_split": opts.augment_before_split,
             "seed": opts.seed,
@@ -184,7 +194,7 @@ def _evaluate_external(model, sets, recipe, threshold, opts, echo) -> dict:
     out = {}
     for ds in sets:
         name = _source_name(ds)
-        arr = load_images(ds.records, recipe.image_size, desc=f"external {name}")
+        arr = load_images(ds.records, recipe.contract, desc=f"external {name}")
         if arr.skipped:
             echo(f"external {name}: skipped {len(arr.skipped)} unreadable image(s), e.g. {arr.skipped[0][0]}")
         if not arr.records:  # after training, a set without images is reported, never fatal to the run
@@ -213,7 +223,8 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
     try:
         arr, splits, parts, data_summary, external = _prepare_data(opts, recipe, run, echo)
         config = rundir.make_config(opts, recipe, data_summary, policy, strategy)
-        rundir.check_resume(run, config, opts.resume)
+        rundir.check_resume(run, config, opts.resume,
+                            fp=rundir.fingerprint(opts, recipe, arr.records, splits, config))
         splitting.write_split_csv(run / "split.csv", arr.records, list(splits))
         write_json(run / "config.json", config.with_status("training").to_json())
 
@@ -244,6 +255,11 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
         probs = {name: predict_proba(export, parts[name].images, recipe.batch_size)
                  for name in ("val", "test")}
         threshold = choose_threshold(parts["val"].labels, probs["val"], recipe.threshold_policy)
+        if not 0.0 < threshold < 1.0 and not recipe.threshold_policy.startswith("fixed:"):
+            # A threshold at 0 or 1 calls every image one class: convert would refuse it minutes later.
+            raise QualityGateError(
+                f"the {recipe.threshold_policy} threshold on validation is {threshold:g}: the model does not "
+                f"separate the classes there (saturated or constant scores); the run is kept unfinished in {run}")
         metrics = {
             "threshold": threshold,
             "threshold_policy": recipe.threshold_policy,
