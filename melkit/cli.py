@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage.
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import warnings
@@ -13,8 +14,10 @@ from dataclasses import asdict, dataclass
 import click
 
 from melkit.benchmark.bench import BenchOptions, run_bench
+from melkit.benchmark.calibrate import CalibrateOptions, calibrate
 from melkit.benchmark.predict import predict_files, text
 from melkit.bundle import bundle
+from melkit.card_md import CardOptions, write_model_card
 from melkit.convert.converter import convert_run
 from melkit.convert.options import ConvertOptions
 from melkit.core.errors import MelkitError, QualityGateError
@@ -27,8 +30,22 @@ from melkit.report import print_train_summary
 from melkit.train.trainer import TrainOptions, train
 
 
+def _one_line(e: BaseException) -> str:
+    """What went wrong with the machine or a file, in one line (no traceback, no control characters)."""
+    if isinstance(e, UnicodeDecodeError):
+        text = f"a file is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+    elif isinstance(e, OSError) and e.strerror:
+        text = e.strerror + (f": {e.filename}" if e.filename else "")
+    else:
+        text = f"{type(e).__name__}: {e}"
+    return "".join(c if c.isprintable() else " " for c in text)[:300]
+
+
 class MelkitGroup(click.Group):
-    """Turns MelkitError into a clear one-line message and its exit code (1 or 2)."""
+    """The one error boundary: MelkitError becomes a clear one-line message and its exit code (1 or 2); so do,
+    with exit code 2, what the machine or a file can throw at any command: OSError (no space left, read-only,
+    permission), undecodable text, malformed JSON or CSV. Writers stage their output and remove it on the way
+    out, so nothing half-written is left (see melkit.core.files)."""
 
     def invoke(self, ctx):
         try:
@@ -36,6 +53,9 @@ class MelkitGroup(click.Group):
         except MelkitError as e:
             click.echo(f"melkit: error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
+            click.echo(f"melkit: error: {_one_line(e)}", err=True)
+            ctx.exit(2)
 
 
 def _echo(msg):
@@ -164,6 +184,26 @@ def bench_cmd(opts):
         _echo(f"wrote {path}")
     if result.failures:
         raise QualityGateError(f"{len(result.failures)} gate(s) failed: " + "; ".join(result.failures))
+
+
+@main.command("card")
+@click_options(CardOptions)
+def card_cmd(opts):
+    """MODEL_CARD.md from MODEL (a .tflite with its card, or the card .json) and --bench reports."""
+    result = write_model_card(opts)
+    _echo(f"{result.out}: {result.status}")
+
+
+@main.command("calibrate")
+@click_options(CalibrateOptions)
+def calibrate_cmd(opts):
+    """Re-fit MODEL's decision threshold (and a display temperature) on your own labelled images: a byte copy
+    of MODEL with its new card in OUT."""
+    result = calibrate(opts, echo=_echo)
+    _echo("")
+    _echo(result.text)
+    for path in result.written:
+        _echo(f"wrote {path}")
 
 
 @main.command("predict")

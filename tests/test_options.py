@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from melkit import cli
 from melkit.benchmark.bench import BenchOptions
+from melkit.benchmark.calibrate import CalibrateOptions
+from melkit.card_md import CardOptions
 from melkit.convert.options import ConvertOptions
 from melkit.core.errors import BadInputError
 from melkit.core.metrics import N_BOOT
@@ -23,6 +25,8 @@ COMMANDS = {  # command path -> (options class, the library function the command
     ("train",): (TrainOptions, "train"),
     ("convert",): (ConvertOptions, "convert_run"),
     ("bench",): (BenchOptions, "run_bench"),
+    ("card",): (CardOptions, "write_model_card"),
+    ("calibrate",): (CalibrateOptions, "calibrate"),
     ("demo",): (DemoOptions, "run_demo"),
     ("data", "synth"): (cli.SynthOptions, "write_synth_dataset"),
     ("data", "fetch"): (cli.FetchOptions, "fetch_set"),

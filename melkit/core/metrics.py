@@ -26,6 +26,7 @@ from melkit.core.options import SEED
 __all__ = [
     "roc_auc",
     "bootstrap_auc_ci",
+    "bootstrap_decision_cis",
     "parse_threshold_policy",
     "choose_threshold",
     "confusion_at",
@@ -147,6 +148,33 @@ def _weighted_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarr
     return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
 
 
+def _check_n_boot(n_boot) -> int:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise BadInputError(f"n_boot must be a positive integer, got {n_boot!r}")
+    return int(n_boot)
+
+
+def _bootstrap_weights(n: int, groups, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n)``: how often each sample is in each resample (the same resamples for a given seed).
+
+    With ``groups`` whole groups are drawn with replacement and each sample carries its group's count;
+    without, samples are drawn one by one.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        units, unit_of_sample = n, np.arange(n)
+    else:
+        g = _validate_groups(groups, n)
+        _, unit_of_sample = np.unique(g, return_inverse=True)
+        units = int(unit_of_sample.max()) + 1
+    # Draw `units` units per resample and count how often each unit was drawn ...
+    draws = rng.integers(0, units, size=(n_boot, units))
+    counts = np.bincount((np.arange(n_boot)[:, None] * units + draws).ravel(), minlength=n_boot * units)
+    counts = counts.reshape(n_boot, units).astype(float)
+    # ... then every sample carries the count of its unit (its lesion, or itself).
+    return counts[:, unit_of_sample]
+
+
 def bootstrap_auc_ci(
     y_true, p, groups=None, n_boot: int = N_BOOT, seed: int = SEED, level: float = 0.95
 ) -> tuple[float, float] | None:
@@ -159,31 +187,62 @@ def bootstrap_auc_ci(
     deterministic for a given ``seed`` (``numpy.random.default_rng(seed)``).
     """
     y, q = _validate(y_true, p)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise BadInputError(f"n_boot must be a positive integer, got {n_boot!r}")
+    n_boot = _check_n_boot(n_boot)
     level = _validate_unit(level, "level", lo_open=True, hi_open=True)
     if not _both_classes(y):
         return None
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    if groups is None:
-        units, unit_of_sample = n, np.arange(n)
-    else:
-        g = _validate_groups(groups, n)
-        _, unit_of_sample = np.unique(g, return_inverse=True)
-        units = int(unit_of_sample.max()) + 1
-    # Draw `units` units per resample and count how often each unit was drawn ...
-    draws = rng.integers(0, units, size=(n_boot, units))
-    counts = np.bincount((np.arange(n_boot)[:, None] * units + draws).ravel(), minlength=n_boot * units)
-    counts = counts.reshape(n_boot, units).astype(float)
-    # ... then every sample carries the count of its unit (its lesion, or itself).
-    aucs = _weighted_auc(y, q, counts[:, unit_of_sample])
+    aucs = _weighted_auc(y, q, _bootstrap_weights(len(y), groups, n_boot, seed))
     aucs = aucs[~np.isnan(aucs)]
     if len(aucs) == 0:
         return None
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(aucs, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
+
+
+def bootstrap_decision_cis(
+    y_true, p, thresholds, groups=None, n_boot: int = N_BOOT, seed: int = SEED, level: float = 0.95
+) -> list[dict]:
+    """Percentile-bootstrap CIs of sensitivity, specificity and balanced accuracy at each threshold.
+
+    Returns one dict per threshold, ``{"sensitivity": [lo, hi], "specificity": ..., "balanced_accuracy":
+    ...}`` (None where a class is missing). Every threshold is measured on the same resamples (lesions
+    with ``groups``, as :func:`bootstrap_auc_ci` draws them for the same seed), so the dicts after the
+    first also hold ``"change"``: the CI of each metric at that threshold minus at the first one, a
+    paired comparison that is much tighter than comparing two separate intervals. Resamples without
+    one of the classes leave out the metrics that need it.
+    """
+    y, q = _validate(y_true, p)
+    n_boot = _check_n_boot(n_boot)
+    level = _validate_unit(level, "level", lo_open=True, hi_open=True)
+    thresholds = [float(t) for t in thresholds]
+    if not thresholds or not all(math.isfinite(t) for t in thresholds):
+        raise BadInputError(f"thresholds must be finite numbers, got {thresholds!r}")
+    w = _bootstrap_weights(len(y), groups, n_boot, seed)
+    pos, neg = w @ (y == 1), w @ (y == 0)
+    alpha = (1.0 - level) / 2.0
+
+    def ci(values: np.ndarray):
+        values = values[~np.isnan(values)]
+        if len(values) == 0:
+            return None
+        lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
+        return [float(lo), float(hi)]
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = []
+        for t in thresholds:
+            called = q >= t
+            sens = np.where(pos > 0, (w @ (called & (y == 1))) / pos, np.nan)
+            spec = np.where(neg > 0, (w @ (~called & (y == 0))) / neg, np.nan)
+            draws.append({"sensitivity": sens, "specificity": spec, "balanced_accuracy": (sens + spec) / 2})
+    out = []
+    for i, d in enumerate(draws):
+        row = {k: ci(v) for k, v in d.items()}
+        if i:
+            row["change"] = {k: ci(v - draws[0][k]) for k, v in d.items()}
+        out.append(row)
+    return out
 
 
 # --------------------------------------------------------------------------- thresholds

@@ -8,6 +8,7 @@ batched P(mel) through the preprocessing contract.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -129,6 +130,11 @@ def split_records(run_dir, config: RunConfig, split: str, data_dir=None):
     # --augment-before-split copies are not files; they are not needed for calibration or checks.
     if not records:
         raise BadInputError(f"no {split} images of run {run_dir} found in {' + '.join(map(str, data_dirs))}")
+    missing = sorted(wanted - {r.image_id for r in records} - {i for i in wanted if re.search(r"_aug\d+$", i)})
+    if missing:
+        # A check on a fraction of the split would report numbers for a set nobody chose (n=8 of 73).
+        raise BadInputError(f"{len(missing)} of {len(wanted)} {split} images of run {run_dir} are not in "
+                            f"{' + '.join(map(str, data_dirs))} (e.g. {missing[0]}): give the run's data directory")
     return records
 
 

@@ -70,17 +70,21 @@ def find_metadata(root: Path) -> Path | None:
     return None
 
 
-def _index_images(root: Path) -> dict:
-    """image stem -> path, over root and every folder below it (HAM10000 ships two image folders)."""
-    index = {}
+def _index_images(root: Path) -> tuple[dict, dict]:
+    """image stem -> path, over root and every folder below it (HAM10000 ships two image folders), and
+    stem -> every other distinct file of that stem (``a/X.png`` beside ``images/X.jpg``)."""
+    index, others = {}, {}
     # os.walk, not rglob: follow symlinked image folders (a subset's metadata beside a link to the images).
     for dirpath, dirnames, filenames in sorted(os.walk(root, followlinks=True)):
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                index.setdefault(path.stem, path)
-    return index
+                first = index.setdefault(path.stem, path)
+                # the same file reached through a symlinked folder is not a second image
+                if first != path and os.path.realpath(first) != os.path.realpath(path):
+                    others.setdefault(path.stem, []).append(path)
+    return index, others
 
 
 def read_ham10000(root, metadata: Path | None = None) -> DataSet:
@@ -88,16 +92,21 @@ def read_ham10000(root, metadata: Path | None = None) -> DataSet:
     metadata = metadata or find_metadata(root)
     if metadata is None:
         raise BadInputError(f"{root}: no {' or '.join(METADATA_NAMES)} found")
-    with open(metadata, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise BadInputError(
-                f"{metadata}: missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}; "
-                f"expected HAM10000 columns lesion_id,image_id,dx[,dx_type,age,sex,localization]"
-            )
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    try:
+        with open(metadata, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise BadInputError(
+                    f"{metadata}: missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}; "
+                    f"expected HAM10000 columns lesion_id,image_id,dx[,dx_type,age,sex,localization]"
+                )
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except UnicodeDecodeError as e:
+        raise BadInputError(f"{metadata}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except csv.Error as e:
+        raise BadInputError(f"{metadata}: malformed CSV ({e})") from None
     ids = Counter(r["image_id"] for r in rows)
     dups = sorted(i for i, n in ids.items() if n > 1)
     if dups:
@@ -109,7 +118,7 @@ def read_ham10000(root, metadata: Path | None = None) -> DataSet:
     sources = [_row_source(metadata, row, default_source) for row in rows]  # every row checked, kept or not
     fixed = [_row_split(metadata, row) for row in rows]
 
-    index = _index_images(root)
+    index, others = _index_images(root)
     records, other, skipped = [], Counter(), []
     for row, source, fixed_split in zip(rows, sources, fixed):
         dx = row["dx"].lower()
@@ -120,6 +129,9 @@ def read_ham10000(root, metadata: Path | None = None) -> DataSet:
         if path is None:
             skipped.append((row["image_id"], "image file listed in metadata not found"))
             continue
+        if row["image_id"] in others:
+            raise BadInputError(f"image id {row['image_id']} has two files, {path} and {others[row['image_id']][0]}: "
+                                f"keep one (melkit would train on either)")
         meta = {k: row.get(k, "") for k in META_COLUMNS}
         records.append(
             Record(
@@ -132,7 +144,10 @@ def read_ham10000(root, metadata: Path | None = None) -> DataSet:
                 fixed_split=fixed_split,
             )
         )
-    return DataSet(str(root), "ham10000", records, dict(other), skipped, [str(root)], _source_dirs(records, root))
+    kept = {r.image_id for r in records}
+    no_lesion = sum(1 for row in rows if row["image_id"] in kept and not row.get("lesion_id"))
+    return DataSet(str(root), "ham10000", records, dict(other), skipped, [str(root)], _source_dirs(records, root),
+                   without_lesion_id=no_lesion)
 
 
 def _source_dirs(records, root) -> dict:
@@ -158,7 +173,8 @@ def read_class_folders(root) -> DataSet:
             seen[path.stem] = path
             records.append(Record(path.stem, path.stem, LABELS.index(name), str(path), {"dataset": root.name},
                                   source=source))
-    return DataSet(str(root), "folders", records, dict(other), [], [str(root)], _source_dirs(records, root))
+    return DataSet(str(root), "folders", records, dict(other), [], [str(root)], _source_dirs(records, root),
+                   without_lesion_id=len(records))
 
 
 def read_dataset(root) -> DataSet:
@@ -225,4 +241,5 @@ def read_sources(dirs) -> DataSet:
         skipped=[s for ds in sets for s in ds.skipped],
         dirs=[ds.root for ds in sets],
         sources=sources,
+        without_lesion_id=sum(ds.without_lesion_id for ds in sets),
     )

@@ -55,6 +55,8 @@ class DataSet:
     skipped: list = field(default_factory=list)  # (image_id, reason) for missing / unreadable images
     dirs: list = field(default_factory=list)  # the directories read, in order
     sources: dict = field(default_factory=dict)  # source name -> the directory its records came from
+    # Records with no lesion id (class folders; an empty or absent lesion_id column): each is its own lesion.
+    without_lesion_id: int = 0
 
     def counts(self) -> dict:
         return count_records(self.records)

@@ -201,9 +201,19 @@ def write_split_csv(path, records, splits) -> None:
             w.writerow([r.image_id, r.lesion_id, r.dx, r.source, s])
 
 
-def read_split_csv(path) -> dict:
+class SplitManifest(dict):
+    """image_id -> split name, as a split file states it; ``labels`` holds its ``label`` column (if any)."""
+
+    def __init__(self, path, splits: dict, labels: dict):
+        super().__init__(splits)
+        self.path, self.labels = str(path), labels
+
+
+def read_split_csv(path) -> SplitManifest:
     """image_id -> split name, validated. The ``source`` column is optional (split files before
-    multi-source training lack it); where present its values must be plain source names."""
+    multi-source training lack it); where present its values must be plain source names. The ``label``
+    column, where present, is kept to be checked against the data (:func:`apply_split_csv`)."""
+    labels = {}
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -218,15 +228,45 @@ def read_split_csv(path) -> dict:
                 if not _SOURCE_NAME.fullmatch(row.get("source") or ""):  # optional column (older files lack it)
                     raise BadInputError(f"{path}: unknown source {row['source']!r} for {row['image_id']}")
                 out[row["image_id"]] = row["split"]
+                if row.get("label"):
+                    labels[row["image_id"]] = row["label"]
     except OSError as e:
         raise BadInputError(f"cannot read split file {path}: {e}") from None
-    return out
+    except UnicodeDecodeError as e:
+        raise BadInputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except csv.Error as e:
+        raise BadInputError(f"{path}: malformed CSV ({e})") from None
+    return SplitManifest(path, out, labels)
 
 
-def apply_split_csv(records, mapping: dict) -> list:
+def check_split_labels(records, mapping: dict) -> None:
+    """A split file whose ``label`` column contradicts the data's labels was made for other data: refused."""
+    labels = getattr(mapping, "labels", {})
+    wrong = [r for r in records if r.image_id in labels and labels[r.image_id] != r.dx]
+    if wrong:
+        r = wrong[0]
+        where = f"{mapping.path}: " if isinstance(mapping, SplitManifest) else "split file: "
+        raise BadInputError(f"{where}{len(wrong)} label(s) contradict the data, e.g. {r.image_id} is "
+                            f"{labels[r.image_id]!r} there and {r.dx!r} in the metadata")
+
+
+def apply_split_csv(records, mapping: dict, *, allow_leak: bool = False) -> list:
+    """Each record's split from a split file. Refused: an image the file lacks, a label that contradicts the
+    data's, and (unless ``allow_leak``, to measure a leak on purpose) a lesion the file puts in two splits."""
+    where = f"{mapping.path}: " if isinstance(mapping, SplitManifest) else "split file: "
     missing = [r.image_id for r in records if r.image_id not in mapping]
     if missing:
         raise BadInputError(
             f"{len(missing)} image(s) of the data set are not in the split file, e.g. {missing[0]}"
         )
-    return [mapping[r.image_id] for r in records]
+    check_split_labels(records, mapping)
+    splits = [mapping[r.image_id] for r in records]
+    if not allow_leak:
+        first = {}
+        for r, s in zip(records, splits):
+            other = first.setdefault(r.lesion_id, (s, r.image_id))
+            if other[0] != s:
+                raise BadInputError(f"{where}lesion {r.lesion_id} is in two splits ({other[0]}: {other[1]}, {s}: "
+                                    f"{r.image_id}): a leak; keep each lesion in one split (--split image measures "
+                                    f"a leak on purpose)")
+    return splits
