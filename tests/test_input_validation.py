@@ -155,3 +155,60 @@ def test_checks_on_a_run_need_all_of_its_validation_images(tiny_run, tiny_data, 
     d = copy_set(tiny_data, tmp_path / "moved", lambda rows: [r for r in rows if r["image_id"] not in dropped])
     with pytest.raises(BadInputError, match=rf"3 of {len(val)} val images of run .* are not in .*{dropped[0]}"):
         split_records(tiny_run.out_dir, config, "val", data_dir=d)
+
+
+def test_published_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from melkit.core.files import FILE_MODE, atomic_path, atomic_writer, write_json
+
+    umask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_writer(tmp_path / "b.bin", "wb") as f:
+            f.write(b"1")
+        with atomic_path(tmp_path / "c.png") as p:
+            open(p, "wb").write(b"png")
+    finally:
+        os.umask(umask)
+    for name in ("a.json", "b.bin", "c.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == FILE_MODE
+    assert FILE_MODE & 0o044  # readable by group and others under the usual umask (was 0600)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from melkit.data import imageio
+    from melkit.data.preprocess import CONTRACT_V2
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 100_000)  # 400x300 = 120,000 pixels
+    with pytest.raises(imageio.UnreadableImage, match=r"400x300 is 0.1 Mpx, over melkit.s limit of 0.1 Mpx"):
+        imageio.read_rgb(path)
+    jpeg = tmp_path / "big.jpg"
+    Image.fromarray(np.zeros((600, 800, 3), np.uint8)).save(jpeg)
+    # a v2 contract decodes a JPEG reduced (draft): 800x600 at 1/2 is 400x300, still over; at 64 px it is
+    # 1/4 = 200x150 and under the limit, so it is read
+    assert imageio.read_rgb(jpeg, contract=CONTRACT_V2.for_size(64)).shape[:2] == (150, 200)
+    with pytest.raises(imageio.UnreadableImage, match="limit"):
+        imageio.read_rgb(jpeg)
+
+
+def test_a_second_writer_of_the_same_output_exits_2_at_once(synth_dir, tmp_path):
+    from melkit.core.files import exclusive
+
+    out = tmp_path / "run"
+    with exclusive(out):  # as if another `melkit train --out run` were running
+        result = CliRunner().invoke(main, ["train", "--data", str(synth_dir), "--out", str(out), "--weights", "none",
+                                           "--recipe", "scratch", "--epochs", "1"])
+        assert result.exit_code == 2, result.output
+        assert f"{out} is being written by another melkit process (pid " in result.output
+        assert not (tmp_path / "run.partial").exists()
+    with exclusive(out):  # released: the next one gets it, and no lock file is left behind afterwards
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

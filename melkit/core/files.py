@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -13,6 +14,12 @@ import numpy as np
 
 from melkit.core.errors import BadInputError
 
+# mkstemp creates files 0600; a published output gets the mode any new file would get (0644 under the usual
+# umask), so the files a run or a release writes can be read by the app's build, a CI user or a colleague.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_writer(path, mode="w", **kwargs):
@@ -20,6 +27,7 @@ def atomic_writer(path, mode="w", **kwargs):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if "b" not in mode else {}), **kwargs) as f:
             yield f
             f.flush()
@@ -70,6 +78,7 @@ def atomic_path(path):
     """Yield a temp path beside ``path`` for a writer that wants a file name (e.g. savefig), then rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         yield tmp
@@ -106,3 +115,36 @@ def staging(final: Path):
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(target):
+    """An advisory lock (``fcntl.flock``) on ``<target>.lock`` beside the target, held while a command writes
+    it: a second writer of the same target exits 2 at once instead of interleaving its files with ours. The
+    lock file holds the owner's pid; the kernel drops the lock when the process dies, even on ``kill -9``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.with_name(target.name + ".lock")
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise BadInputError(f"{target} is being written by another melkit process (pid {owner}); wait for it "
+                                f"or choose another output") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the one at the path
+            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)  # still ours: nobody else can hold it while we do
+        os.close(fd)

@@ -22,6 +22,11 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
+# The most pixels melkit decodes for one image (after JPEG draft reduction): 50 Mpx is a 8660x5770 photo, about
+# 150 MB as RGB. Larger files are refused with a clear message instead of taking gigabytes (a 144-Mpx image
+# took 2.6 GB). Pillow's own bomb check stays in force above it.
+MAX_PIXELS = 50_000_000
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -82,6 +87,9 @@ def read_rgb(path, exif_transpose: bool = True, contract=None) -> np.ndarray:
             if scale > 1:
                 # Pillow picks the largest scale s in (8, 4, 2) with s <= size // requested: this gives ``scale``.
                 img.draft(img.mode, (img.width // scale, img.height // scale))
+            if img.width * img.height > MAX_PIXELS:  # the header's size (after draft): nothing decoded yet
+                raise UnreadableImage(f"{img.width}x{img.height} is {img.width * img.height / 1e6:.1f} Mpx, over "
+                                      f"melkit's limit of {MAX_PIXELS / 1e6:g} Mpx per image; downscale it first")
             img.load()
             if exif_transpose:
                 img = ImageOps.exif_transpose(img)

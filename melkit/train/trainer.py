@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ import click
 import numpy as np
 
 from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.files import read_json, write_json
+from melkit.core.files import exclusive, read_json, write_json
 from melkit.core.metrics import N_BOOT, binary_report, choose_threshold, parse_threshold_policy
 from melkit.core.model import build_model
 from melkit.core.options import SEED, Epochs, opt
@@ -206,15 +207,21 @@ def _evaluate_external(model, sets, recipe, threshold, opts, echo) -> dict:
 
 
 def train(opts: TrainOptions, echo=print) -> RunResult:
-    from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
-    from melkit.train import stages  # imports TensorFlow at its top: imported when training starts
-
     recipe = opts.recipe.validate()
     parse_threshold_policy(recipe.threshold_policy)
     out = Path(opts.out)
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TensorFlow work.
     strategy, is_chief = distribute.make_strategy(opts.strategy)
     # Only the chief writes the run; other workers of a multi-worker job write to a scratch directory.
+    # A second `train --out OUT` (or --resume) while this one runs exits 2 instead of sharing OUT.partial.
+    with exclusive(out) if is_chief else contextlib.nullcontext():
+        return _train(opts, recipe, out, strategy, is_chief, echo)
+
+
+def _train(opts, recipe, out, strategy, is_chief, echo) -> RunResult:
+    from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
+    from melkit.train import stages  # imports TensorFlow at its top: imported when training starts
+
     run = rundir.claim(out, opts.resume) if is_chief else Path(tempfile.mkdtemp(prefix="melkit-worker-"))
     keras.utils.set_random_seed(opts.seed)
     tf.config.experimental.enable_op_determinism()

@@ -1,0 +1,54 @@
+"""Shades of Gray as a contract step, end to end: a run trained with it records it, its card states it, and
+predict, bench and the golden vectors all apply it, so the phone sees what the model was trained on."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import LOOSE, tiny_recipe
+from melkit.core.run import load_run, load_trained_model, predict_proba
+from melkit.data.imageio import read_rgb
+from melkit.data.preprocess import SHADES_OF_GRAY, resize_uint8, shades_of_gray
+
+
+@pytest.fixture(scope="module")
+def sog_models(tiny_data, tmp_path_factory):
+    from melkit.convert.converter import ConvertOptions, convert_run
+    from melkit.train.trainer import TrainOptions, train
+
+    recipe = tiny_recipe()
+    recipe = replace(recipe, stages=[replace(recipe.stages[0], epochs=4)], color_constancy=False)
+    run = tmp_path_factory.mktemp("sog") / "run"
+    train(TrainOptions(data=str(tiny_data), out=str(run), recipe=recipe, weights=None, n_boot=50,
+                       color_constancy=True))
+    out = tmp_path_factory.mktemp("sog-tflite")
+    convert_run(run, ConvertOptions(variants=["float32"], out=str(out), calibration_images=10,
+                                    min_agreement=LOOSE))
+    return run, out
+
+
+def test_the_run_and_its_card_state_the_step(sog_models):
+    run, out = sog_models
+    config = load_run(run)
+    assert config.recipe.color_constancy and config.preprocessing.color_constancy == SHADES_OF_GRAY
+    card = json.loads(next(out.glob("*_float32.json")).read_text())
+    assert card["preprocessing"]["color_constancy"] == SHADES_OF_GRAY
+
+
+def test_predict_applies_the_step_like_training(sog_models, tiny_data):
+    from melkit.benchmark.predict import predict_files
+
+    run, out = sog_models
+    paths = sorted((tiny_data / "images").iterdir())[:6]
+    size = load_run(run).image_size
+    with_step = np.stack([shades_of_gray(resize_uint8(read_rgb(p), size)) for p in paths])
+    without = np.stack([resize_uint8(read_rgb(p), size) for p in paths])
+    assert (with_step != without).any()  # the synthetic images carry colour casts: the step changes them
+    model, _ = load_trained_model(run)
+    expected = predict_proba(model, with_step)
+    assert not np.allclose(expected, predict_proba(model, without), atol=1e-4)
+    for m in (run, next(out.glob("*_float32.tflite"))):
+        got = [r["p_mel"] for r in predict_files(m, paths)["predictions"]]
+        np.testing.assert_allclose(got, expected, atol=2e-3)
