@@ -12,9 +12,9 @@ from pathlib import Path
 
 from melkit.core.card import ModelCard, load_card
 from melkit.core.errors import BadInputError
-from melkit.core.files import staging
+from melkit.core.files import exclusive, staging_many
 from melkit.core.litert import load_interpreter
-from melkit.golden import write_goldens
+from melkit.golden import fill_goldens
 
 ASSETS = Path("app", "src", "main", "assets")
 GOLDEN = Path("app", "src", "test", "resources", "golden")
@@ -67,15 +67,19 @@ def bundle(model_path, app_dir, golden_dir=None, images=None) -> dict:
     card_path = model_path.with_suffix(".json")
 
     assets = app_dir / ASSETS
-    with staging(assets) as staged:
-        if assets.is_dir():  # keep whatever else the app ships in its assets
+    golden = Path(golden_dir) if golden_dir is not None else app_dir / GOLDEN
+    # One transaction: the assets and the goldens are both built in staging folders, then published together
+    # (a journal makes the next bundle finish a publication a crash interrupted), so the app never holds a
+    # new model with the old model's goldens, and a bad --image fails before anything is replaced. The lock
+    # makes a second bundle into the same app exit 2 instead of mixing its files with ours.
+    with exclusive(app_dir / ".melkit-bundle"), staging_many([assets, golden]) as (staged, staged_golden):
+        if assets.is_dir():  # keep whatever else the app ships in its assets (after any recovery above)
             for f in assets.iterdir():
                 if not _is_ours(f):
                     (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
         shutil.copyfile(model_path, staged / model_path.name)
         shutil.copyfile(card_path, staged / card_path.name)
         (staged / "labels.txt").write_text(labels, encoding="utf-8")
-    golden = Path(golden_dir) if golden_dir is not None else app_dir / GOLDEN
-    index = write_goldens(model_path, card, interp, golden, images=images)
+        index = fill_goldens(staged_golden, model_path, card, interp, images=images)
     return {"assets": assets, "model": assets / model_path.name, "golden": golden, "images": len(index["images"]),
             "card": card}

@@ -115,6 +115,12 @@ class FetchOptions:
                        help="Further tries after a network failure, with doubling waits.")
     keep_archives: bool = opt(default_of(fetch_set, "keep_archives"),
                               help="Keep the downloaded zip files after extracting them.")
+    stall_timeout: float = opt(default_of(fetch_set, "stall_timeout"), min=1, max=3600,
+                               help="Seconds a try may go with under 16 KiB received before it is cut off "
+                                    "and retried.")
+    deadline: float = opt(default_of(fetch_set, "deadline"), min=1,
+                          help="Seconds the whole fetch may take, waits and retries included (default 6 h); "
+                               "a rerun resumes what was downloaded.")
 
 
 @data.command("fetch")

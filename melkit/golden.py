@@ -122,21 +122,25 @@ def golden_entry(name: str, data: bytes, suffix: str, card: ModelCard, interp, o
 
 def write_goldens(model_path, card: ModelCard, interp, golden_dir, images=None) -> dict:
     """Write the golden set for ``card``'s model into ``golden_dir`` (replaced whole); returns the index."""
+    with staging(Path(golden_dir)) as staged:
+        return fill_goldens(staged, model_path, card, interp, images)
+
+
+def fill_goldens(staged: Path, model_path, card: ModelCard, interp, images=None) -> dict:
+    """The golden set for ``card``'s model, written into the empty folder ``staged``; returns the index."""
     if images:
         named = [(Path(p).stem, Path(p).read_bytes(), Path(p).suffix.lower()) for p in images]
         if len({n for n, _, _ in named}) != len(named):
             raise BadInputError("golden images need distinct file names")
     else:
         named = [(n, d, ".png" if d[:4] == b"\x89PNG" else ".jpg") for n, d in synthetic_images()]
-    golden_dir = Path(golden_dir)
-    with staging(golden_dir) as staged:
-        entries = [golden_entry(n, d, s, card, interp, staged) for n, d, s in named]
-        index = {"format": FORMAT, "model_file": Path(model_path).name, "model_sha256": card.sha256,
-                 "card": "card.json", "image_size": card.image_size, "input": card.input.to_json(),
-                 "output": card.output.to_json(), "labels": list(card.labels), "threshold": card.threshold,
-                 "orientation_cases": orientation_cases(), "images": entries}
-        write_card(staged / "card.json", card)
-        write_json(staged / "index.json", index)
+    entries = [golden_entry(n, d, s, card, interp, staged) for n, d, s in named]
+    index = {"format": FORMAT, "model_file": Path(model_path).name, "model_sha256": card.sha256,
+             "card": "card.json", "image_size": card.image_size, "input": card.input.to_json(),
+             "output": card.output.to_json(), "labels": list(card.labels), "threshold": card.threshold,
+             "orientation_cases": orientation_cases(), "images": entries}
+    write_card(staged / "card.json", card)
+    write_json(staged / "index.json", index)
     return index
 
 

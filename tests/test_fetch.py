@@ -2,8 +2,10 @@
 
 The stand-in answers like the real record: a file list with ids, sizes and MD5s (native API), files by id
 (access API), an ingested table served as ``.tab`` unless ``format=original`` is asked for, a redirect to
-storage, HTTP range requests, a connection dropped mid-file, a transient 503. The archives are built here
-from a few tiny JPEGs.
+storage, HTTP range requests, a connection dropped mid-file, a transient 503. It also misbehaves on
+request: a server that drips a byte now and then, one that never answers, one that keeps answering 503, and
+one that answers garbage (control characters in the status line or the reason phrase). The archives are
+built here from a few tiny JPEGs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import re
 import socket
 import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,6 +93,9 @@ class StoredFile:
     truncate_once: bool = False  # the first answer drops the connection halfway
     fail_once: int | None = None  # the first answer is this HTTP status
     size_listed: bool = True  # False: the listing omits the original's size (only the checksum can tell)
+    drip_s: float | None = None  # every answer sends its body one byte per this many seconds
+    fail_always: int | None = None  # every answer is this HTTP status
+    garbage: str | None = None  # "status": every answer is no HTTP at all; "reason": a 404 with a garbage reason
 
     def listing(self) -> dict:
         md5 = self.md5 or hashlib.md5(self.body).hexdigest()
@@ -121,6 +127,10 @@ def isic_files(gt=GT_ONE_HOT):
     ]
 
 
+DRIP_LIMIT_S = 8.0
+GARBAGE = b"\x1b[2J\x07\x00EVIL\x08\x9b\x7f " + b"x" * 5000  # clears a terminal, rings, and goes on and on
+
+
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.0: one request per connection, so closing early is a real truncation.
 
@@ -133,6 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         dv.log.append((url.path, url.query, self.headers.get("Range")))
         if url.path == "/api/datasets/:persistentId/" and query.get("persistentId") == [DOI]:
+            if dv.listing == "silent":  # accepts the request, then never answers
+                dv.stopping.wait()
+                return
             body = json.dumps({"status": "OK", "data": {"latestVersion": {
                 "files": [f.listing() for f in dv.files.values()]}}}).encode()
             return self._answer(200, body, {"Content-Type": "application/json"})
@@ -143,6 +156,16 @@ class _Handler(BaseHTTPRequestHandler):
         if f.fail_once:
             status, f.fail_once = f.fail_once, None
             return self._answer(status, b"busy")
+        if f.fail_always:
+            return self._answer(f.fail_always, b"busy")
+        if f.garbage == "status":
+            self.wfile.write(GARBAGE + b"\r\n\r\n")
+            return
+        if f.garbage == "reason":
+            self.send_response(404, GARBAGE.decode("latin-1"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if m[1] and f.redirect:
             return self._answer(303, b"", {"Location": f"{dv.url}/storage/{f.id}?{url.query}"})
         body = f.body if f.tab is None or query.get("format") == ["original"] else f.tab
@@ -152,10 +175,30 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/octet-stream"}
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+        if f.drip_s:
+            return self._drip(206 if start else 200, body[start:], headers, f.drip_s)
         if f.truncate_once:
             f.truncate_once = False
             return self._answer(206 if start else 200, body[start:], headers, send=(len(body) - start) // 2)
         return self._answer(206 if start else 200, body[start:], headers)
+
+    def _drip(self, status, body, headers, every_s):
+        """Headers at once, then the body one byte per ``every_s`` seconds, for DRIP_LIMIT_S at most (so that
+        a client that never gives up makes a test fail, not hang)."""
+        dv = self.server.dataverse
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        until = time.monotonic() + DRIP_LIMIT_S
+        for i in range(len(body)):
+            if dv.stopping.wait(every_s) or time.monotonic() > until:
+                return
+            try:
+                self.wfile.write(body[i:i + 1])
+            except OSError:  # the client hung up
+                return
 
     def _answer(self, status, body, headers=None, send=None):
         self.send_response(status)
@@ -169,9 +212,11 @@ class _Handler(BaseHTTPRequestHandler):
 class Dataverse:
     """The stand-in server, on a free port of 127.0.0.1, in a thread."""
 
-    def __init__(self, files):
+    def __init__(self, files, listing=None):
         self.files = {f.id: f for f in files}
+        self.listing = listing  # "silent": the file list request is never answered
         self.log = []
+        self.stopping = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.dataverse = self
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -182,6 +227,7 @@ class Dataverse:
         return [e for e in self.log if e[0] in (f"/api/access/datafile/{file_id}", f"/storage/{file_id}")]
 
     def close(self):
+        self.stopping.set()  # ends the handlers that drip or stay silent
         self.server.shutdown()
         self.server.server_close()
 
@@ -190,8 +236,8 @@ class Dataverse:
 def dataverse():
     started = []
 
-    def start(files):
-        started.append(Dataverse(files))
+    def start(files, **kwargs):
+        started.append(Dataverse(files, **kwargs))
         return started[-1]
 
     yield start
@@ -341,7 +387,9 @@ def test_isic2018_test_set_from_the_env_var_base_url(dataverse, tmp_path, gt):
     assert (out / "ISIC2018_Task3_Test_GroundTruth.csv").read_bytes() == gt
     # The archive's own top folder is not nested twice.
     assert (out / "ISIC2018_Task3_Test_Images" / f"{TEST_IDS[0]}.jpg").is_file()
-    assert len(dv.requests_for(6924466)) == 2  # a 503 first, then a retry
+    assert len(dv.requests_for(6924466)) == 2  # a 503 first, then a retry, announced on a line of its own
+    assert re.search(r"^downloading ISIC2018_Task3_Test_GroundTruth.csv from \S+/api/access/datafile/6924466\?"
+                     r"format=original: HTTP 503 .*; retry 1 of 5 in 0 s$", r.stdout, re.M), r.stdout
     assert dv.requests_for(3172585) == []  # nothing of HAM10000's training set
     ds = read_dataset(out)
     assert {r.image_id: r.label for r in ds.records} == {TEST_IDS[0]: 1, TEST_IDS[1]: 0}
@@ -369,3 +417,115 @@ def test_unknown_set_and_bad_base_url_exit_2(tmp_path):
     assert r.exit_code == 2 and "unknown data set 'ham20000'" in r.output and "isic2018-test" in r.output
     r = run("ham10000", "--to", tmp_path / "x", "--base-url", "ftp://example")
     assert r.exit_code == 2 and "http:// or https://" in r.output
+
+
+def error_line(r) -> str:
+    """The one error line; nothing of the message spills onto another."""
+    lines = [line for line in r.output.split("\n") if "melkit: error:" in line]
+    assert len(lines) == 1, r.output
+    assert r.stderr.split("\n")[-1] == "" and r.stderr.split("\n")[-2] == lines[0], r.stderr
+    return lines[0]
+
+
+def timed_run(*args, env=None):
+    t = time.monotonic()
+    r = run(*args, env=env)
+    return r, time.monotonic() - t
+
+
+def test_a_dripping_download_stalls_and_a_rerun_resumes_the_partial(dataverse, tmp_path):
+    files = ham_files()
+    files[1].drip_s = 0.5  # part 2: the headers at once, then a byte every half second
+    dv = dataverse(files)
+    out = tmp_path / "ham"
+    # (--deadline only so that a fetch blind to the stall fails this test instead of hanging it)
+    r, took = timed_run("ham10000", "--to", out, "--base-url", dv.url, "--stall-timeout", 1.5, "--retries", 1,
+                        "--deadline", 12)
+    assert r.exit_code == 2, r.output
+    assert took < 2 * 1.5 + 2, took  # two tries, each cut off at the stall timeout
+    url = f"{dv.url}/api/access/datafile/3172584"
+    # Each failed try is announced with its reason and the wait; the error says which URL, what happened.
+    assert re.search(rf"^downloading HAM10000_images_part_2.zip from {url}: stalled: [1-3] bytes in 1.5 s "
+                     rf"\(--stall-timeout\); retry 1 of 1 in 0 s$", r.stdout, re.M), r.output
+    line = error_line(r)
+    assert f"downloading HAM10000_images_part_2.zip from {url} failed after 2 tries: stalled:" in line
+    # What arrived is kept by design, as a prefix of the file, under .part: a rerun resumes from it.
+    part = out / "downloads" / "HAM10000_images_part_2.zip.part"
+    have = part.stat().st_size
+    assert 2 <= have <= 6 and PART_2.startswith(part.read_bytes())
+    assert not (out / "downloads" / "HAM10000_images_part_2.zip").exists()
+    assert not (out / ".melkit-fetch-ham10000.json").exists()
+    dv2 = dataverse(ham_files())
+    r = run("ham10000", "--to", out, "--base-url", dv2.url, "--keep-archives")
+    assert r.exit_code == 0, r.output
+    assert [e[2] for e in dv2.requests_for(3172584)] == [f"bytes={have}-"]
+    assert (out / "downloads" / "HAM10000_images_part_2.zip").read_bytes() == PART_2 and not part.exists()
+    assert len(read_dataset(out).records) == 5
+
+
+def test_the_deadline_ends_a_download_that_never_stalls_outright(dataverse, tmp_path):
+    files = ham_files()
+    files[1].drip_s = 0.5
+    dv = dataverse(files)
+    out = tmp_path / "ham"
+    r, took = timed_run("ham10000", "--to", out, "--base-url", dv.url, "--stall-timeout", 60, "--deadline", 2)
+    assert r.exit_code == 2, r.output
+    assert 2 <= took < 4, took
+    line = error_line(r)
+    assert (f"downloading HAM10000_images_part_2.zip from {dv.url}/api/access/datafile/3172584: gave up, "
+            f"the deadline of 2 s for the whole fetch (--deadline) passed") in line
+    assert "resume" in line and "Traceback" not in r.output
+    assert (out / "downloads" / "HAM10000_images_part_2.zip.part").stat().st_size >= 1
+
+
+def test_retries_announce_their_waits_and_stop_at_the_deadline(dataverse, tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch, "BACKOFF_S", 0.4)  # waits of 0.4, 0.8, 1.6 s: the third would pass the deadline
+    files = ham_files()
+    files[2].fail_always = 503  # the metadata table
+    dv = dataverse(files)
+    r, took = timed_run("ham10000", "--to", tmp_path / "ham", "--base-url", dv.url, "--retries", 100,
+                        "--deadline", 2)
+    assert r.exit_code == 2, r.output
+    assert took < 2, took  # it gives up when the next wait would pass the deadline, not after sleeping it
+    retries = re.findall(r"^downloading HAM10000_metadata.csv from \S+: HTTP 503 .*; retry (\d) of 100 in (\S+) s$",
+                         r.stdout, re.M)
+    assert retries == [("1", "0.4"), ("2", "0.8")], r.stdout
+    line = error_line(r)
+    assert "the deadline of 2 s for the whole fetch (--deadline) passed (before retry 3 of 100, after: HTTP 503" in line
+    assert len(dv.requests_for(4338392)) == 3
+
+
+def test_a_server_that_never_answers_is_cut_off_at_the_stall_timeout(dataverse, tmp_path):
+    dv = dataverse(ham_files(), listing="silent")
+    out = tmp_path / "ham"
+    r, took = timed_run("ham10000", "--to", out, "--base-url", dv.url, "--stall-timeout", 1, "--retries", 1,
+                        "--deadline", 12)
+    assert r.exit_code == 2, r.output
+    assert took < 2 * 1 + 2, took
+    assert re.search(r"^listing the files of \S+ at \S+: stalled: 0 bytes in 1 s \(--stall-timeout\); "
+                     r"retry 1 of 1 in 0 s$", r.stdout, re.M), r.output
+    assert "failed after 2 tries: stalled: 0 bytes in 1 s" in error_line(r)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("garbage", ["status", "reason"])
+def test_garbage_from_the_server_is_quoted_printable_and_short(dataverse, tmp_path, garbage):
+    files = ham_files()
+    files[1].garbage = garbage
+    dv = dataverse(files)
+    r = run("ham10000", "--to", tmp_path / "ham", "--base-url", dv.url, "--retries", 1, env={"MELKIT_QUIET": "1"})
+    assert r.exit_code == 2, r.output
+    assert all(c.isprintable() for c in r.output.replace("\n", "")), repr(r.output)
+    line = error_line(r)
+    assert "EVIL" in line and "more characters]" in line  # what is printable of it is kept, up to a point
+    assert "x" * (fetch.SERVER_TEXT + 1) not in r.output and len(line) < 600
+    if garbage == "status":
+        assert "sent no valid HTTP answer (BadStatusLine: ?[2J?" in line and "retry 1 of 1" in r.stdout
+    else:
+        assert "HTTP 404 ?[2J?" in line and "for HAM10000_images_part_2.zip" in line
+
+
+def test_printable_replaces_control_characters_and_truncates():
+    assert fetch._printable("a\x1b[31mb\r\n\tc\x00") == "a?[31mb c?"
+    long = fetch._printable("\x07" + "y" * 1000)
+    assert long == "?" + "y" * 199 + "... [801 more characters]"

@@ -129,7 +129,8 @@ def test_defaults_on_the_command_line_are_the_dataclass_defaults(calls, tmp_path
                                             "seed": 0, "progress": calls["write_synth_dataset"]["progress"]}
     assert run("data", "fetch").exit_code == 0
     assert calls["fetch_set"] == {"name": "ham10000", "to": None, "base_url": None, "retries": 5,
-                                  "keep_archives": False, "echo": cli._echo}
+                                  "stall_timeout": 60.0, "deadline": 21600.0, "keep_archives": False,
+                                  "echo": cli._echo}
 
 
 def test_flags_that_map_to_fields_differently(calls):

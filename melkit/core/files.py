@@ -89,32 +89,91 @@ def atomic_path(path):
         raise
 
 
-def swap_dir(staged: Path, final: Path) -> None:
-    """Replace ``final`` by the complete ``staged`` directory (two renames: never a half-filled final)."""
+def _finish_swap(staged: Path, final: Path) -> None:
+    """Put the complete ``staged`` in place of ``final`` (two renames), from any point a crash left it at."""
     old = final.with_name(final.name + ".old")
+    if staged.exists():
+        if final.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+        os.replace(staged, final)
     if old.exists():
         shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staged, final)
-    if old.exists():
-        shutil.rmtree(old)
+
+
+def _journal(finals) -> Path:
+    first = Path(finals[0])
+    return first.with_name(first.name + ".swap")
+
+
+def recover(journal: Path) -> bool:
+    """Finish a publication a crash interrupted: every staged directory the journal names was complete when
+    it was written, so the swaps are rolled forward. True if there was one to finish."""
+    journal = Path(journal)
+    if not journal.exists():
+        return False
+    try:
+        pairs = read_json(journal)["pairs"]
+    except (ValueError, KeyError, TypeError, OSError):  # torn before its rename: nothing was swapped yet
+        journal.unlink()
+        return False
+    for staged, final in pairs:
+        _finish_swap(journal.parent / staged, journal.parent / final)
+    journal.unlink()
+    return True
+
+
+def publish(pairs, journal: Path) -> None:
+    """Replace each ``final`` by its complete ``staged`` directory, all or none: a journal naming every pair is
+    written (atomically) before the first rename and removed after the last, so a crash in between is
+    finished by :func:`recover` the next time any of these targets is staged. Paths are relative to the
+    journal's folder, so a moved project still recovers."""
+    journal = Path(journal)
+    rel = [[os.path.relpath(s, journal.parent), os.path.relpath(f, journal.parent)] for s, f in pairs]
+    write_json(journal, {"pairs": rel})
+    for staged, final in pairs:
+        _finish_swap(Path(staged), Path(final))
+    journal.unlink()
+
+
+def swap_dir(staged: Path, final: Path) -> None:
+    """Replace ``final`` by the complete ``staged`` directory (never a half-filled final; see publish)."""
+    publish([(staged, final)], _journal([final]))
+
+
+@contextlib.contextmanager
+def staging_many(finals):
+    """Fresh ``<final>.partial`` directories for several targets, published together on success (one
+    journal, see publish) and removed on failure. An interrupted earlier publication is finished first."""
+    finals = [Path(f) for f in finals]
+    journal = _journal(finals)
+    for final in finals:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        recover(_journal([final]))
+    recover(journal)
+    staged = []
+    try:
+        for final in finals:
+            s = final.with_name(final.name + ".partial")
+            if s.exists():  # an earlier run's unfinished staging: never published, so never needed
+                shutil.rmtree(s)
+            s.mkdir()
+            staged.append(s)
+        yield staged
+    except BaseException:
+        for s in staged:
+            shutil.rmtree(s, ignore_errors=True)
+        raise
+    # Not under the cleanup above: once the journal exists the staged folders belong to it (recover).
+    publish(list(zip(staged, finals)), journal)
 
 
 @contextlib.contextmanager
 def staging(final: Path):
     """A fresh ``<final>.partial`` directory, swapped in on success and removed on failure."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staged = final.with_name(final.name + ".partial")
-    if staged.exists():
-        shutil.rmtree(staged)
-    staged.mkdir()
-    try:
+    with staging_many([final]) as (staged,):
         yield staged
-        swap_dir(staged, final)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
 
 
 @contextlib.contextmanager

@@ -7,23 +7,37 @@ id. Ingested tabular files are requested with ``format=original``: without it Da
 A download goes to ``NAME.part`` and is renamed only after its checksum matches, so a file under its final
 name is always a verified one. An interrupted download continues with an HTTP range request; each try
 starts again from the access URL, because its redirect to storage is a signed link that expires.
+
+Every request is bounded in time (``Patience``). A watchdog thread cuts a try off when it stalls: fewer
+than ``MIN_PROGRESS`` bytes in ``stall_s`` seconds, whether the server is silent, drips a byte now and then,
+or never finishes its headers. Failed tries are retried with doubling waits, each announced on a line of
+its own; the whole fetch, waits included, gives up at its deadline. What a cut-off try received stays in
+``NAME.part`` on purpose: the next try, or the next run of the command, resumes from there. Text a server
+sends (reason phrases, garbled status lines, header values, file names) reaches a message only through
+``_printable``: control characters replaced, at most ``SERVER_TEXT`` characters.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import json
 import os
 import re
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
 
 from melkit.core.errors import BadInputError
 from melkit.core.files import writable_dir
@@ -32,14 +46,184 @@ from melkit.data.extract import other_sets_in, read_marker, safe_extract, write_
 from melkit.data.sources import CITATION, DEFAULT_BASE_URL, DOI, LICENCE, get_source, write_metadata_from_ground_truth
 
 BASE_URL_ENV = "MELKIT_DATAVERSE_URL"
-BACKOFF_S = 2.0  # first wait between tries; doubles each time (tests set 0)
-TIMEOUT_S = 60.0  # per socket operation, not per file
+BACKOFF_S = 2.0  # first wait between tries; doubles each time up to MAX_WAIT_S (tests set 0)
+MAX_WAIT_S = 120.0
+STALL_S = 60.0  # a try that receives fewer than MIN_PROGRESS bytes in this long is cut off and retried
+MIN_PROGRESS = 16 << 10
+DEADLINE_S = 6 * 3600.0  # the whole fetch: HAM10000 is ~2.7 GB, i.e. 6 h at ~125 kB/s
+SERVER_TEXT = 200  # at most this many characters of what a server sent go into a message
+_MAX_LISTING = 64 << 20
+_WATCH_POLL_S = 0.1
 _CHUNK = 1 << 20
 _HASHES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}
 
 
 class _Retryable(Exception):
-    """A failure another try may get past: no connection, a dropped one, a 5xx, an expired storage link."""
+    """A failure another try may get past: no connection, a dropped one, a 5xx, an expired storage link, a stall."""
+
+
+class _DeadlinePassed(Exception):
+    """The whole fetch ran out of time during a try."""
+
+
+def _printable(text, limit: int = SERVER_TEXT) -> str:
+    """Server-sent ``text`` fit for a one-line message: whitespace runs become one space, other control
+    characters '?', and it is cut to ``limit`` characters."""
+    text = "".join(c if c.isprintable() else " " if c.isspace() else "?" for c in str(text))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def _seconds(s: float) -> str:
+    if s < 120:
+        return f"{s:g} s"
+    return f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:g} h"
+
+
+@dataclass
+class Patience:
+    """How long a fetch keeps at it. ``retries``: further tries of one request after consecutive failures;
+    ``stall_s``: a try is cut off once fewer than MIN_PROGRESS bytes arrive in this many seconds;
+    ``deadline_s``: the whole fetch gives up this long after ``started``; ``echo`` announces each retry."""
+
+    retries: int = 5
+    stall_s: float = STALL_S
+    deadline_s: float = DEADLINE_S
+    echo: Callable = print
+    started: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        return self.started + self.deadline_s - time.monotonic()
+
+    def socket_timeout(self) -> float:
+        # Bounds what the watchdog cannot cut (connecting, a TLS handshake); a little over the watchdog's
+        # limit, so that the watchdog, which words it better, reports a stall.
+        return max(0.1, min(self.stall_s, self.left())) + 1.0
+
+    def too_late(self, what: str, problem=None) -> BadInputError:
+        return BadInputError(f"{what}: gave up, the deadline of {_seconds(self.deadline_s)} for the whole fetch "
+                             "(--deadline) passed" + (f" ({problem})" if problem else "") + ". Run the same "
+                             "command again to resume; what is downloaded so far is kept.")
+
+    def retry(self, what: str, failures: int, err: Exception) -> None:
+        """After a failed try: raise if out of tries or time; else announce the retry and wait for it."""
+        if failures > self.retries:
+            raise _no_network(what, failures, err)
+        wait = min(BACKOFF_S * 2 ** (failures - 1), MAX_WAIT_S) if failures else 0.0
+        if wait >= self.left():
+            raise self.too_late(what, f"before retry {failures} of {self.retries}, after: {err}")
+        then = f"retry {failures} of {self.retries} in {_seconds(wait)}" if failures else \
+            "resuming at once (that try made progress)"
+        with tqdm.external_write_mode():  # a line of its own, not through the middle of a progress bar
+            self.echo(f"{what}: {err}; {then}")
+        time.sleep(wait)
+
+
+def _shut(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked on it in another thread, with end-of-file
+    except OSError:
+        pass
+
+
+class _Watch:
+    """One try's watchdog: a thread that shuts the try's connections down once fewer than MIN_PROGRESS bytes
+    arrived in ``stall_s`` seconds, or the deadline passes, whatever the try is blocked in (headers, body).
+    On leaving, such a cut replaces whatever error the try ran into: _Retryable for a stall,
+    _DeadlinePassed for the deadline."""
+
+    def __init__(self, patience: Patience):
+        self.patience = patience
+        self.reason = None
+        self.late = False
+        self._sockets = []
+        self._lock = threading.Lock()
+        self._since = time.monotonic()  # the start of the current stall window
+        self._bytes = 0  # bytes received in it
+        self._total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="melkit-fetch-watch", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        if self.late:
+            raise _DeadlinePassed(self.reason) from None
+        if self.reason:
+            raise _Retryable(self.reason) from None
+        return False
+
+    def register(self, sock) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            cut = self.reason is not None
+        if cut:
+            _shut(sock)
+
+    def progress(self, n: int) -> None:
+        with self._lock:
+            self._bytes += n
+            self._total += n
+            if self._bytes >= MIN_PROGRESS:
+                self._since, self._bytes = time.monotonic(), 0
+
+    def _run(self) -> None:
+        p = self.patience
+        while not self._stop.wait(_WATCH_POLL_S):
+            with self._lock:
+                if p.left() <= 0:
+                    self.late = True
+                    self.reason = f"cut off {self._total} bytes into a try"
+                elif time.monotonic() - self._since >= p.stall_s:
+                    self.reason = f"stalled: {self._bytes} bytes in {_seconds(p.stall_s)} (--stall-timeout)"
+                else:
+                    continue
+                sockets = list(self._sockets)
+            for sock in sockets:
+                _shut(sock)
+            return
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    def __init__(self, *args, watch: _Watch, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def connect(self):
+        super().connect()
+        self._watch.register(self.sock)
+
+
+class _WatchedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, *args, watch: _Watch, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def connect(self):
+        super().connect()
+        self._watch.register(self.sock)
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, watch: _Watch):
+        super().__init__()
+        self._watch = watch
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_WatchedHTTP, watch=self._watch), req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _Watch):
+        super().__init__()
+        self._watch = watch
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(_WatchedHTTPS, watch=self._watch), req, context=self._context)
 
 
 @dataclass(frozen=True)
@@ -65,24 +249,47 @@ def _user_agent() -> str:
 
 
 def _host(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc or url
+    return _printable(urllib.parse.urlsplit(url).netloc or url, 100)
 
 
-def _urlopen(url: str, headers=None, timeout: float = TIMEOUT_S):
-    """urlopen with failures sorted: _Retryable for transient ones, HTTPError (4xx) for the caller to word."""
+def _urlopen(url: str, headers, patience: Patience, watch: _Watch):
+    """Open ``url`` with ``watch`` on its connections; failures sorted: _Retryable for transient ones,
+    HTTPError (4xx) for the caller to word."""
     req = urllib.request.Request(url, headers={"User-Agent": _user_agent(), **(headers or {})})
+    opener = urllib.request.build_opener(_WatchedHTTPHandler(watch), _WatchedHTTPSHandler(watch))
     try:
-        return urllib.request.urlopen(req, timeout=timeout)
+        return opener.open(req, timeout=patience.socket_timeout())
     except urllib.error.HTTPError as e:
         e.close()
         if e.code in (408, 429) or e.code >= 500:
-            raise _Retryable(f"HTTP {e.code} {e.reason} from {_host(e.geturl() or url)}") from None
+            raise _Retryable(f"HTTP {e.code} {_printable(e.reason)} from {_host(e.geturl() or url)}") from None
         if e.geturl() and e.geturl() != url and e.code in (400, 401, 403, 404, 410):
             # Refused by the storage a redirect led to: its signed link expired; the access URL mints a new one.
             raise _Retryable(f"HTTP {e.code} from redirected storage {_host(e.geturl())}") from None
         raise
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-        raise _Retryable(f"cannot reach {_host(url)}: {getattr(e, 'reason', e)}") from None
+    except http.client.HTTPException as e:  # reached, but what came back is no HTTP answer
+        raise _Retryable(f"{_host(url)} sent no valid HTTP answer ({type(e).__name__}: {_printable(e)})") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise _Retryable(f"cannot reach {_host(url)}: {_printable(getattr(e, 'reason', e))}") from None
+
+
+def _body(resp, watch: _Watch):
+    """The body of ``resp`` as it arrives, each piece counted as progress; _Retryable if it ends short."""
+    announced = resp.headers.get("Content-Length")
+    received = 0
+    while True:
+        try:
+            chunk = resp.read1(_CHUNK)  # whatever has arrived: a slow server cannot hide in a long read
+        except (http.client.HTTPException, OSError) as e:
+            raise _Retryable(f"connection lost: {type(e).__name__}: {_printable(e)}") from None
+        if not chunk:
+            break
+        received += len(chunk)
+        watch.progress(len(chunk))
+        yield chunk
+    # http.client ends a short body without complaint when the connection drops early.
+    if announced and announced.isdigit() and received < int(announced):
+        raise _Retryable(f"connection closed after {received} of {announced} bytes")
 
 
 def _no_network(what: str, tries: int, err: Exception) -> BadInputError:
@@ -90,31 +297,37 @@ def _no_network(what: str, tries: int, err: Exception) -> BadInputError:
                          f"connection, or point --base-url (or {BASE_URL_ENV}) at a reachable Dataverse mirror.")
 
 
-def _sleep_before_try(n_failures: int) -> None:
-    time.sleep(BACKOFF_S * 2 ** (n_failures - 1))
-
-
-def list_files(base_url: str, retries: int, doi: str = DOI, timeout: float = TIMEOUT_S) -> list:
+def list_files(base_url: str, patience: Patience | None = None, doi: str = DOI) -> list:
     """The files of the latest version of the record ``doi``, from the native API."""
+    patience = patience or Patience()
     url = f"{base_url}/api/datasets/:persistentId/?persistentId={urllib.parse.quote(doi, safe=':/')}"
-    for failures in range(retries + 1):
-        if failures:
-            _sleep_before_try(failures)
+    what = f"listing the files of {doi} at {url}"
+    failures, last = 0, None
+    while True:
+        if patience.left() <= 0:
+            raise patience.too_late(what, last and f"last problem: {last}")
         try:
-            with _urlopen(url, {"Accept": "application/json"}, timeout) as resp:
-                body = resp.read()
+            with _Watch(patience) as watch, _urlopen(url, {"Accept": "application/json"}, patience, watch) as resp:
+                body = bytearray()
+                for chunk in _body(resp, watch):
+                    body += chunk
+                    if len(body) > _MAX_LISTING:
+                        raise BadInputError(f"{url}: the file list is over {_MAX_LISTING >> 20} MiB; "
+                                            f"is --base-url a Dataverse server?")
             break
         except _Retryable as e:
-            if failures == retries:
-                raise _no_network(f"listing the files of {doi} at {base_url}", retries + 1, e) from None
+            failures, last = failures + 1, e
+            patience.retry(what, failures, e)
+        except _DeadlinePassed as e:
+            raise patience.too_late(what, e) from None
         except urllib.error.HTTPError as e:
-            raise BadInputError(f"{base_url} has no data set {doi} (HTTP {e.code} {e.reason}); "
+            raise BadInputError(f"{base_url} has no data set {doi} (HTTP {e.code} {_printable(e.reason)}); "
                                 f"is --base-url a Dataverse server?") from None
     try:
-        files = json.loads(body)["data"]["latestVersion"]["files"]
+        files = json.loads(bytes(body))["data"]["latestVersion"]["files"]
         return [_remote_file(f) for f in files]
     except (ValueError, KeyError, TypeError) as e:
-        raise BadInputError(f"{url}: not a Dataverse file list ({type(e).__name__}: {e})") from None
+        raise BadInputError(f"{url}: not a Dataverse file list ({type(e).__name__}: {_printable(e)})") from None
 
 
 def _remote_file(entry: dict) -> RemoteFile:
@@ -144,7 +357,8 @@ def select_files(source, remote: list) -> list:
         hits.sort(key=lambda f: wanted.save_as not in f.names)
         chosen.append((wanted, hits[0]))
     if missing:
-        listed = ", ".join(sorted(f.name for f in remote)) or "none"
+        names = sorted(_printable(f.name, 100) for f in remote)
+        listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "") or "none"
         raise BadInputError(f"the record lacks {', '.join(missing)} (it lists: {listed})")
     return chosen
 
@@ -168,11 +382,15 @@ def _size(path: Path) -> int:
         return 0
 
 
-def download(url: str, dest: Path, f: RemoteFile, retries: int, timeout: float = TIMEOUT_S) -> Path:
-    """Download ``url`` to ``dest`` via ``dest.part``, resuming and retrying; verify the checksum; rename."""
+def download(url: str, dest: Path, f: RemoteFile, patience: Patience | None = None) -> Path:
+    """Download ``url`` to ``dest`` via ``dest.part``, resuming and retrying; verify the checksum; rename.
+
+    A try that stalls or fails leaves what it received in ``dest.part`` for the next try, or the next run."""
+    patience = patience or Patience()
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
-    failures = 0
+    what = f"downloading {dest.name} from {url}"
+    failures, last = 0, None
     with progress_bar(total=f.size, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024) as bar:
         while True:
             have = _size(part)
@@ -181,22 +399,25 @@ def download(url: str, dest: Path, f: RemoteFile, retries: int, timeout: float =
                 have = 0
             if f.size is not None and have == f.size:
                 break
+            if patience.left() <= 0:
+                raise patience.too_late(what, last and f"last problem: {last}")
             bar.n = have
             bar.refresh()
             try:
-                _get_from(url, part, have, bar, timeout)
+                _get_from(url, part, have, bar, patience)
                 if f.size is None or _size(part) == f.size:
                     break
                 if _size(part) < f.size:
                     raise _Retryable(f"the server sent {_size(part)} of {f.size} bytes")
             except _Retryable as e:
-                failures = 0 if _size(part) > have else failures + 1  # a try that gained bytes is no failure
-                if failures > retries:
-                    raise _no_network(f"downloading {dest.name} from {_host(url)}", failures, e) from None
-                if failures:
-                    _sleep_before_try(failures)
+                # A try that got somewhere is no failure; one that dribbled a few bytes is.
+                failures = 0 if _size(part) - have >= MIN_PROGRESS else failures + 1
+                last = e
+                patience.retry(what, failures, e)
+            except _DeadlinePassed as e:
+                raise patience.too_late(what, e) from None
             except urllib.error.HTTPError as e:
-                raise BadInputError(f"{url}: HTTP {e.code} {e.reason} for {dest.name}") from None
+                raise BadInputError(f"{url}: HTTP {e.code} {_printable(e.reason)} for {dest.name}") from None
     actual = file_digest(part, f.hash_name)
     if actual != f.checksum:
         part.unlink()
@@ -206,42 +427,32 @@ def download(url: str, dest: Path, f: RemoteFile, retries: int, timeout: float =
     return dest
 
 
-def _get_from(url: str, part: Path, have: int, bar, timeout: float) -> None:
-    """One try: GET (from byte ``have`` on, if any) and append to ``part``."""
+def _get_from(url: str, part: Path, have: int, bar, patience: Patience) -> None:
+    """One try, watched: GET (from byte ``have`` on, if any) and append to ``part``."""
     headers = {"Range": f"bytes={have}-"} if have else {}
-    try:
-        resp = _urlopen(url, headers, timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416:  # our partial file is no prefix the server knows: start over
-            part.unlink(missing_ok=True)
-            raise _Retryable("the server refused to resume; starting over") from None
-        raise
-    with resp:
-        mode = "wb"
-        if have and resp.status == 206:
-            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != have:
+    with _Watch(patience) as watch:
+        try:
+            resp = _urlopen(url, headers, patience, watch)
+        except urllib.error.HTTPError as e:
+            if e.code == 416:  # our partial file is no prefix the server knows: start over
                 part.unlink(missing_ok=True)
-                raise _Retryable(f"the server resumed at the wrong offset ({resp.headers.get('Content-Range')})")
-            mode = "ab"
-        elif have:
-            bar.n = 0  # the server ignored the range and sends the whole file
-        announced = resp.headers.get("Content-Length")
-        received = 0
-        with open(part, mode) as out:
-            while True:
-                try:
-                    chunk = resp.read(_CHUNK)
-                except (http.client.HTTPException, OSError) as e:
-                    raise _Retryable(f"connection lost: {type(e).__name__}: {e}") from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    # http.client returns a short body without complaint when the connection drops early.
-    if announced and announced.isdigit() and received < int(announced):
-        raise _Retryable(f"connection closed after {received} of {announced} bytes")
+                raise _Retryable("the server refused to resume; starting over") from None
+            raise
+        with resp:
+            mode = "wb"
+            if have and resp.status == 206:
+                m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+                if not m or int(m.group(1)) != have:
+                    part.unlink(missing_ok=True)
+                    raise _Retryable(f"the server resumed at the wrong offset "
+                                     f"({_printable(resp.headers.get('Content-Range'), 100)})")
+                mode = "ab"
+            elif have:
+                bar.n = 0  # the server ignored the range and sends the whole file
+            with open(part, mode) as out:
+                for chunk in _body(resp, watch):
+                    out.write(chunk)
+                    bar.update(len(chunk))
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -252,8 +463,13 @@ def resolve_base_url(base_url: str | None) -> str:
 
 
 def fetch_set(name: str, to=None, base_url: str | None = None, retries: int = 5, keep_archives: bool = False,
-              timeout: float = TIMEOUT_S, echo=print) -> dict:
-    """Download, verify and extract the set ``name`` into ``to`` (default ``data/NAME``) in melkit's layout."""
+              stall_timeout: float = STALL_S, deadline: float = DEADLINE_S, echo=print) -> dict:
+    """Download, verify and extract the set ``name`` into ``to`` (default ``data/NAME``) in melkit's layout.
+
+    A try that receives fewer than MIN_PROGRESS bytes in ``stall_timeout`` seconds is cut off; failed tries
+    are retried (``retries`` in a row at most, with doubling waits); the whole fetch gives up after
+    ``deadline`` seconds, keeping what it downloaded for the next run to resume."""
+    patience = Patience(retries=retries, stall_s=stall_timeout, deadline_s=deadline, echo=echo)
     source = get_source(name)
     root = Path(to) if to is not None else Path("data") / source.name
     done = read_marker(root, source.name)
@@ -267,10 +483,11 @@ def fetch_set(name: str, to=None, base_url: str | None = None, retries: int = 5,
                             f"directory (--to)")
     base = resolve_base_url(base_url)
     echo(f"listing the files of {DOI} at {base}")
-    chosen = select_files(source, list_files(base, retries=retries, timeout=timeout))
+    chosen = select_files(source, list_files(base, patience))
     for _, f in chosen:
         if not f.hash_name or not f.checksum:
-            raise BadInputError(f"the record lists no usable checksum for {f.name}; refusing an unverifiable download")
+            raise BadInputError(f"the record lists no usable checksum for {_printable(f.name, 100)}; refusing an "
+                                f"unverifiable download")
     writable_dir(root)  # only now: a failed listing leaves no empty directory behind
 
     downloads = root / "downloads"
@@ -284,7 +501,7 @@ def fetch_set(name: str, to=None, base_url: str | None = None, retries: int = 5,
         else:
             dest.unlink(missing_ok=True)
             echo(f"{wanted.save_as}: downloading {_human(f.size)} (file id {f.id})")
-            download(download_url(base, f), dest, f, retries=retries, timeout=timeout)
+            download(download_url(base, f), dest, f, patience)
             echo(f"{wanted.save_as}: {f.hash_name} verified")
         local[wanted.save_as] = dest
 
