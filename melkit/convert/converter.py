@@ -12,6 +12,7 @@ conversion, decision grid, metadata, self-check). Each pass returns its part of 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +30,11 @@ from melkit.convert.rounding import round_pointwise_weights
 from melkit.convert.selfcheck import Check, compare, table
 from melkit.convert.variants import VARIANTS, check_input_quantization, convert, debug_report
 from melkit.core import card as cards
-from melkit.core.files import atomic_writer, read_json, writable_dir
+from melkit.core.errors import BadInputError
+from melkit.core.files import atomic_writer, exclusive, read_json, staging
 from melkit.core.litert import io_details, load_interpreter, predict_p_mel
 from melkit.core.metrics import roc_auc
-from melkit.core.run import (RunConfig, load_run, load_trained_model, predict_outputs, predict_proba,
-                             split_records)
+from melkit.core.run import RunConfig, load_run, load_trained_model, predict_outputs, predict_proba, split_records
 from melkit.data.pipeline import load_images
 from melkit.data.records import LABELS
 
@@ -229,7 +230,19 @@ def write_variant(out: Path, b: Built, source: Source, opts: ConvertOptions) -> 
 
 
 def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
+    """Convert a run. The output folder is built in a staging folder and published in one step, under a lock:
+    a crash keeps the previous models and cards, a second convert into the same folder exits 2."""
     opts.validate()
+    if opts.report_only:
+        return _convert(run_dir, opts, None, echo)
+    out = Path(opts.out or Path(run_dir) / "tflite")
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file, not a folder")
+    with exclusive(out):
+        return _convert(run_dir, opts, out, echo)
+
+
+def _convert(run_dir, opts: ConvertOptions, out: Path | None, echo) -> ConvertResult:
     # The contract the cards will state, checked before any model is loaded: a refusal comes at once.
     config, contract_change = config_for_cards(run_dir, load_run(run_dir), opts.contract_version, opts.data_dir)
     logit_model, _ = load_trained_model(run_dir)
@@ -237,7 +250,6 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
         echo(f"contract: {contract_change['from']} -> {config.preprocessing.name} (no training/validation image "
              f"affected: {contract_change['checked_images']} checked)")
     metrics = read_json(Path(run_dir) / "metrics.json")
-    out = None if opts.report_only else writable_dir(opts.out or Path(run_dir) / "tflite")
     source = load_source(run_dir, logit_model, config, metrics, opts)
     source.contract_change = contract_change
     prep = prepare(source, opts, echo)
@@ -249,12 +261,17 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     skipped_qat = "" if opts.report_only else drop_unhelpful_qat(built)
     written, models = [], {}
     if out is not None:
-        (out / "labels.txt").write_text("\n".join(LABELS) + "\n")
-        for b in built.values():
-            if b.check.passed:
-                paths = write_variant(out, b, source, opts)
-                models[b.variant], written = paths[0], written + paths
-        if opts.debug and prep.rep is not None:
-            debug_report(prep.rounded, prep.rep, out / f"{source.name}_int8_debug.csv")
-            written.append(out / f"{source.name}_int8_debug.csv")
+        with staging(out) as staged:
+            (staged / "labels.txt").write_text("\n".join(LABELS) + "\n")
+            for b in built.values():
+                if b.check.passed:
+                    paths = write_variant(staged, b, source, opts)
+                    models[b.variant], written = out / paths[0].name, written + [out / p.name for p in paths]
+            if opts.debug and prep.rep is not None:
+                debug_report(prep.rounded, prep.rep, staged / f"{source.name}_int8_debug.csv")
+                written.append(out / f"{source.name}_int8_debug.csv")
+            if out.is_dir():  # what an earlier conversion wrote here and this one does not replace stays
+                for f in out.iterdir():
+                    if not (staged / f.name).exists():
+                        (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
     return ConvertResult(checks, written, table(checks), skipped_qat, models)
