@@ -212,3 +212,38 @@ def test_a_second_writer_of_the_same_output_exits_2_at_once(synth_dir, tmp_path)
     with exclusive(out):  # released: the next one gets it, and no lock file is left behind afterwards
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_0_byte_weights_file_is_refused_before_the_run_starts(synth_dir, tmp_path):
+    empty = tmp_path / "w.h5"
+    empty.write_bytes(b"")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(synth_dir), "--out", str(out), "--weights", str(empty)])
+    assert r.exit_code == 2 and "is not a Keras .h5 weights file (0 bytes" in r.output, r.output
+    assert not out.exists() and not (tmp_path / "run.partial").exists()  # used to block the rerun
+
+
+def test_weights_auto_follows_the_recipe_and_offline_imagenet_is_one_line(monkeypatch):
+    from tf_keras.src.utils import data_utils
+
+    from melkit.core.model import build_model
+
+    assert TrainOptions(data="D", recipe="scratch").weights == "none"  # scratch never needs ImageNet
+    assert TrainOptions(data="D", recipe="default").weights == "imagenet"
+    assert TrainOptions(data="D", recipe="scratch", weights="imagenet").weights == "imagenet"
+
+    def offline(*a, **k):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3] no network")
+
+    monkeypatch.setattr(data_utils, "get_file", offline)
+    with pytest.raises(BadInputError, match=r"cannot download the ImageNet weights \(offline\?\)"):
+        build_model(0.35, 96, "imagenet")
+
+
+def test_convert_on_a_run_with_a_torn_metrics_json_exits_2_naming_it(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.out_dir, run)
+    (run / "metrics.json").write_text('{"threshold": 0.4, "val": ')
+    r = CliRunner().invoke(main, ["convert", str(run), "--float32", "--out", str(tmp_path / "t")])
+    assert r.exit_code == 2 and f"{run / 'metrics.json'}: not valid JSON" in r.output, r.output
+    assert not (tmp_path / "t").exists()

@@ -69,8 +69,12 @@ def _jsonable(o):
 
 
 def read_json(path):
+    """A JSON file's content; BadInputError naming the file if it is not valid JSON (a torn or edited file)."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
 @contextlib.contextmanager
@@ -115,7 +119,7 @@ def recover(journal: Path) -> bool:
         return False
     try:
         pairs = read_json(journal)["pairs"]
-    except (ValueError, KeyError, TypeError, OSError):  # torn before its rename: nothing was swapped yet
+    except (BadInputError, KeyError, TypeError, OSError):  # torn before its rename: nothing was swapped yet
         journal.unlink()
         return False
     for staged, final in pairs:

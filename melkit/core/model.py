@@ -13,6 +13,7 @@ from pathlib import Path
 from melkit.core.errors import BadInputError
 
 HEAD_LAYERS = ("pool", "dropout", "logit")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def resolve_weights(weights):
@@ -24,6 +25,10 @@ def resolve_weights(weights):
     path = Path(weights)
     if not path.is_file():
         raise BadInputError(f"weights file not found: {path} (use imagenet, none or a MobileNetV2 no-top .h5)")
+    with open(path, "rb") as f:
+        if f.read(8) != HDF5_SIGNATURE:  # a 0-byte or truncated download, another format
+            raise BadInputError(f"{path} is not a Keras .h5 weights file ({path.stat().st_size} bytes, no HDF5 "
+                                f"signature): use a MobileNetV2 no-top .h5 (../shared/weights), imagenet or none")
     return str(path)
 
 
@@ -39,6 +44,11 @@ def build_model(alpha=1.0, image_size=224, weights=None, dropout=0.2, bn_momentu
     except ValueError as e:
         # Keras raises ValueError for an alpha without ImageNet weights and for a file of another alpha.
         raise BadInputError(f"cannot build MobileNetV2(alpha={alpha}) with weights {weights}: {e}") from None
+    except Exception as e:  # keras.utils.get_file wraps a failed download in a bare Exception
+        if weights != "imagenet" or not ("URL fetch failure" in str(e) or isinstance(e, OSError)):
+            raise
+        raise BadInputError("cannot download the ImageNet weights (offline?): give a local file with --weights "
+                            "FILE.h5 (e.g. ../shared/weights/), or --weights none") from None
     if bn_momentum is not None:
         for layer in base.layers:
             if isinstance(layer, keras.layers.BatchNormalization):

@@ -39,6 +39,8 @@ class Recipe:
     batch_size: int = 32
     dropout: float = 0.2
     class_weights: bool = True
+    # Starts from ImageNet weights (train's --weights auto picks imagenet); False: from random init (scratch).
+    pretrained: bool = True
     oversample: bool = False
     # Several sources (--data A --data B): draw each training batch equally from every source, so the
     # largest one does not drown the others (class weights still apply within).
@@ -134,6 +136,7 @@ def scratch_recipe() -> Recipe:
         stages=[Stage("scratch", "all", epochs=20, learning_rate=2e-3, augment=True, early_stopping_patience=6)],
         image_size=96,
         alpha=0.35,
+        pretrained=False,
         bn_inference=False,
         bn_momentum=0.9,
     )

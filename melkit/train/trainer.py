@@ -20,7 +20,7 @@ import numpy as np
 from melkit.core.errors import BadInputError, QualityGateError
 from melkit.core.files import exclusive, read_json, write_json
 from melkit.core.metrics import N_BOOT, binary_report, choose_threshold, parse_threshold_policy
-from melkit.core.model import build_model
+from melkit.core.model import build_model, resolve_weights
 from melkit.core.options import SEED, Epochs, opt
 from melkit.core.recipe import PRESETS, Recipe, load_recipe
 from melkit.core.run import RunConfig, predict_proba
@@ -41,8 +41,10 @@ class TrainOptions:
     out: str = opt("runs/melkit", type=click.Path(), help="Run directory to create.")
     # A Recipe, or the name of one (a preset or a .json file); the overrides below then apply to it.
     recipe: Recipe | str = opt("default", help=f"{', '.join(PRESETS)}, or a recipe .json file.")
-    weights: str | None = opt("imagenet",  # or None
-                              help="imagenet (downloads), none, or a local MobileNetV2 no-top .h5 (offline).")
+    # "auto": the recipe's (imagenet, or none for recipes that train from random init, like scratch)
+    weights: str | None = opt("auto",  # or None
+                              help="auto (the recipe's: imagenet, or none for scratch), imagenet (downloads), none, "
+                                   "or a local MobileNetV2 no-top .h5 (offline).")
     # Recipe overrides: each one given replaces the recipe's field of the same name (epochs: its stages').
     alpha: float | None = opt(None, type=float, help="MobileNetV2 width multiplier (recipe's if omitted).")
     image_size: int | None = opt(None, type=int, min=32, max=1024, help="Input size in pixels (recipe's if omitted).")
@@ -77,6 +79,8 @@ class TrainOptions:
         recipe = load_recipe(self.recipe) if isinstance(self.recipe, str) else self.recipe
         recipe = replace(recipe, **{k: getattr(self, k) for k in self.RECIPE_OVERRIDES if getattr(self, k) is not None})
         self.recipe = recipe.with_epochs(self.epochs) if self.epochs else recipe
+        if self.weights == "auto":
+            self.weights = "imagenet" if self.recipe.pretrained else "none"
 
 
 @dataclass
@@ -209,6 +213,7 @@ def _evaluate_external(model, sets, recipe, threshold, opts, echo) -> dict:
 def train(opts: TrainOptions, echo=print) -> RunResult:
     recipe = opts.recipe.validate()
     parse_threshold_policy(recipe.threshold_policy)
+    resolve_weights(opts.weights)  # a missing or 0-byte --weights file: refused before OUT.partial exists
     out = Path(opts.out)
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TensorFlow work.
     strategy, is_chief = distribute.make_strategy(opts.strategy)
