@@ -247,3 +247,24 @@ def test_convert_on_a_run_with_a_torn_metrics_json_exits_2_naming_it(tiny_run, t
     r = CliRunner().invoke(main, ["convert", str(run), "--float32", "--out", str(tmp_path / "t")])
     assert r.exit_code == 2 and f"{run / 'metrics.json'}: not valid JSON" in r.output, r.output
     assert not (tmp_path / "t").exists()
+
+
+def test_bench_refuses_unreadable_images_unless_asked_and_predict_names_a_folder(converted, synth_dir, tmp_path):
+    model = converted[1] / "melkit_mnv2_0.35_48_float32.tflite"
+    d = copy_set(synth_dir, tmp_path / "d")
+    (d / "images").unlink()
+    shutil.copytree(synth_dir / "images", d / "images")
+    victim = sorted((d / "images").iterdir())[0]
+    victim.write_bytes(b"not a jpeg")
+    out = tmp_path / "bench"
+    args = ["bench", str(model), "--reference", str(model), "--data", str(d), "--no-latency", "--bootstrap", "20",
+            "--out", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "1 of" in r.output and "--skip-unreadable" in r.output, r.output
+    assert not out.exists()
+    r = CliRunner().invoke(main, args + ["--skip-unreadable"])
+    assert r.exit_code == 0, r.output
+    assert "1 image(s) could not be read and were left out" in (out / "report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("bench")) == ["bench"]  # no .partial/.lock
+    r = CliRunner().invoke(main, ["predict", str(model), str(d)])
+    assert r.exit_code == 2 and "a folder, not an image file" in r.output, r.output

@@ -7,6 +7,7 @@ here, in the process that already holds TensorFlow.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from melkit.benchmark import evaluate, host, inputs, latency, litert_tool, parity, plots
 from melkit.benchmark import report as reporting
 from melkit.core.errors import BadInputError
-from melkit.core.files import writable_dir
+from melkit.core.files import exclusive, staging
 from melkit.core.metrics import N_BOOT, reliability_curve
 from melkit.core.options import SEED, check, opt
 from melkit.data.pipeline import load_images
@@ -55,6 +56,8 @@ class BenchOptions:
     n_boot: int = opt(N_BOOT, flag="--bootstrap", min=1, max=100000,
                       help="Bootstrap resamples (lesions) for the AUC CI.")
     seed: int = opt(SEED)
+    skip_unreadable: bool = opt(False, help="Leave unreadable images out (counted in the report) instead of "
+                                            "exiting 2.")
 
     def __post_init__(self):
         self.data = [self.data] if isinstance(self.data, (str, Path)) else list(self.data or [])
@@ -114,7 +117,7 @@ def _open_models(opts: BenchOptions):
     return reference, models, run
 
 
-def _load_images(source, contracts: dict, echo):
+def _load_images(source, contracts: dict, echo, skip_unreadable=False):
     """uint8 images per model input (ModelRef.input_key -> its contract), the same records for every input
     (decode failures do not depend on the size)."""
     arrays = {}
@@ -123,6 +126,10 @@ def _load_images(source, contracts: dict, echo):
     first = next(iter(arrays.values()))
     if not first.records:
         raise BadInputError(f"none of the {len(source.records)} images could be read")
+    if first.skipped and not skip_unreadable:
+        raise BadInputError(f"{len(first.skipped)} of {len(source.records)} images cannot be read, e.g. "
+                            f"{first.skipped[0][1]}; fix or remove them, or measure without them with "
+                            f"--skip-unreadable")
     if first.skipped:
         echo(f"skipped {len(first.skipped)} unreadable image(s), e.g. {first.skipped[0][1]}")
     return arrays
@@ -136,10 +143,12 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     reference, models, run = _open_models(opts)
     if reference.kind == "tflite" and reference.card.variant != "float32":
         echo(f"note: the reference {reference.path.name} is not a float32 model; Δ are relative to it")
-    out = writable_dir(opts.out or (run.path / "bench" if run else "melkit-bench"))
+    out = Path(opts.out or (run.path / "bench" if run else "melkit-bench"))
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file, not a folder")
     source = inputs.select_records(run.path if run else None, run.config if run else None, opts.split,
                                    opts.data, opts.split_csv)
-    arrays = _load_images(source, {m.input_key: m.contract for m in models}, echo)
+    arrays = _load_images(source, {m.input_key: m.contract for m in models}, echo, opts.skip_unreadable)
     records = arrays[reference.input_key].records
     labels = np.array([r.label for r in records], int)
     image_ids = [r.image_id for r in records]
@@ -177,10 +186,17 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
         skipped=arrays[reference.input_key].skipped, results=results, subgroups=groups, by_source=sources,
         latency=lat, host=host.host_info(with_tensorflow=keras_model is not None), opts=opts, failures=failures,
         timings=timings)
-    written = _plots(out, report, labels, probs, {n: reliability_curve(labels, probs[n]) for n in names})
-    report["plots"] = [p.name for p in written]
-    report["timings_s"]["total_s"] = time.perf_counter() - t_start
-    written = reporting.write(out, report, records, probs) + written
+    # Plots and reports are staged and published together (under a lock): never plots without a report, and a
+    # full disk or a crash leaves the previous report. Files already in OUT that this bench does not write stay.
+    with exclusive(out), staging(out) as staged:
+        written = _plots(staged, report, labels, probs, {n: reliability_curve(labels, probs[n]) for n in names})
+        report["plots"] = [p.name for p in written]
+        report["timings_s"]["total_s"] = time.perf_counter() - t_start
+        written = [out / p.name for p in reporting.write(staged, report, records, probs) + written]
+        if out.is_dir():
+            for f in out.iterdir():
+                if not (staged / f.name).exists():
+                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
     return BenchResult(report, out, reporting.terminal_table(report), written)
 
 

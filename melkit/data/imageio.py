@@ -77,6 +77,9 @@ def read_rgb(path, exif_transpose: bool = True, contract=None) -> np.ndarray:
     exactly as before.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UnreadableImage(f"{path}: a folder, not an image file (give the images; bench --data DIR measures "
+                              f"a folder)")
     if not path.is_file():
         raise UnreadableImage(f"{path}: file not found")
     min_short = contract.decode_min_short_side if contract is not None else None
