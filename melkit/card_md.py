@@ -580,7 +580,8 @@ def _training(inputs: CardInputs) -> list:
     head = ["set", "images", "nv", "mel", "lesions"]
     counts = td.get("counts") or {}
     rows = [["all", *(_int(counts.get(k)) for k in head[1:])]] if counts else []
-    rows += [[s, *(_int(c.get(k)) for k in head[1:])] for s, c in (split.get("counts") or {}).items()]
+    rows += [[s, *(_int(c.get(k)) for k in head[1:])] for s, c in (split.get("counts") or {}).items()
+             if s != "by_source"]  # split counts per source: a table of their own would repeat the one below
     if rows:
         out += [""] + _table(head, rows)[:-1]
     by_source = td.get("counts_by_source") or {}
