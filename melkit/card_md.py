@@ -897,6 +897,8 @@ def _convert_command(card: ModelCard) -> str | None:
         values["float_layers"] = list(conv.get("float_layers") or [])
         if "seed" in conv:
             values["seed"] = conv["seed"]
+        if isinstance(conv.get("contract_change"), dict):  # the cards state another contract than the run's
+            values["contract_version"] = card.preprocessing.version
     return command_line(["melkit", "convert", f"runs/{Path(str(card.source_run.get('path') or 'run')).name}"],
                         ConvertOptions, values)
 
@@ -936,7 +938,7 @@ def _card_command(inputs: CardInputs) -> str:
 
 def _reproduce(inputs: CardInputs) -> list:
     card = inputs.card
-    lines = ["# training and conversion, as the card records them (data paths as they were)"]
+    lines = ["# training and conversion, as the card records them (data folders and weights by name)"]
     lines += [c for c in (_train_command(card, inputs), _convert_command(card)) if c]
     benches = [c for c in map(_bench_command, inputs.benches) if c]
     if benches:

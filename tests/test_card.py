@@ -21,13 +21,14 @@ from melkit.core.card import OPTIONAL_FIELDS, SCHEMA_PATH, ModelCard, load_card,
 from melkit.core.errors import BadInputError
 from melkit.core.recipe import default_recipe
 from melkit.core.run import RunConfig
-from melkit.data.preprocess import CONTRACT
+from melkit.data.preprocess import CONTRACT, Contract
 
 jsonschema = pytest.importorskip("jsonschema")
 
 CARDS = sorted([*REPO.glob("tflite_models/*.json"), *REPO.glob("android_demo/app/src/main/assets/*.json"),
                 REPO / "android_demo" / "app" / "src" / "test" / "resources" / "golden" / "card.json"])
 RELEASE = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite"
+RELEASE_V1 = REPO / "tflite_models" / "previous-1.1.0" / "melkit_mnv2_1_224_int8.tflite"  # a contract-v1 card
 
 
 @pytest.fixture(scope="module")
@@ -173,14 +174,18 @@ def test_extra_top_level_fields_are_kept_in_order():
 def test_make_card_reproduces_the_release_card():
     """make_card from the inputs the converter had gives the committed card exactly."""
     d = card_json(RELEASE.with_suffix(".json"))
-    config = RunConfig(labels=tuple(d["labels"]), preprocessing=CONTRACT.for_size(d["preprocessing"]["image_size"]),
+    config = RunConfig(labels=tuple(d["labels"]), preprocessing=Contract.from_json(d["preprocessing"]),
                        recipe=replace(default_recipe(), name=d["source_run"]["recipe"]),
                        model={"alpha": d["source_run"]["alpha"], "weights": d["source_run"]["weights"]},
                        seed=d["source_run"]["seed"], versions=d["versions"], training={},
                        data={"dir": d["training_data"]["dir"], "counts": d["training_data"]["counts"],
+                             "counts_by_source": d["training_data"]["counts_by_source"],
                              "split": {**d["training_data"]["split"], "other": "not in the card"}})
     metrics = {"threshold": np.float64(d["threshold"]), "threshold_policy": d["threshold_policy"],
-               "val": {**d["validation"], "auc_ci": tuple(d["validation"]["auc_ci"]), "extra": 1}}
+               "val": {**d["validation"], "auc_ci": tuple(d["validation"]["auc_ci"]), "extra": 1},
+               # a multi-source run: each source's val (and test, not in the card) and each external set
+               "sources": {s: {"val": m, "test": {"n": 1}} for s, m in d["validation_by_source"].items()},
+               "external": {s: {**m, "dir": "not in the card"} for s, m in d["external"].items()}}
     io = {"input": d["input"], "output": {k: v for k, v in d["output"].items() if k != "meaning"}}
     card = make_card(d["model_file"], RELEASE.read_bytes(), d["variant"], io, config, metrics,
                      d["source_run"]["path"], d["name"], d["version"], d["selfcheck"],

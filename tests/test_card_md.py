@@ -9,6 +9,7 @@ exercised, and bad input refused with one line and exit 2.
 from __future__ import annotations
 
 import json
+import shlex
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from melkit.card_md import CardOptions, load_inputs, render, to_yaml
 from melkit.cli import main
 from melkit.core.card import ModelCard
 
-MODELS = REPO / "tflite_models"
+MODELS = REPO / "tflite_models" / "previous-1.1.0"  # the 1.1.0 release, kept beside 2.0.0: fixed numbers to check
 INT8 = MODELS / "melkit_mnv2_1_224_int8.tflite"
 FLOAT32 = MODELS / "melkit_mnv2_1_224_float32.tflite"
 BENCH_TEST = MODELS / "bench-test"
@@ -280,8 +281,9 @@ def test_same_inputs_same_bytes_from_any_directory(tmp_path, monkeypatch, text):
     # relative paths from another working directory, and the card .json instead of the .tflite
     monkeypatch.chdir(REPO)
     out = tmp_path / "MODEL_CARD.md"
-    r = run("card", "tflite_models/melkit_mnv2_1_224_int8.json", "--bench", "tflite_models/bench-test",
-            "--bench", "tflite_models/bench-isic2016", "--out", out)
+    rel = MODELS.relative_to(REPO)
+    r = run("card", rel / "melkit_mnv2_1_224_int8.json", "--bench", rel / "bench-test",
+            "--bench", rel / "bench-isic2016", "--out", out)
     assert r.exit_code == 0 and "unchanged" in r.output, r.output
     assert out.read_text() == first
     # another output file: only the --out of the reproduce line differs
@@ -496,3 +498,15 @@ def test_a_multisource_card_without_benches(tmp_path):
     path.write_text(json.dumps(d))
     assert run("card", path, "--out", tmp_path / "M.md").exit_code == 0
     assert front_matter((tmp_path / "M.md").read_text())["license"] == "cc-by-nc-4.0"
+
+
+def test_the_released_model_card_is_the_generated_one(monkeypatch):
+    """tflite_models/MODEL_CARD.md is `melkit card`'s output for the committed release, byte for byte: the
+    command in its Reproduce section, run with --check, finds nothing to change."""
+    release = REPO / "tflite_models"
+    text = (release / "MODEL_CARD.md").read_text(encoding="utf-8")
+    line = next(l for l in text.splitlines() if l.startswith("melkit card "))
+    monkeypatch.chdir(release)
+    r = CliRunner().invoke(main, [*shlex.split(line)[1:], "--check"])
+    assert r.exit_code == 0, r.output
+    assert text.startswith("---\nlicense: cc-by-nc-4.0\n") and "# Model card: `melkit_mnv2_1_224` 2.0.0 (int8)" in text

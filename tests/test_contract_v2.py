@@ -122,7 +122,7 @@ def test_contract_v2_from_json_refuses_what_is_not_v2(change):
 
 def test_a_v2_card_validates_and_is_checked_against_the_release_model():
     jsonschema = pytest.importorskip("jsonschema")
-    from test_card import RELEASE, SCHEMA_PATH, card_json
+    from test_card import RELEASE_V1 as RELEASE, SCHEMA_PATH, card_json
 
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
     d = card_json(RELEASE.with_suffix(".json"))
@@ -141,7 +141,7 @@ def test_a_v2_card_validates_and_is_checked_against_the_release_model():
 
 def test_make_card_states_the_v2_contract_of_an_upgraded_config():
     pytest.importorskip("jsonschema")
-    from test_card import RELEASE, card_json
+    from test_card import RELEASE_V1 as RELEASE, card_json
 
     d = card_json(RELEASE.with_suffix(".json"))
     config = RunConfig(labels=tuple(d["labels"]), preprocessing=CONTRACT_V2.for_size(d["preprocessing"]["image_size"]),

@@ -352,14 +352,15 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunC
         "input": io["input"],
         "output": {**io["output"], "meaning": "[P(nv), P(mel)], matching labels"},
         "source_run": {
-            "path": str(Path(run_dir).resolve()),
+            # names, not this machine's paths: a card travels with its model to other machines and the app
+            "path": Path(run_dir).resolve().name,
             "recipe": config.recipe.name,
             "alpha": config.alpha,
             "seed": config.seed,
-            "weights": config.model["weights"],
+            "weights": Path(config.model["weights"]).name if config.model["weights"] else None,
         },
         "training_data": {
-            "dir": config.data_dir,
+            "dir": " + ".join(Path(d).name for d in config.data_dirs),
             "counts": config.data["counts"],
             **({"counts_by_source": config.data["counts_by_source"]} if "counts_by_source" in config.data else {}),
             "split": {k: config.data["split"][k] for k in ("mode", "augment_before_split", "seed", "counts")},
