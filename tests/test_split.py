@@ -65,7 +65,8 @@ def test_split_csv_round_trip(tmp_path, ham_records):
     S.write_split_csv(tmp_path / "split.csv", recs, splits)
     header = (tmp_path / "split.csv").read_text().splitlines()[0]
     assert header == "image_id,lesion_id,label,source,split"
-    assert S.apply_split_csv(recs, S.read_split_csv(tmp_path / "split.csv")) == splits
+    # an image split puts images of one lesion in two splits: read back only when a leak is asked for
+    assert S.apply_split_csv(recs, S.read_split_csv(tmp_path / "split.csv"), allow_leak=True) == splits
 
 
 def test_split_csv_errors(tmp_path):

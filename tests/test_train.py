@@ -2,6 +2,7 @@
 
 import csv
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from melkit.core.errors import BadInputError
 from melkit.train import callbacks as cb
 from melkit.train.trainer import TrainOptions, train
 
-RUN_FILES = ["config.json", "curves.png", "history.csv", "metrics.json", "model.keras", "predictions.csv", "split.csv"]
+RUN_FILES = ["config.json", "curves.png", "fingerprint.json", "history.csv", "metrics.json", "model.keras",
+             "predictions.csv", "split.csv"]
 
 
 def test_run_dir_is_complete(tiny_run):
@@ -131,8 +133,9 @@ def test_resume_refuses_any_difference_and_names_it(synth_dir, tmp_path, monkeyp
     fp = json.loads((partial / "fingerprint.json").read_text())
     assert {"data", "split", "split_mode", "weights", "recipe", "image_size", "seed", "versions"} <= set(fp)
     rows = list(csv.DictReader(open(partial / "split.csv")))
-    swapped = tmp_path / "other_split.csv"  # the same images, two of them moved between splits
-    a, b = next(r for r in rows if r["split"] == "train"), next(r for r in rows if r["split"] == "test")
+    swapped = tmp_path / "other_split.csv"  # the same images, two one-image lesions moved between splits
+    single = {k for k, n in Counter(r["lesion_id"] for r in rows).items() if n == 1}
+    a, b = (next(r for r in rows if r["split"] == s and r["lesion_id"] in single) for s in ("train", "test"))
     a["split"], b["split"] = "test", "train"
     with open(swapped, "w", newline="") as f:
         w = csv.DictWriter(f, rows[0].keys(), lineterminator="\n")

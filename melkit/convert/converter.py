@@ -233,6 +233,7 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     """Convert a run. The output folder is built in a staging folder and published in one step, under a lock:
     a crash keeps the previous models and cards, a second convert into the same folder exits 2."""
     opts.validate()
+    load_run(run_dir)  # a missing or unfinished run is named before the lock creates anything beside it
     if opts.report_only:
         return _convert(run_dir, opts, None, echo)
     out = Path(opts.out or Path(run_dir) / "tflite")

@@ -32,7 +32,8 @@ from melkit.core.run import RunConfig
 from melkit.data.records import LABELS
 from melkit.train.curves import plot_curves
 
-RUN_FILES = ("model.keras", "config.json", "split.csv", "history.csv", "curves.png", "metrics.json", "predictions.csv")
+RUN_FILES = ("model.keras", "config.json", "split.csv", "history.csv", "curves.png", "metrics.json", "predictions.csv",
+             "fingerprint.json")
 
 
 def partial_dir(out: Path) -> Path:
