@@ -142,7 +142,7 @@ def test_resume_refuses_any_difference_and_names_it(synth_dir, tmp_path, monkeyp
         w.writeheader()
         w.writerows(rows)
     weights = tmp_path / "w.h5"
-    weights.write_bytes(b"not the weights the run started with")
+    weights.write_bytes(b"\x89HDF\r\n\x1a\n" + b"not the weights the run started with")  # passes the format check
     for change, key in [(dict(split_csv=str(swapped)), "split"), (dict(split="image"), "split_mode"),
                         (dict(weights=str(weights)), "weights"), (dict(seed=1), "seed")]:
         with pytest.raises(BadInputError, match=rf"--resume: .*\b{key}\b.* differ"):
