@@ -503,7 +503,14 @@ def _model(inputs: CardInputs) -> list:
                if card.input.quantization else "") + ".",
             f"- Output tensor {_code(card.output.name)}: {card.output.dtype} {list(card.output.shape)}"
             + (f", scale {card.output.quantization.scale:g}, zero point {card.output.quantization.zero_point}"
-               if card.output.quantization else "") + ".", ""]
+               if card.output.quantization else "") + "."]
+    if card.domain_guard is not None:
+        g, q = card.guard_output, card.guard_output.quantization
+        out += [f"- Input-domain guard, output {card.guard_index} {_code(g.name)}: {g.dtype} {list(g.shape)}"
+                + (f", scale {q.scale:g}, zero point {q.zero_point}" if q else "")
+                + f"; an image whose domain score is above {card.guard_threshold:.4g} does not look like a "
+                "dermoscopic lesion image and is not assessed (no melanoma score)."]
+    out += [""]
     out += [f"Preprocessing contract {_code(p.name)} (every client must feed the model exactly this):", ""]
     pj = p.to_json()
     rows = [[k, _code(pj[k])] for k in ("color", "resize", "rounding", "scale", "mean", "std", "image_size")]

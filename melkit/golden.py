@@ -12,6 +12,11 @@ For each image ``index.json`` lists, and ``<name>.*`` files hold:
 ``orientation_cases`` is a tiny image after Pillow's ``exif_transpose`` for each EXIF orientation 1-8.
 The committed set (default) is synthetic: see :func:`synthetic_images`.
 
+For a model with a domain guard (``melkit convert --domain-guard``) each image also records the guard
+output's raw values, its ``domain_score`` and ``in_domain``, and the decision is "not assessed" when the
+image is out of the model's domain; the default set then adds out-of-domain images
+(:func:`out_of_domain_images`: noise and a page of text).
+
 Contract goldens (:func:`write_contract_goldens`) need no model: generated images and the contracts' (v1
 and v2) ``q`` for them, plain and with colour constancy, at small sizes; committed under
 ``android_demo/app/src/test/resources/contract`` (regenerate with ``python -m melkit.golden DIR``).
@@ -24,18 +29,19 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from melkit.core.card import ModelCard, sha256, write_card
 from melkit.core.errors import BadInputError
 from melkit.core.files import staging, write_json
-from melkit.core.litert import to_input
+from melkit.core.litert import output_index, to_input
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import CONTRACTS, SHADES_OF_GRAY, SHADES_OF_GRAY_P, _root, box_factor
 from melkit.data.synth import write_synth_dataset
 
 FORMAT = "melkit-golden-1"
 DECISIONS = ("nevus-like", "melanoma-suspicious")
+NOT_ASSESSED = "not assessed"  # the decision for an out-of-domain image (Prediction.NOT_ASSESSED in Java)
 _ORIENTATION = 0x0112
 
 
@@ -67,6 +73,23 @@ def synthetic_images() -> list[tuple[str, bytes]]:
     ]
 
 
+def out_of_domain_images() -> list[tuple[str, bytes]]:
+    """Two images that show no lesion (name, PNG bytes), for the goldens of a domain-guard model: integer
+    hash noise and a page of black text on white."""
+
+    def png(img):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+
+    page = Image.new("RGB", (64, 48), (255, 255, 255))
+    draw = ImageDraw.Draw(page)
+    for k, y in enumerate(range(2, 44, 8)):
+        draw.text((2, y), ["lorem ipsum", "dolor sit", "amet 12:45", "settings", "photo album", "notes"][k],
+                  fill=(0, 0, 0))
+    return [("ood_noise", png(Image.fromarray(_hash_noise(40, 56, 11)))), ("ood_text", png(page))]
+
+
 def _raw_rgba(data: bytes) -> tuple[np.ndarray, int]:
     """Pixels as Android decodes them (EXIF ignored), RGBA, and the EXIF orientation tag (1 if none)."""
     with Image.open(io.BytesIO(data)) as img:
@@ -89,14 +112,23 @@ def orientation_cases() -> dict:
     return {"width": 3, "height": 2, "rgb": src.reshape(-1).tolist(), "results": cases}
 
 
-def _run(interp, tensor):
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+def _read(interp, detail):
+    raw = interp.get_tensor(detail["index"]).reshape(-1)
+    scale, zero = detail["quantization"]
+    return raw, (raw.astype(np.float64) - zero) * scale if scale else raw.astype(np.float64)
+
+
+def _run(interp, tensor, card: ModelCard):
+    """(raw, scores) of the probabilities output and, with a guard, of the guard output (else None, None),
+    each read where the card says."""
+    inp, outs = interp.get_input_details()[0], interp.get_output_details()
     interp.set_tensor(inp["index"], tensor)
     interp.invoke()
-    raw = interp.get_tensor(out["index"]).reshape(-1)
-    scale, zero = out["quantization"]
-    probs = (raw.astype(np.float64) - zero) * scale if scale else raw.astype(np.float64)
-    return raw, probs
+    raw, probs = _read(interp, outs[output_index(interp, card.output.name)])
+    if card.domain_guard is None:
+        return raw, probs, None, None
+    guard_raw, guard = _read(interp, outs[output_index(interp, card.guard_output.name)])
+    return raw, probs, guard_raw, guard
 
 
 def golden_entry(name: str, data: bytes, suffix: str, card: ModelCard, interp, out_dir: Path) -> dict:
@@ -110,14 +142,20 @@ def golden_entry(name: str, data: bytes, suffix: str, card: ModelCard, interp, o
     rgba, orientation = _raw_rgba(data)
     q = card.preprocessing.apply(rgb)
     tensor = to_input(q[None], {"dtype": card.input.dtype})
-    raw, probs = _run(interp, tensor)
+    raw, probs, guard_raw, guard = _run(interp, tensor, card)
     (out_dir / f"{name}.rgba.bin").write_bytes(rgba.tobytes())
     (out_dir / f"{name}.input.bin").write_bytes(tensor.astype(tensor.dtype.newbyteorder("<")).tobytes())
     p_mel = float(probs[card.p_mel_index])
-    return {"name": name, "source": src.name, "width": int(rgba.shape[1]), "height": int(rgba.shape[0]),
-            "exif_orientation": orientation, "pixels": f"{name}.rgba.bin", "input": f"{name}.input.bin",
-            "output_raw": raw.tolist(), "probabilities": probs.tolist(), "p_mel": p_mel,
-            "decision": DECISIONS[p_mel >= float(card.threshold)]}
+    entry = {"name": name, "source": src.name, "width": int(rgba.shape[1]), "height": int(rgba.shape[0]),
+             "exif_orientation": orientation, "pixels": f"{name}.rgba.bin", "input": f"{name}.input.bin",
+             "output_raw": raw.tolist(), "probabilities": probs.tolist(), "p_mel": p_mel,
+             "decision": DECISIONS[p_mel >= float(card.threshold)]}
+    if guard is not None:
+        in_domain = bool(card.in_domain(guard[0]))
+        entry.update(domain_output_raw=guard_raw.tolist(), domain_score=float(guard[0]), in_domain=in_domain)
+        if not in_domain:
+            entry["decision"] = NOT_ASSESSED
+    return entry
 
 
 def write_goldens(model_path, card: ModelCard, interp, golden_dir, images=None) -> dict:
@@ -133,12 +171,16 @@ def fill_goldens(staged: Path, model_path, card: ModelCard, interp, images=None)
         if len({n for n, _, _ in named}) != len(named):
             raise BadInputError("golden images need distinct file names")
     else:
-        named = [(n, d, ".png" if d[:4] == b"\x89PNG" else ".jpg") for n, d in synthetic_images()]
+        extra = out_of_domain_images() if card.domain_guard is not None else []
+        named = [(n, d, ".png" if d[:4] == b"\x89PNG" else ".jpg") for n, d in synthetic_images() + extra]
     entries = [golden_entry(n, d, s, card, interp, staged) for n, d, s in named]
     index = {"format": FORMAT, "model_file": Path(model_path).name, "model_sha256": card.sha256,
              "card": "card.json", "image_size": card.image_size, "input": card.input.to_json(),
              "output": card.output.to_json(), "labels": list(card.labels), "threshold": card.threshold,
              "orientation_cases": orientation_cases(), "images": entries}
+    if card.domain_guard is not None:  # absent otherwise: the goldens of other models stay as they are
+        index["domain_output"] = card.guard_output.to_json()
+        index["domain_threshold"] = card.guard_threshold
     write_card(staged / "card.json", card)
     write_json(staged / "index.json", index)
     return index

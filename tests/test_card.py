@@ -21,7 +21,7 @@ from melkit.core.card import OPTIONAL_FIELDS, SCHEMA_PATH, ModelCard, load_card,
 from melkit.core.errors import BadInputError
 from melkit.core.recipe import default_recipe
 from melkit.core.run import RunConfig
-from melkit.data.preprocess import CONTRACT, Contract
+from melkit.data.preprocess import Contract
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -156,7 +156,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     timings["images_s"] = time.perf_counter() - t_start
     echo(f"{len(records)} images ({int(labels.sum())} mel) from {source.description}")
 
-    probs, keras_model = {}, None
+    probs, domain, keras_model = {}, {}, None
     t0 = time.perf_counter()
     for m in models:
         images = arrays[m.input_key].images
@@ -165,7 +165,9 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
             keras_model = evaluate.load_keras(m)
             probs[m.name] = evaluate.keras_probs(keras_model, images, desc=m.name)
         else:
-            probs[m.name] = evaluate.tflite_probs(m, images, threads=latency.usable_cores())
+            probs[m.name], score = evaluate.tflite_outputs(m, images, threads=latency.usable_cores())
+            if score is not None:  # a --domain-guard model: how many of these images it would assess
+                domain[m.name] = reporting.domain_summary(m.card, score, image_ids)
         timings[f"eval_{m.name}_s"] = time.perf_counter() - t
     timings["evaluation_s"] = time.perf_counter() - t0
 
@@ -185,7 +187,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
         models=models, reference=reference, source=source, records=records, labels=labels,
         skipped=arrays[reference.input_key].skipped, results=results, subgroups=groups, by_source=sources,
         latency=lat, host=host.host_info(with_tensorflow=keras_model is not None), opts=opts, failures=failures,
-        timings=timings)
+        timings=timings, domain=domain)
     # Plots and reports are staged and published together (under a lock): never plots without a report, and a
     # full disk or a crash leaves the previous report. Files already in OUT that this bench does not write stay.
     with exclusive(out), staging(out) as staged:

@@ -1,4 +1,5 @@
-"""P(mel) of every image from one model, Keras or LiteRT, through the preprocessing contract."""
+"""P(mel) of every image from one model, Keras or LiteRT, through the preprocessing contract (and, for a
+.tflite converted with --domain-guard, its domain score)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 
 from melkit.benchmark.inputs import ModelRef
 from melkit.core.errors import BadInputError
-from melkit.core.litert import load_interpreter, predict_p_mel
+from melkit.core.litert import load_interpreter, predict_p_mel, predict_with_domain
 from melkit.core.progress import progress_bar
 from melkit.core.run import load_trained_model, predict_proba
 
@@ -23,12 +24,24 @@ def keras_probs(keras_model, images_q: np.ndarray, batch_size=64, desc="keras") 
         return predict_proba(keras_model, images_q, batch_size, progress=bar.update)
 
 
-def tflite_probs(model: ModelRef, images_q: np.ndarray, threads=None, desc=None) -> np.ndarray:
-    """One invoke per image, as on the phone."""
+def tflite_outputs(model: ModelRef, images_q: np.ndarray, threads=None, desc=None):
+    """(P(mel), domain score or None without a guard): one invoke per image, as on the phone, each output
+    read where the card says."""
     interp = load_interpreter(model.path, num_threads=threads)
+    card = model.card
     with progress_bar(total=len(images_q), desc=desc or model.name, unit="img") as bar:
-        p = predict_p_mel(interp, images_q, progress=bar.update, p_mel_index=model.card.p_mel_index)
+        if card.domain_guard is None:
+            p, score = predict_p_mel(interp, images_q, progress=bar.update, p_mel_index=card.p_mel_index,
+                                     output=card.output.name), None
+        else:
+            p, score = predict_with_domain(interp, images_q, progress=bar.update, p_mel_index=card.p_mel_index,
+                                           output=card.output.name, domain_output=card.guard_output.name)
     if not np.all(np.isfinite(p)):
         raise BadInputError(f"{model.path}: the model outputs NaN or inf")
     # A uint8 output dequantizes to at most 255/256; clip guards float rounding just past [0, 1].
-    return np.clip(p, 0.0, 1.0)
+    return np.clip(p, 0.0, 1.0), score
+
+
+def tflite_probs(model: ModelRef, images_q: np.ndarray, threads=None, desc=None) -> np.ndarray:
+    """P(mel), one invoke per image, as on the phone."""
+    return tflite_outputs(model, images_q, threads, desc)[0]

@@ -2,6 +2,11 @@
 
 Every image is decoded before any model runs, so an unreadable file is reported as bad input (exit 2)
 rather than after minutes of work, and never silently dropped: a person asked about that photo.
+
+A model converted with ``--domain-guard`` also says, for each image, whether it looks like a dermoscopic
+lesion image (``in_domain`` and the ``domain_score`` behind it). When it does not, the decision is
+``not_assessed`` with a plain message and no melanoma score (``p_mel`` is null); the exit code stays 0.
+Rows of models without a guard are as before (no ``in_domain``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import numpy as np
 
 from melkit.benchmark import evaluate
 from melkit.benchmark.inputs import open_model
+from melkit.core.card import NOT_ASSESSED
 from melkit.core.errors import BadInputError
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import Contract
@@ -35,24 +41,37 @@ def predict_files(model_path, image_paths) -> dict:
         raise BadInputError("no images given")
     model = open_model(model_path)
     images = contract_images(image_paths, model.contract)
+    scores = None
     if model.kind == "keras":
         probs = evaluate.keras_probs(evaluate.load_keras(model), images, desc="predict")
     else:
-        probs = evaluate.tflite_probs(model, images, desc="predict")
+        probs, scores = evaluate.tflite_outputs(model, images, desc="predict")
     rows = []
-    for path, p in zip(image_paths, probs):
+    for i, (path, p) in enumerate(zip(image_paths, probs)):
         label, meaning = DECISIONS[bool(p >= model.threshold)]
-        rows.append({"image": str(path), "p_mel": float(p), "decision": label, "meaning": meaning})
+        row = {"image": str(path), "p_mel": float(p), "decision": label, "meaning": meaning}
+        if scores is not None:
+            in_domain = bool(model.card.in_domain(scores[i]))
+            if not in_domain:
+                row.update(p_mel=None, decision="not_assessed", meaning=NOT_ASSESSED)
+            row.update(in_domain=in_domain, domain_score=float(scores[i]))
+        rows.append(row)
+    guard = {"domain_threshold": model.card.guard_threshold} if scores is not None else {}
     return {"model": str(Path(model_path)), "kind": model.kind,
             "variant": model.card.variant if model.card else model.kind,
-            "threshold": model.threshold, "image_size": model.image_size, "predictions": rows,
+            "threshold": model.threshold, **guard, "image_size": model.image_size, "predictions": rows,
             "note": "Research model, not a medical device: it gives no diagnosis."}
 
 
 def text(result: dict) -> str:
-    lines = [f"{result['model']} ({result['variant']}, threshold {result['threshold']:.3f})"]
+    guard = (f", domain guard threshold {result['domain_threshold']:.3f}" if "domain_threshold" in result else "")
+    lines = [f"{result['model']} ({result['variant']}, threshold {result['threshold']:.3f}{guard})"]
     width = max(len(r["image"]) for r in result["predictions"])
     for r in result["predictions"]:
-        lines.append(f"{r['image']:<{width}}  P(mel) {r['p_mel']:.4f}  {r['meaning']}")
+        if r.get("in_domain") is False:
+            lines.append(f"{r['image']:<{width}}  P(mel)   -     {r['meaning']} "
+                         f"(domain score {r['domain_score']:.3g} > {result['domain_threshold']:.3g})")
+        else:
+            lines.append(f"{r['image']:<{width}}  P(mel) {r['p_mel']:.4f}  {r['meaning']}")
     lines.append(result["note"])
     return "\n".join(lines)

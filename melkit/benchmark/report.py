@@ -8,6 +8,8 @@ import csv
 import datetime as dt
 from dataclasses import asdict
 
+import numpy as np
+
 from melkit.benchmark.host import host_line
 from melkit.core.files import atomic_writer, write_json
 
@@ -42,10 +44,23 @@ def latency_ratios(models: list, latency: dict | None) -> dict:
     return out
 
 
+def domain_summary(card, scores, image_ids, worst: int = 20) -> dict:
+    """A --domain-guard model's in-domain rate on the benchmarked images (a real dermoscopy set should be
+    ~97-100 %), and the images it would not assess, highest score first."""
+    scores = np.asarray(scores, float)
+    inside = card.in_domain(scores)
+    order = [i for i in np.argsort(-scores) if not inside[i]][:worst]
+    return {"threshold": card.guard_threshold, "n": int(len(scores)), "n_in_domain": int(inside.sum()),
+            "in_domain_rate": float(inside.mean()) if len(scores) else None,
+            "score_p50": float(np.median(scores)) if len(scores) else None,
+            "not_assessed": [{"image_id": image_ids[i], "domain_score": float(scores[i])} for i in order]}
+
+
 def build(models, reference, source, records, labels, skipped, results, subgroups, latency, host, opts, failures,
-          timings, by_source=None) -> dict:
+          timings, by_source=None, domain=None) -> dict:
     """The report.json object; ``by_source`` (parity.by_source) only appears when the images come from more
-    than one source."""
+    than one source, a model's ``domain_guard`` (``domain``: name -> :func:`domain_summary`) only for a model
+    with a guard. The metrics count every image, assessed or not."""
     entries = []
     for m in models:
         card = m.card
@@ -56,6 +71,8 @@ def build(models, reference, source, records, labels, skipped, results, subgroup
             "input": card.input.to_json() if card else None, "metrics": results[m.name]["metrics"],
             "vs_reference": results[m.name]["vs_reference"],
         }
+        if domain and m.name in domain:
+            entry["domain_guard"] = domain[m.name]
         if latency and m.name in latency["tflite"]:
             entry["latency"] = latency["tflite"][m.name]
             entry["litert_benchmark"] = (latency.get("litert_benchmark") or {}).get(m.name)
@@ -165,6 +182,34 @@ CLINICAL_HEAD = ["model", "thr", "sens %", "spec %", "bal.acc %", "sens@90spec %
                  "majority %", "ECE", "Brier"]
 BY_SOURCE_HEAD = ["source", "n", "mel", "model", "AUC [95% CI]", "ΔAUC", "bal.acc %", "sens %", "spec %",
                   "agree %"]
+DOMAIN_HEAD = ["model", "threshold", "in domain %", "in domain", "not assessed", "score p50"]
+
+
+def _domain_rows(report):
+    for e in report["models"]:
+        g = e.get("domain_guard")
+        if g:
+            yield [e["name"], f"{g['threshold']:.3f}", _pct(g["in_domain_rate"]), g["n_in_domain"],
+                   g["n"] - g["n_in_domain"], _f(g["score_p50"], ".3f")]
+
+
+def _domain_md(report) -> list:
+    if not any("domain_guard" in e for e in report["models"]):
+        return []
+    out = ["## Input-domain guard", "",
+           "Models converted with `--domain-guard` say whether each image looks like a dermoscopic lesion image "
+           "(domain score <= threshold); out of the domain the app and `melkit predict` give no melanoma score. "
+           "On a real dermoscopy set the in-domain rate should be ~97-100 %. The metrics above count every "
+           "image, assessed or not.", ""]
+    out += _table(DOMAIN_HEAD, _domain_rows(report)) + [""]
+    for e in report["models"]:
+        g = e.get("domain_guard")
+        if g and g["not_assessed"]:
+            shown = ", ".join(f"{x['image_id']} ({x['domain_score']:.2f})" for x in g["not_assessed"][:10])
+            out += [f"{e['name']}, not assessed (highest score first): {shown}", ""]
+    return out
+
+
 LATENCY_HEAD = ["model", "MB", "init ms", "first ms", "mean ms", "p50", "p90", "p99", "XNNPACK off ms",
                 "peak RSS MB", "LiteRT tool avg ms", "× float32", "× keras"]
 
@@ -185,6 +230,9 @@ def terminal_table(report) -> str:
         lines += ["", (f"by source ({len(report['by_source'])} sources): at each model's threshold; ΔAUC and "
                        "agree % vs the reference on the same images")]
         lines += _plain(BY_SOURCE_HEAD, list(_by_source_rows(report)))
+    if any("domain_guard" in e for e in report["models"]):
+        lines += ["", "input-domain guard: images each model would assess (in domain); the metrics above count all"]
+        lines += _plain(DOMAIN_HEAD, list(_domain_rows(report)))
     if report["latency"]:
         s = report["latency"]["settings"]
         lines += ["", f"latency: {s['runs']} timed single-image runs at {s['threads']} thread(s); "
@@ -214,6 +262,7 @@ def markdown(report) -> str:
     out += _by_source_md(report)
     out += _subgroups_md(report)
     out += _flips_md(report)
+    out += _domain_md(report)
     if report["latency"]:
         out += _latency_md(report)
     out += ["## Host", "", host_line(report["host"]), ""]

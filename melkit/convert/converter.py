@@ -8,16 +8,21 @@
 set, range equalisation, weight rounding); the per-variant ones turn it into a checked .tflite (QAT,
 conversion, decision grid, metadata, self-check). Each pass returns its part of the card's
 ``conversion`` record, so the card says exactly what was done.
+
+``--domain-guard`` adds one shared pass (fit the guard on the training split, build it into the export model
+as a second output) and, per variant, two flatbuffer passes (outputs in order, the int8 guard's ranges) and
+the guard's own self-check, which goes into the card's ``domain_guard`` record (domain_guard.py).
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from melkit.convert import domain_guard as guards
 from melkit.convert import qat as qat_training
 from melkit.convert.calibration import representative_images
 from melkit.convert.contract import config_for_cards
@@ -32,7 +37,7 @@ from melkit.convert.variants import VARIANTS, check_input_quantization, convert,
 from melkit.core import card as cards
 from melkit.core.errors import BadInputError
 from melkit.core.files import atomic_writer, exclusive, read_json, staging
-from melkit.core.litert import io_details, load_interpreter, predict_p_mel
+from melkit.core.litert import io_details, load_interpreter, predict_p_mel, predict_with_domain
 from melkit.core.metrics import roc_auc
 from melkit.core.run import RunConfig, load_run, load_trained_model, predict_outputs, predict_proba, split_records
 from melkit.data.pipeline import load_images
@@ -69,6 +74,8 @@ class Source:
     val_labels: np.ndarray
     p_keras: np.ndarray  # the float Keras model's P(mel) on val, what every variant must agree with
     contract_change: dict | None = None  # --contract-version: the card's record of the change (contract.py)
+    guard: guards.DomainGuard | None = None  # --domain-guard: fitted, and built into ``export``
+    guard_keras: np.ndarray | None = None  # the float Keras guard's scores on val
 
     @property
     def threshold(self) -> float:
@@ -97,6 +104,7 @@ class Built:
     io: dict
     check: Check
     conversion: dict  # the card's record of how this file was made
+    guard: dict | None = None  # the card's domain_guard record
 
 
 def load_source(run_dir, logit_model, config: RunConfig, metrics: dict, opts: ConvertOptions) -> Source:
@@ -106,6 +114,22 @@ def load_source(run_dir, logit_model, config: RunConfig, metrics: dict, opts: Co
     val = load_images(split_records(run_dir, config, "val", opts.data_dir), config.preprocessing, desc="val images")
     return Source(Path(run_dir), config, metrics, name, export, val.images, val.labels,
                   predict_proba(logit_model, val.images))
+
+
+def guard_pass(source: Source, opts: ConvertOptions, echo) -> None:
+    """--domain-guard: fit the guard on the training split's pooled features (threshold on val) and build it
+    into the export model, before any variant is made from it."""
+    if not opts.domain_guard:
+        return
+    train = load_images(split_records(source.run_dir, source.config, "train", opts.data_dir),
+                        source.config.preprocessing, desc="guard: train images")
+    guard = guards.fit_on_images(source.export, train.images, source.val_images, opts.domain_guard_components,
+                                 opts.domain_guard_shrinkage, opts.domain_guard_quantile)
+    source.export = guards.with_domain_guard(source.export, guard)
+    source.guard = guard
+    _, source.guard_keras = guards.keras_outputs(source.export, source.val_images)
+    echo(f"domain guard: {guard.components} components of {'+'.join(guard.layers)} fitted on {guard.n_fit} "
+         f"training images; threshold {guard.threshold:.4g} keeps {100 * guard.val_in_domain:.1f}% of validation")
 
 
 def prepare(source: Source, opts: ConvertOptions, echo) -> Prepared:
@@ -180,14 +204,42 @@ def grid_pass(variant: str, data: bytes, threshold: float, opts: ConvertOptions,
     return data, grid
 
 
-def selfcheck_pass(variant: str, data: bytes, source: Source, opts: ConvertOptions) -> tuple[dict, Check]:
-    """Load the finished file in LiteRT, check its input quantization, compare it with Keras on val."""
+def guard_flatbuffer_pass(data: bytes, source: Source, echo) -> tuple[bytes, list | None]:
+    """A guard model's outputs in order (probabilities first) and, for int8, the guard's ranges widened."""
+    if source.guard is None:
+        return data, None
+    data = guards.order_outputs(data)
+    data, ranges = guards.widen_ranges(data, source.guard.threshold)
+    if ranges:
+        echo(f"domain guard: int8 ranges of {len(ranges)} tensors set (score up to "
+             f"{guards.SCORE_RANGE:g} x the threshold, components +-{guards.Z_RANGE:g})")
+    return data, ranges
+
+
+def selfcheck_pass(variant: str, data: bytes, source: Source, opts: ConvertOptions,
+                   ranges=None) -> tuple[dict, Check, dict | None]:
+    """Load the finished file in LiteRT, check its input quantization, compare it with Keras on val (and its
+    guard's in-domain decisions with the float Keras guard's)."""
     interp = load_interpreter(data)
     io = io_details(interp)
     if VARIANTS[variant].integer_only:
         check_input_quantization(io, io_types(variant, opts)[0])
-    p = predict_p_mel(interp, source.val_images, p_mel_index=LABELS.index("mel"))
-    return io, compare(variant, source.p_keras, p, source.val_labels, source.threshold, len(data), opts.min_agreement)
+    if source.guard is None:
+        p = predict_p_mel(interp, source.val_images, p_mel_index=LABELS.index("mel"))
+        return io, compare(variant, source.p_keras, p, source.val_labels, source.threshold, len(data),
+                           opts.min_agreement), None
+    guard_io = io["more_outputs"][0]
+    p, score = predict_with_domain(interp, source.val_images, p_mel_index=LABELS.index("mel"),
+                                   output=io["output"]["name"], domain_output=guard_io["name"])
+    check = compare(variant, source.p_keras, p, source.val_labels, source.threshold, len(data), opts.min_agreement)
+    record = guards.record(source.guard, guard_io, score, source.guard_keras, ranges)
+    agreement = record["agreement"]
+    if check.passed and not np.isfinite(score).all():
+        check = replace(check, passed=False, reason="domain score has NaN/inf")
+    elif check.passed and agreement < opts.min_agreement:
+        check = replace(check, passed=False,
+                        reason=f"domain guard agreement {agreement:.3f} < {opts.min_agreement}")
+    return io, check, record
 
 
 def build_variant(variant: str, source: Source, prep: Prepared, info: ModelInfo, opts: ConvertOptions,
@@ -195,16 +247,17 @@ def build_variant(variant: str, source: Source, prep: Prepared, info: ModelInfo,
     echo(f"converting {variant} ...")
     model = model_for(variant, source, prep, opts, echo)
     data = convert(model, variant, prep.rep, *io_types(variant, opts), float_layers=opts.float_layers)
+    data, ranges = guard_flatbuffer_pass(data, source, echo)
     data, grid = grid_pass(variant, data, source.threshold, opts, echo)
     data = add_metadata(data, info)  # input stats follow the converted input type
-    io, check = selfcheck_pass(variant, data, source, opts)
+    io, check, guard = selfcheck_pass(variant, data, source, opts, ranges)
     conversion = {**conversion_record(variant, prep, opts), "decision_grid": grid}
     if source.contract_change:
         conversion["contract_change"] = source.contract_change
     if variant == "qat":
         conversion["qat"] = {"epochs": opts.qat_epochs, "learning_rate": opts.qat_learning_rate,
                              "target": opts.qat_target}
-    return Built(variant, data, io, check, conversion)
+    return Built(variant, data, io, check, conversion, guard)
 
 
 def drop_unhelpful_qat(built: dict) -> str:
@@ -222,7 +275,8 @@ def write_variant(out: Path, b: Built, source: Source, opts: ConvertOptions) -> 
     stem = f"{source.name}_{b.variant}"
     model_path, card_path = out / f"{stem}.tflite", out / f"{stem}.json"
     card = cards.make_card(model_path.name, b.data, b.variant, b.io, source.config, source.metrics, source.run_dir,
-                           source.name, opts.version, b.check.to_dict(), extra={"conversion": b.conversion})
+                           source.name, opts.version, b.check.to_dict(), extra={"conversion": b.conversion},
+                           domain_guard=b.guard)
     with atomic_writer(model_path, "wb") as f:
         f.write(b.data)
     cards.write_card(card_path, card)
@@ -253,6 +307,7 @@ def _convert(run_dir, opts: ConvertOptions, out: Path | None, echo) -> ConvertRe
     metrics = read_json(Path(run_dir) / "metrics.json")
     source = load_source(run_dir, logit_model, config, metrics, opts)
     source.contract_change = contract_change
+    guard_pass(source, opts, echo)
     prep = prepare(source, opts, echo)
     info = ModelInfo(name=source.name, version=opts.version, description=DESCRIPTION, author="melkit",
                      license=LICENSE, labels=list(LABELS), image_size=source.image_size)

@@ -31,16 +31,31 @@ from melkit.core.errors import BadInputError
 
 
 def _softmax_io(model):
-    """(input, output) tensors (flatbuffer views) of the model's last SOFTMAX, or (None, None)."""
+    """(input, output) tensors (flatbuffer views) of the SOFTMAX that writes the model's first output (the
+    probabilities; a domain-guard model has a second one), directly or through a QUANTIZE to the output type;
+    the last SOFTMAX when none does; (None, None) without one."""
     from tensorflow.lite.python import schema_py_generated as schema  # TensorFlow: imported when first needed
 
     graph = model.Subgraphs(0)
-    for i in reversed(range(graph.OperatorsLength())):
+    softmaxes, writer = [], {}
+    for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == schema.BuiltinOperator.SOFTMAX:
-            return graph.Tensors(op.Inputs(0)), graph.Tensors(op.Outputs(0))
-    return None, None
+        kind = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        for t in op.OutputsAsNumpy():
+            writer[int(t)] = (kind, op)
+        if kind == schema.BuiltinOperator.SOFTMAX:
+            softmaxes.append(op)
+    if not softmaxes:
+        return None, None
+    chosen = softmaxes[-1]
+    if graph.OutputsLength():
+        kind, op = writer.get(int(graph.Outputs(0)), (None, None))
+        if kind == schema.BuiltinOperator.QUANTIZE:
+            kind, op = writer.get(int(op.Inputs(0)), (None, None))
+        if kind == schema.BuiltinOperator.SOFTMAX:
+            chosen = op
+    return graph.Tensors(chosen.Inputs(0)), graph.Tensors(chosen.Outputs(0))
 
 
 def threshold_logit(threshold: float) -> float:

@@ -26,6 +26,7 @@ from melkit.core.errors import BadInputError
 METADATA_NAME = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"
 INPUT_NAME, OUTPUT_NAME = "image", "probability"  # the names tflite-support's image-classifier writer uses
+DOMAIN_NAME = "domain_score"  # the second output of a --domain-guard model
 # Only schema-1.0.0 members are used (no VOCABULARY files, subgraph process units or tensor groups), so the
 # minimum parser version is tflite-support's default (metadata/cc/metadata_version.cc).
 MIN_PARSER_VERSION = "1.0.0"
@@ -87,6 +88,10 @@ class ModelInfo:
     std: float = 128.0
     input_description: str = "RGB image, pixel values q in [0, 255], normalised as (q - mean) / std."
     output_description: str = "Probability of each class, in the order of labels.txt."
+    # Written only for a model with a second output (melkit convert --domain-guard).
+    domain_description: str = ("Domain score: how far the image is from the dermoscopic images the model was "
+                               "trained on. Above the model card's domain_guard.threshold the image does not look "
+                               "like a dermoscopic lesion image and is not assessed.")
     # (min, max) of the input tensor's values; None derives them from its type: float32 -> normalised
     # [(0 - mean) / std, (255 - mean) / std], uint8 -> [0, 255], int8 -> [-128, 127].
     input_stats: tuple[float, float] | None = None
@@ -101,17 +106,22 @@ def add_metadata(tflite_bytes: bytes, info: ModelInfo) -> bytes:
     model = _parse_model(tflite_bytes)
     if any(b.offset > 1 for b in model.buffers or []):  # >2 GB models keep weights after the flatbuffer
         raise BadInputError("TFLite models with external buffers (offset/size) are not supported")
-    sgs = model.subgraphs or []  # the metadata describes exactly one input and one output tensor
-    if len(sgs) != 1 or len(_list(sgs[0].inputs)) != 1 or len(_list(sgs[0].outputs)) != 1:
-        raise BadInputError("expected a TFLite model with one subgraph, one input and one output")
+    sgs = model.subgraphs or []  # the metadata describes one input and one output (plus a domain score)
+    if len(sgs) != 1 or len(_list(sgs[0].inputs)) != 1 or len(_list(sgs[0].outputs)) not in (1, 2):
+        raise BadInputError("expected a TFLite model with one subgraph, one input and one output (and maybe a "
+                            "domain score)")
     sg = sgs[0]
     in_shape, out_shape = (_list(sg.tensors[i[0]].shape) for i in (sg.inputs, sg.outputs))
+    with_domain = len(_list(sg.outputs)) == 2
+    if with_domain and _list(sg.tensors[sg.outputs[1]].shape) != [1, 1]:
+        raise BadInputError(f"the second output {_list(sg.tensors[sg.outputs[1]].shape)} is not a [1, 1] domain score")
     if in_shape != [1, info.image_size, info.image_size, 3]:
         raise BadInputError(f"model input shape {in_shape} is not [1, {info.image_size}, {info.image_size}, 3]")
     if not info.labels or any("\n" in label for label in info.labels) or out_shape[-1:] != [len(info.labels)]:
         raise BadInputError(f"model output shape {out_shape} does not match {len(info.labels)} one-line labels")
 
-    meta = np.frombuffer(_metadata_flatbuffer(info, _input_stats(info, sg.tensors[sg.inputs[0]].type)), np.uint8)
+    stats = _input_stats(info, sg.tensors[sg.inputs[0]].type)
+    meta = np.frombuffer(_metadata_flatbuffer(info, stats, with_domain), np.uint8)
     entry = next((m for m in model.metadata or [] if _text(m.name) == METADATA_NAME), None)
     if entry is None:  # new buffer + named entry; else overwrite the old buffer in place, keeping indices stable
         model.buffers.append(tfl.BufferT())
@@ -133,6 +143,7 @@ def read_metadata(tflite_bytes: bytes) -> dict:
     sg = (md.get("subgraph_metadata") or [{}])[0]
     inp = (sg.get("input_tensor_metadata") or [{}])[0]
     out = (sg.get("output_tensor_metadata") or [{}])[0]
+    domain = (sg.get("output_tensor_metadata") or [{}, {}])[1:]
     content = inp.get("content", {})
     image = content.get("content_properties", {}) if content.get("content_properties_type") == IMAGE_PROPERTIES else {}
     size = image.get("default_size", {})
@@ -150,6 +161,8 @@ def read_metadata(tflite_bytes: bytes) -> dict:
                   "color_space": COLOR_SPACES.get(image.get("color_space", 0), "UNKNOWN"),
                   "mean": norm.get("mean"), "std": norm.get("std"), "stats": inp.get("stats")},
         "output": {"name": out.get("name"), "description": out.get("description"), "labels_file": labels_file},
+        **({"domain_output": {"name": domain[0].get("name"), "description": domain[0].get("description")}}
+           if domain else {}),
         "associated_files": [{"name": f.get("name"), "description": f.get("description"),
                               "type": FILE_TYPES.get(f.get("type", 0), "UNKNOWN")} for f in files],
         "labels": _zip_labels(tflite_bytes, labels_file or LABELS_FILE),
@@ -219,8 +232,9 @@ def _input_stats(info: ModelInfo, tensor_type: int) -> tuple[float, float]:
 # --- the metadata flatbuffer --------------------------------------------------------------------------------------
 
 
-def _metadata_flatbuffer(info: ModelInfo, stats: tuple[float, float]) -> bytes:
-    """The ModelMetadata tflite-support's image-classifier writer would produce for this model."""
+def _metadata_flatbuffer(info: ModelInfo, stats: tuple[float, float], with_domain: bool = False) -> bytes:
+    """The ModelMetadata tflite-support's image-classifier writer would produce for this model (plus, with
+    ``with_domain``, a second output: the domain score, a feature without labels)."""
     image_input = {
         "name": INPUT_NAME, "description": info.input_description,
         "content": {"content_properties_type": IMAGE_PROPERTIES,
@@ -236,8 +250,12 @@ def _metadata_flatbuffer(info: ModelInfo, stats: tuple[float, float]) -> bytes:
         "associated_files": [{"name": LABELS_FILE, "description": "Class labels, one per output index.",
                               "type": TENSOR_AXIS_LABELS}],
     }
+    outputs = [scores_output]
+    if with_domain:
+        outputs.append({"name": DOMAIN_NAME, "description": info.domain_description,
+                        "content": {"content_properties_type": FEATURE_PROPERTIES, "content_properties": {}}})
     md = {"name": info.name, "description": info.description, "version": info.version,
-          "subgraph_metadata": [{"input_tensor_metadata": [image_input], "output_tensor_metadata": [scores_output]}],
+          "subgraph_metadata": [{"input_tensor_metadata": [image_input], "output_tensor_metadata": outputs}],
           "author": info.author, "license": info.license, "min_parser_version": MIN_PARSER_VERSION}
     b = flatbuffers.Builder(1024)
     b.Finish(_encode(b, "ModelMetadata", md), file_identifier=b"M001")

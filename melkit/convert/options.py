@@ -41,6 +41,16 @@ class ConvertOptions:
     align_threshold: bool = opt(True, flag="--no-align-threshold",
                                 help="Keep the converter's scale for the int8 scores instead of placing the "
                                      "threshold halfway between two of their values.")
+    # The input-domain guard (domain_guard.py): a second output and the card's domain_guard record.
+    domain_guard: bool = opt(False, help="Add a second output, domain_score: images that do not look like "
+                                         "dermoscopic lesion images are 'not assessed' (fitted on the training "
+                                         "split, threshold on validation).")
+    domain_guard_quantile: float = opt(0.995, min=0.5, max=1.0,
+                                       help="The guard's threshold: this quantile of the validation split's scores.")
+    domain_guard_components: int | None = opt(None, type=int, min=1,
+                                              help="Principal components the guard whitens (default: all features).")
+    domain_guard_shrinkage: float = opt(0.1, min=0.0, max=10.0,
+                                        help="Ridge added to the guard's covariance, times its mean eigenvalue.")
     name: str | None = opt(None, help="Model name (default melkit_mnv2_<alpha>_<size>).")
     version: str = opt("1.0.0", flag="--model-version")
     contract_version: int | None = opt(
@@ -61,4 +71,10 @@ class ConvertOptions:
             raise BadInputError("--input-type/--output-type apply to --int8 or --qat only")
         if self.float_layers and "int8-mixed" not in self.variants:
             raise BadInputError("--float-layer needs --int8-mixed")
+        if self.domain_guard and "qat" in self.variants:
+            raise BadInputError("--domain-guard does not support --qat (QAT trains on the probabilities only)")
+        tuned = [f for f, default in (("quantile", 0.995), ("components", None), ("shrinkage", 0.1))
+                 if getattr(self, f"domain_guard_{f}") != default]
+        if tuned and not self.domain_guard:
+            raise BadInputError(f"--domain-guard-{tuned[0]} needs --domain-guard")
         return self

@@ -15,6 +15,11 @@ One optional field, ``calibration``, is added by ``melkit calibrate`` when a use
 their own labelled images (melkit/benchmark/calibrate.py): the card then says on which set the threshold
 was chosen, and may carry a temperature that maps the probability shown to a person. The decision always
 compares the model's raw P(mel) with ``threshold``; cards without the field are unchanged byte for byte.
+
+Another optional field, ``domain_guard``, is written by ``melkit convert --domain-guard``
+(melkit/convert/domain_guard.py): the model then has a second output, a score of how far the image is from
+the dermoscopic images it was trained on, and the record says which output (``output``: its tensor spec and
+``index``) and the ``threshold`` above which the image is "not assessed" (no melanoma score is given).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from melkit.core.errors import BadInputError
 from melkit.core.files import _jsonable, read_json, write_json
@@ -165,7 +172,8 @@ def _preprocessing(d: dict, where: str = "preprocessing") -> Contract:
 
 
 _FREE_FORM = ("source_run", "training_data", "validation", "selfcheck", "versions")
-OPTIONAL_FIELDS = ("calibration",)  # absent from the cards melkit convert writes
+OPTIONAL_FIELDS = ("calibration", "domain_guard")  # absent from the cards a plain melkit convert writes
+NOT_ASSESSED = "not assessed: this does not look like a dermoscopic image of a skin lesion"
 
 
 def _calibration(d: dict) -> dict:
@@ -179,6 +187,25 @@ def _calibration(d: dict) -> dict:
     t = _get(d, "temperature", where, "a number", nullable=True)
     if t is not None and not (math.isfinite(t) and t > 0):
         raise BadInputError(f"model card field 'calibration.temperature' must be positive or null, not {t}")
+    return copy.deepcopy(d)
+
+
+def _domain_guard(d: dict) -> dict:
+    """The optional record ``melkit convert --domain-guard`` writes: the guard output's tensor spec and position,
+    and the threshold; the rest (method, how it was fitted, its self-check) is free-form."""
+    where = "domain_guard"
+    out = _get(d, "output", where, "an object")
+    spec = TensorSpec.from_json(out, f"{where}.output")
+    index = _get(out, "index", f"{where}.output", "an integer")
+    if index < 1:
+        raise BadInputError(f"model card field '{where}.output.index' must be at least 1 (output 0 holds the "
+                            f"probabilities), not {index}")
+    if math.prod(spec.shape) != 1:
+        raise BadInputError(f"model card field '{where}.output.shape' must hold one score, not {list(spec.shape)}")
+    threshold = _get(d, "threshold", where, "a number")
+    if not math.isfinite(threshold):
+        raise BadInputError(f"model card field '{where}.threshold' must be a finite number, not {threshold}")
+    _get(d, "method", where, "a string")
     return copy.deepcopy(d)
 
 
@@ -208,6 +235,8 @@ class ModelCard:
     not_a_medical_device: str
     # Set by melkit calibrate: where the threshold (and an optional display temperature) were re-fitted.
     calibration: dict | None = None
+    # Set by melkit convert --domain-guard: the second output that says whether an image is in the model's domain.
+    domain_guard: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -246,6 +275,7 @@ class ModelCard:
             **{k: copy.deepcopy(_get(d, k, "", "an object")) for k in _FREE_FORM},
             not_a_medical_device=s("not_a_medical_device"),
             calibration=_calibration(_get(d, "calibration", "", "an object")) if "calibration" in d else None,
+            domain_guard=_domain_guard(_get(d, "domain_guard", "", "an object")) if "domain_guard" in d else None,
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in known},
         )
 
@@ -270,6 +300,7 @@ class ModelCard:
             **{k: copy.deepcopy(getattr(self, k)) for k in _FREE_FORM},
             "not_a_medical_device": self.not_a_medical_device,
             **({} if self.calibration is None else {"calibration": copy.deepcopy(self.calibration)}),
+            **({} if self.domain_guard is None else {"domain_guard": copy.deepcopy(self.domain_guard)}),
             **copy.deepcopy(self.extra),
         }
 
@@ -288,18 +319,51 @@ class ModelCard:
     def conversion(self) -> dict | None:
         return self.extra.get("conversion")
 
+    @property
+    def guard_output(self) -> TensorSpec | None:
+        """The domain guard's output tensor as the card promises it; None without a guard."""
+        if self.domain_guard is None:
+            return None
+        return TensorSpec.from_json(self.domain_guard["output"], "domain_guard.output")
+
+    @property
+    def guard_index(self) -> int | None:
+        return None if self.domain_guard is None else int(self.domain_guard["output"]["index"])
+
+    @property
+    def guard_threshold(self) -> float | None:
+        return None if self.domain_guard is None else float(self.domain_guard["threshold"])
+
+    def in_domain(self, scores):
+        """Whether each domain score is in the model's domain (at most the guard's threshold; NaN is not)."""
+        return np.asarray(scores, float) <= self.guard_threshold
+
     def check_against(self, interpreter, model_path=None) -> None:
         """Check that a loaded LiteRT interpreter is the model this card describes; BadInputError if not.
 
         Input and output dtype, shape and quantization (scale within QUANT_TOLERANCE); the contract; image
         size vs the input shape [1, S, S, 3]; labels vs the output shape (one score per label, "mel" among
-        them); the threshold a probability. Bench, predict and bundle all use this one check, as strict as
-        the Android app's own (ModelCard.java), so nothing is measured that the phone would refuse.
+        them); the threshold a probability. With a ``domain_guard``, the model must have the guard output at
+        its index (name, dtype, shape and quantization as the card says); without one, only the probabilities.
+        Bench, predict and bundle all use this one check, as strict as the Android app's own (ModelCard.java),
+        so nothing is measured that the phone would refuse.
         """
         where = f"{model_path}: " if model_path is not None else ""
         actual = io_details(interpreter)
-        for side, want in (("input", self.input), ("output", self.output)):
-            got = actual[side]
+        more = actual.get("more_outputs", [])
+        wanted = 1 if self.domain_guard is None else 1 + self.guard_index
+        if 1 + len(more) != wanted:
+            raise BadInputError(f"{where}card says the model has {wanted} output(s) ("
+                                + ("probabilities and domain score" if self.domain_guard else "probabilities")
+                                + f"), the model has {1 + len(more)}")
+        sides = [("input", self.input, actual["input"]), ("output", self.output, actual["output"])]
+        if self.domain_guard is not None:
+            got = more[self.guard_index - 1]
+            if got["name"] != self.guard_output.name:
+                raise BadInputError(f"{where}card says domain_guard.output is {self.guard_output.name!r}, the model's "
+                                    f"output {self.guard_index} is {got['name']!r}")
+            sides.append(("domain_guard.output", self.guard_output, got))
+        for side, want, got in sides:
             for key, promised in (("dtype", want.dtype), ("shape", list(want.shape))):
                 if promised != got[key]:
                     raise BadInputError(f"{where}card says {side} {key} {promised}, the model has {got[key]}")
@@ -332,9 +396,10 @@ def _validation(m: dict) -> dict:
 
 
 def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunConfig, metrics: dict, run_dir,
-              name: str, version: str, selfcheck: dict, extra: dict | None = None) -> ModelCard:
+              name: str, version: str, selfcheck: dict, extra: dict | None = None,
+              domain_guard: dict | None = None) -> ModelCard:
     """The card of one converted model: ``io`` is the interpreter's io_details, ``metrics`` the run's
-    metrics.json."""
+    metrics.json, ``domain_guard`` the guard's record (melkit/convert/domain_guard.py) if it has one."""
     d = {
         "melkit_card": CARD_VERSION,
         "name": name,
@@ -347,7 +412,9 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunC
         "labels_file": "labels.txt",
         "threshold": metrics["threshold"],
         "threshold_policy": metrics["threshold_policy"],
-        "decision": "melanoma-suspicious when P(mel) >= threshold, else nevus-like",
+        "decision": "melanoma-suspicious when P(mel) >= threshold, else nevus-like"
+                    + ("; not assessed (no P(mel) given) when domain_score > domain_guard.threshold"
+                       if domain_guard else ""),
         "preprocessing": config.preprocessing.to_json(),
         "input": io["input"],
         "output": {**io["output"], "meaning": "[P(nv), P(mel)], matching labels"},
@@ -369,6 +436,7 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunC
         "selfcheck": selfcheck,
         "versions": config.versions,
         "not_a_medical_device": "Research model. It gives no diagnosis and must not be used for clinical decisions.",
+        **({"domain_guard": domain_guard} if domain_guard else {}),
         # several sources: each one's validation at the same threshold, and each external set's
         **({"validation_by_source": {s: _validation(m["val"]) for s, m in metrics["sources"].items() if "val" in m}}
            if metrics.get("sources") else {}),

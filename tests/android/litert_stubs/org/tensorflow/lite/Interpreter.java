@@ -1,6 +1,7 @@
 package org.tensorflow.lite;
 
 import java.nio.ByteBuffer;
+import java.util.Map;
 
 /** Stub of LiteRT's Interpreter: the constructors and methods melkit's app calls, nothing else. */
 public final class Interpreter implements AutoCloseable {
@@ -27,6 +28,14 @@ public final class Interpreter implements AutoCloseable {
     }
 
     public void run(Object input, Object output) {
+        throw new UnsupportedOperationException("compile-only stub");
+    }
+
+    public void runForMultipleInputsOutputs(Object[] inputs, Map<Integer, Object> outputs) {
+        throw new UnsupportedOperationException("compile-only stub");
+    }
+
+    public int getOutputTensorCount() {
         throw new UnsupportedOperationException("compile-only stub");
     }
 

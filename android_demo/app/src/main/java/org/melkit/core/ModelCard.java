@@ -43,6 +43,15 @@ public final class ModelCard {
     public final TensorSpec output;
     public final String outputMeaning;
     public final String notice;
+    /**
+     * The optional input-domain guard (melkit convert --domain-guard): the model's second output, a score of
+     * how far the image is from the dermoscopic images it was trained on; null without a guard.
+     */
+    public final TensorSpec domainOutput;
+    /** Where the guard output is among the model's outputs (1: after the probabilities); -1 without a guard. */
+    public final int domainOutputIndex;
+    /** In the model's domain when the domain score is at most this; NaN without a guard. */
+    public final double domainThreshold;
 
     /** Free-form records the app only shows or ignores; required all the same (model_card.schema.json). */
     static final String[] RECORDS = {"source_run", "training_data", "validation", "selfcheck", "versions"};
@@ -94,6 +103,25 @@ public final class ModelCard {
             object(o, "", key);
         }
         notice = string(o, "", "not_a_medical_device");
+        if (o.has("domain_guard")) {
+            JSONObject g = object(o, "", "domain_guard");
+            JSONObject go = object(g, "domain_guard", "output");
+            domainOutput = TensorSpec.fromJson(go, "domain_guard.output");
+            domainOutputIndex = (int) integer(go, "domain_guard.output", "index");
+            domainThreshold = number(g, "domain_guard", "threshold");
+            string(g, "domain_guard", "method");
+            if (domainOutputIndex != 1 || domainOutput.elements() != 1) {
+                throw new IllegalArgumentException("domain guard output " + domainOutput + " at index "
+                        + domainOutputIndex + " is not the one score after the probabilities this app reads");
+            }
+            if (Double.isNaN(domainThreshold) || Double.isInfinite(domainThreshold)) {
+                throw new IllegalArgumentException("domain guard threshold " + domainThreshold + " is not finite");
+            }
+        } else {
+            domainOutput = null;
+            domainOutputIndex = -1;
+            domainThreshold = Double.NaN;
+        }
         if (!(CONTRACT.equals(contract) || CONTRACT_V2.equals(contract)) || mean != 128.0 || std != 128.0) {
             throw new IllegalArgumentException("preprocessing " + contract + " is not a contract this app implements ("
                     + CONTRACT + " or " + CONTRACT_V2 + ")");
@@ -194,6 +222,11 @@ public final class ModelCard {
                     + "\", not one this app implements (" + ContractPreprocessor.SHADES_OF_GRAY + ")");
         }
         return (String) v;
+    }
+
+    /** True when the model has an input-domain guard (a second output the app must read). */
+    public boolean hasDomainGuard() {
+        return domainOutput != null;
     }
 
     /** Parses and checks a card; IllegalArgumentException says what is wrong with it. */

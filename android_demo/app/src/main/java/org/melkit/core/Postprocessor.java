@@ -27,8 +27,25 @@ public final class Postprocessor {
         return out;
     }
 
+    /** The prediction of a model without a domain guard. */
     public static Prediction predict(byte[] raw, ModelCard card) {
+        if (card.hasDomainGuard()) {
+            throw new IllegalArgumentException("the card has a domain guard: pass its output too");
+        }
         double[] s = scores(raw, card.output);
         return new Prediction(s, s[card.melIndex], card.threshold);
+    }
+
+    /**
+     * The prediction of a model with a domain guard: {@code domainRaw} is its second output's bytes. In the
+     * model's domain when the score is at most the card's domain threshold (a NaN score is not).
+     */
+    public static Prediction predict(byte[] raw, byte[] domainRaw, ModelCard card) {
+        if (!card.hasDomainGuard()) {
+            return predict(raw, card);
+        }
+        double[] s = scores(raw, card.output);
+        double score = scores(domainRaw, card.domainOutput)[0];
+        return new Prediction(s, s[card.melIndex], card.threshold, score, score <= card.domainThreshold);
     }
 }

@@ -4,6 +4,8 @@ import java.io.Closeable;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
 
 import org.melkit.core.ModelCard;
 import org.melkit.core.Postprocessor;
@@ -44,7 +46,15 @@ final class LiteRtClassifier implements Closeable {
         note = why;
         interpreter = new Interpreter(model, options);
         check(interpreter.getInputTensor(0), card.input, "input");
+        int outputs = card.hasDomainGuard() ? card.domainOutputIndex + 1 : 1;
+        if (interpreter.getOutputTensorCount() != outputs) {
+            throw new IllegalStateException("model has " + interpreter.getOutputTensorCount()
+                    + " outputs but its card says " + outputs);
+        }
         check(interpreter.getOutputTensor(0), card.output, "output");
+        if (card.hasDomainGuard()) {
+            check(interpreter.getOutputTensor(card.domainOutputIndex), card.domainOutput, "domain guard output");
+        }
     }
 
     /** Adds the GPU delegate when the device supports it; returns why not otherwise. */
@@ -96,13 +106,28 @@ final class LiteRtClassifier implements Closeable {
         in.put(input);
         in.rewind();
         ByteBuffer out = ByteBuffer.allocateDirect(card.output.numBytes()).order(ByteOrder.nativeOrder());
+        ByteBuffer domain = null;
         long t0 = System.nanoTime();
-        interpreter.run(in, out);
+        if (card.hasDomainGuard()) {
+            domain = ByteBuffer.allocateDirect(card.domainOutput.numBytes()).order(ByteOrder.nativeOrder());
+            Map<Integer, Object> outputs = new HashMap<Integer, Object>();
+            outputs.put(0, out);
+            outputs.put(card.domainOutputIndex, domain);
+            interpreter.runForMultipleInputsOutputs(new Object[] {in}, outputs);
+        } else {
+            interpreter.run(in, out);
+        }
         elapsedMs[0] = (System.nanoTime() - t0) / 1e6;
-        byte[] raw = new byte[card.output.numBytes()];
-        out.rewind();
-        out.get(raw);
-        return Postprocessor.predict(raw, card);
+        byte[] raw = bytes(out, card.output);
+        return domain == null ? Postprocessor.predict(raw, card)
+                : Postprocessor.predict(raw, bytes(domain, card.domainOutput), card);
+    }
+
+    private static byte[] bytes(ByteBuffer b, TensorSpec spec) {
+        byte[] raw = new byte[spec.numBytes()];
+        b.rewind();
+        b.get(raw);
+        return raw;
     }
 
     @Override

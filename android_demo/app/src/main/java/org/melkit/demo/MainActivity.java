@@ -235,8 +235,12 @@ public class MainActivity extends Activity {
     private void show(ImageLoader.Loaded img, Prediction p, double inferMs, double prepMs, LiteRtClassifier c) {
         preview.setImageBitmap(img.preview);
         orientPreview(img.orientation);
-        result.setText(getString(p.suspicious ? R.string.result_suspicious : R.string.result_nevus,
-                100 * p.pMel, 100 * p.threshold));
+        if (!p.inDomain) {  // no melanoma score for an image that shows no lesion
+            result.setText(R.string.result_not_assessed);
+        } else {
+            result.setText(getString(p.suspicious ? R.string.result_suspicious : R.string.result_nevus,
+                    100 * p.pMel, 100 * p.threshold));
+        }
         String note = c.note.isEmpty() ? "" : "\n" + c.note;
         details.setText(String.format(Locale.ROOT, "%s\ninference %.1f ms, preprocessing %.1f ms\n%s, %d thread(s)%s",
                 p.decision(), inferMs, prepMs, c.backend, c.threads, note));

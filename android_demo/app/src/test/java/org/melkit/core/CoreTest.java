@@ -55,6 +55,54 @@ public class CoreTest {
         }
     }
 
+    static String cardWithGuard(String guard) {
+        return card("0.5", "melkit-v1").replace("\"not_a_medical_device\":\"research only\"}",
+                "\"not_a_medical_device\":\"research only\",\"domain_guard\":" + guard + "}");
+    }
+
+    static final String GUARD = "{\"output\":{\"name\":\"g\",\"dtype\":\"uint8\",\"shape\":[1,1],"
+            + "\"quantization\":{\"scale\":0.05,\"zero_point\":0},\"index\":1},\"threshold\":4.0,"
+            + "\"method\":\"mahalanobis\"}";
+
+    @Test
+    public void theDomainGuardIsOptionalAndGivesNotAssessed() {
+        ModelCard plain = ModelCard.parse(card("0.5", "melkit-v1"));
+        assertFalse(plain.hasDomainGuard());
+        assertTrue(Double.isNaN(plain.domainThreshold));
+        ModelCard c = ModelCard.parse(cardWithGuard(GUARD));
+        assertTrue(c.hasDomainGuard());
+        assertEquals(1, c.domainOutputIndex);
+        assertEquals(4.0, c.domainThreshold, 0.0);
+        byte[] probs = {(byte) 64, (byte) 192};  // P(mel) 0.75
+        Prediction in = Postprocessor.predict(probs, new byte[] {(byte) 80}, c);  // score 4.0: at the threshold
+        assertTrue(in.inDomain);
+        assertEquals(4.0, in.domainScore, 1e-12);
+        assertEquals(Prediction.SUSPICIOUS, in.decision());
+        Prediction out = Postprocessor.predict(probs, new byte[] {(byte) 81}, c);  // 4.05 > 4.0
+        assertFalse(out.inDomain);
+        assertFalse(out.suspicious);
+        assertEquals(Prediction.NOT_ASSESSED, out.decision());
+        try {
+            Postprocessor.predict(probs, c);
+            fail("a guard model's prediction without its guard output");
+        } catch (IllegalArgumentException expected) {
+            // the guard output is needed
+        }
+        Prediction p = Postprocessor.predict(probs, plain);
+        assertTrue(p.inDomain && Double.isNaN(p.domainScore));
+        String[] refused = {GUARD.replace("\"index\":1", "\"index\":0"), GUARD.replace("[1,1]", "[1,2]"),
+            GUARD.replace("\"threshold\":4.0,", ""), GUARD.replace(",\"index\":1", ""),
+            GUARD.replace("\"threshold\":4.0", "\"threshold\":\"4\""), "[]"};
+        for (String g : refused) {
+            try {
+                ModelCard.parse(cardWithGuard(g));
+                fail("accepted domain_guard " + g);
+            } catch (IllegalArgumentException expected) {
+                // refused with a message naming what is wrong
+            }
+        }
+    }
+
     static String cardWithColorConstancy(String value) {
         return card("0.5", "melkit-v1").replace("\"image_size\":4}",
                 "\"image_size\":4,\"color_constancy\":" + value + "}");

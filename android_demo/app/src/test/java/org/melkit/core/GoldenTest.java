@@ -18,7 +18,8 @@ import org.junit.Test;
 /**
  * The core against Python, on golden sets written by {@code melkit bundle} (melkit/golden.py): for every
  * image the model input must be Python's byte for byte, and the postprocessing of Python's LiteRT output
- * must give the same scores, P(mel) and decision.
+ * must give the same scores, P(mel) and decision (and, for a model with an input-domain guard, the same
+ * domain score and in-domain answer; "not assessed" out of the domain).
  *
  * <p>Golden directories come from the system property {@code melkit.golden} (separated by the path
  * separator), else the committed {@code src/test/resources/golden}. Each checked image is printed so the
@@ -85,6 +86,8 @@ public class GoldenTest {
     @Test
     public void coreMatchesPythonOnEveryGoldenImage() throws Exception {
         int checked = 0;
+        int guarded = 0;
+        int notAssessed = 0;
         for (File dir : goldenDirs()) {
             JSONObject index = new JSONObject(text(new File(dir, "index.json")));
             ModelCard card = ModelCard.parse(text(new File(dir, index.getString("card"))));
@@ -114,7 +117,19 @@ public class GoldenTest {
                         ContractPreprocessor.toQ(upright, size[0], size[1], 1, card), card.input);
                 assertArrayEquals(name + " input via ExifOrientation.apply", want, got2);
 
-                Prediction p = Postprocessor.predict(rawOutput(img.getJSONArray("output_raw"), card.output), card);
+                byte[] raw = rawOutput(img.getJSONArray("output_raw"), card.output);
+                Prediction p;
+                if (card.hasDomainGuard()) {  // a second output: the input-domain guard's score
+                    p = Postprocessor.predict(raw, rawOutput(img.getJSONArray("domain_output_raw"),
+                            card.domainOutput), card);
+                    assertEquals(name + " domain score", img.getDouble("domain_score"), p.domainScore, 0.0);
+                    assertEquals(name + " in domain", img.getBoolean("in_domain"), p.inDomain);
+                    guarded++;
+                    notAssessed += p.inDomain ? 0 : 1;
+                } else {
+                    assertTrue(name + ": a domain score without a guard in the card", !img.has("domain_score"));
+                    p = Postprocessor.predict(raw, card);
+                }
                 JSONArray probs = img.getJSONArray("probabilities");
                 for (int i = 0; i < probs.length(); i++) {
                     assertEquals(name + " score " + i, probs.getDouble(i), p.probabilities[i], 0.0);
@@ -123,11 +138,15 @@ public class GoldenTest {
                 assertEquals(name + " decision", img.getString("decision"), p.decision());
                 System.out.println("golden ok: " + name + " " + w + "x" + h + " orientation " + orientation
                         + " input " + card.input + (card.colorConstancy == null ? "" : " " + card.colorConstancy)
-                        + " P(mel) " + p.pMel + " " + p.decision());
+                        + " P(mel) " + p.pMel + " " + p.decision()
+                        + (card.hasDomainGuard() ? " domain score " + p.domainScore : ""));
                 checked++;
             }
         }
         System.out.println("golden images checked: " + checked);
+        if (guarded > 0) {
+            System.out.println("golden domain guard checked: " + guarded + " (not assessed: " + notAssessed + ")");
+        }
     }
 
     @Test
