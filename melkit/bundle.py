@@ -12,7 +12,7 @@ from pathlib import Path
 
 from melkit.core.card import ModelCard, load_card
 from melkit.core.errors import BadInputError
-from melkit.core.files import exclusive, staging_many
+from melkit.core.files import exclusive, keep_the_rest, staging_many
 from melkit.core.litert import load_interpreter
 from melkit.golden import fill_goldens
 
@@ -73,10 +73,7 @@ def bundle(model_path, app_dir, golden_dir=None, images=None) -> dict:
     # new model with the old model's goldens, and a bad --image fails before anything is replaced. The lock
     # makes a second bundle into the same app exit 2 instead of mixing its files with ours.
     with exclusive(app_dir / ".melkit-bundle"), staging_many([assets, golden]) as (staged, staged_golden):
-        if assets.is_dir():  # keep whatever else the app ships in its assets (after any recovery above)
-            for f in assets.iterdir():
-                if not _is_ours(f):
-                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
+        keep_the_rest(assets, staged, skip=_is_ours)  # whatever else the app ships (after any recovery above)
         shutil.copyfile(model_path, staged / model_path.name)
         shutil.copyfile(card_path, staged / card_path.name)
         (staged / "labels.txt").write_text(labels, encoding="utf-8")

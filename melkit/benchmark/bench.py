@@ -7,7 +7,6 @@ here, in the process that already holds TensorFlow.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from melkit.benchmark import evaluate, host, inputs, latency, litert_tool, parity, plots
 from melkit.benchmark import report as reporting
 from melkit.core.errors import BadInputError
-from melkit.core.files import exclusive, staging
+from melkit.core.files import exclusive, keep_the_rest, staging
 from melkit.core.metrics import N_BOOT, reliability_curve
 from melkit.core.options import SEED, check, opt
 from melkit.data.pipeline import load_images
@@ -195,10 +194,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
         report["plots"] = [p.name for p in written]
         report["timings_s"]["total_s"] = time.perf_counter() - t_start
         written = [out / p.name for p in reporting.write(staged, report, records, probs) + written]
-        if out.is_dir():
-            for f in out.iterdir():
-                if not (staged / f.name).exists():
-                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
+        keep_the_rest(out, staged)
     return BenchResult(report, out, reporting.terminal_table(report), written)
 
 

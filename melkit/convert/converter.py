@@ -16,7 +16,6 @@ the guard's own self-check, which goes into the card's ``domain_guard`` record (
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from melkit.convert.selfcheck import Check, compare, table
 from melkit.convert.variants import VARIANTS, check_input_quantization, convert, debug_report
 from melkit.core import card as cards
 from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer, exclusive, read_json, staging
+from melkit.core.files import atomic_writer, exclusive, keep_the_rest, read_json, staging
 from melkit.core.litert import io_details, load_interpreter, predict_p_mel, predict_with_domain
 from melkit.core.metrics import roc_auc
 from melkit.core.run import RunConfig, load_run, load_trained_model, predict_outputs, predict_proba, split_records
@@ -326,8 +325,5 @@ def _convert(run_dir, opts: ConvertOptions, out: Path | None, echo) -> ConvertRe
             if opts.debug and prep.rep is not None:
                 debug_report(prep.rounded, prep.rep, staged / f"{source.name}_int8_debug.csv")
                 written.append(out / f"{source.name}_int8_debug.csv")
-            if out.is_dir():  # what an earlier conversion wrote here and this one does not replace stays
-                for f in out.iterdir():
-                    if not (staged / f.name).exists():
-                        (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
+            keep_the_rest(out, staged)  # what an earlier conversion wrote here and this one does not replace
     return ConvertResult(checks, written, table(checks), skipped_qat, models)

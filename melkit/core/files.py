@@ -173,6 +173,16 @@ def staging_many(finals):
     publish(list(zip(staged, finals)), journal)
 
 
+def keep_the_rest(final: Path, staged: Path, skip=lambda path: False) -> None:
+    """Copy into ``staged`` what ``final`` holds and the staged folder does not (nor ``skip`` names): what an
+    earlier run or another tool put there survives the swap of the whole folder."""
+    if not final.is_dir():
+        return
+    for f in final.iterdir():
+        if not (staged / f.name).exists() and not skip(f):
+            (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
+
+
 @contextlib.contextmanager
 def staging(final: Path):
     """A fresh ``<final>.partial`` directory, swapped in on success and removed on failure."""
