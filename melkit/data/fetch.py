@@ -188,7 +188,9 @@ class _Watch:
             return
 
 
-class _WatchedHTTP(http.client.HTTPConnection):
+class _Watched:
+    """Mixed into an HTTP(S) connection: its socket is registered with the watchdog once connected."""
+
     def __init__(self, *args, watch: _Watch, **kwargs):
         super().__init__(*args, **kwargs)
         self._watch = watch
@@ -198,14 +200,12 @@ class _WatchedHTTP(http.client.HTTPConnection):
         self._watch.register(self.sock)
 
 
-class _WatchedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, *args, watch: _Watch, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._watch = watch
+class _WatchedHTTP(_Watched, http.client.HTTPConnection):
+    pass
 
-    def connect(self):
-        super().connect()
-        self._watch.register(self.sock)
+
+class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPHandler(urllib.request.HTTPHandler):
