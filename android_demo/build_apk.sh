@@ -10,10 +10,13 @@
 #   `melkit bundle`) is stored uncompressed, then apksigner verify, zipalign -c and aapt dump badging run.
 #
 # Without --litert-aar the APK has no LiteRT runtime: it is a packaging proof, and the app says so when
-# started. With the AARs from Maven Central (one --litert-aar each: litert, litert-api, and for the GPU
-# litert-gpu, litert-gpu-api, one version) their classes are compiled against and dexed in and their
-# jni/<abi>/*.so packed, so the APK classifies. Output: <out>/melkit-demo-debug.apk (default out:
-# android_demo/build/apk).
+# started. With the AARs from Maven (one --litert-aar each: litert, litert-api, and for the GPU
+# litert-gpu, litert-gpu-api, all of the version app/build.gradle pins, litertVersion = 1.4.0) their
+# classes are compiled against and dexed in and their jni/<abi>/*.so packed, so the APK classifies. The
+# .so files are packed compressed (the installer extracts them; Debian's zipalign has no 16 KB page mode),
+# so what matters on a 16 KB-page device is their ELF segment alignment: each one's is checked and a
+# warning printed below 16 KB (LiteRT before 1.4.0). This script fetches nothing and names no version
+# itself. Output: <out>/melkit-demo-debug.apk (default out: android_demo/build/apk).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mode="" out="$here/build/apk" aars=()
@@ -110,6 +113,16 @@ for d in "$work"/aar/*/jni; do
 done
 if [ -d "$work/native/lib" ]; then
   (cd "$work/native" && aapt add "$work/unsigned.apk" $(find lib -name '*.so' | sort) >/dev/null)
+  # 16 KB pages (Android 15+ devices): every LOAD segment of a library must be aligned to 16 KB or more.
+  for so in $(cd "$work/native" && find lib -name '*.so' | sort); do
+    align="$({ readelf -lW "$work/native/$so" 2>/dev/null || true; } | awk '$1 == "LOAD" { print $NF }' \
+      | while read -r a; do echo $((a)); done | sort -n | head -n1)"
+    if [ -z "$align" ]; then
+      echo "build_apk: $so: no ELF program headers read (readelf missing, or not an ELF library)" >&2
+    elif [ "$align" -lt 16384 ]; then
+      echo "build_apk: WARNING: $so is aligned to $align, not 16 KB: it will not load on 16 KB-page devices; use LiteRT 1.4.0 or later" >&2
+    fi
+  done
 fi
 
 echo "build_apk: zipalign, apksigner"

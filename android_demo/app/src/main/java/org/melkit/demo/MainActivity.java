@@ -10,6 +10,7 @@ import android.content.ActivityNotFoundException;
 import android.content.Intent;
 import android.content.SharedPreferences;
 import android.net.Uri;
+import android.os.Build;
 import android.os.Bundle;
 import android.provider.MediaStore;
 import android.view.View;
@@ -24,11 +25,14 @@ import android.widget.TextView;
 
 import org.melkit.core.ContractPreprocessor;
 import org.melkit.core.ModelCard;
+import org.melkit.core.PhotoPicker;
 import org.melkit.core.Prediction;
 
 /**
- * Wires Android to the core: pick or capture a photo, classify it off the UI thread, show the result.
- * All image and model logic lives in org.melkit.core (tested on the JVM) and LiteRtClassifier.
+ * Wires Android to the core: pick (system photo picker where there is one) or capture a photo, classify it
+ * off the UI thread, show the result and have TalkBack read it (the result view is a polite live region
+ * whose content description is the result as a sentence). All image and model logic lives in
+ * org.melkit.core (tested on the JVM) and LiteRtClassifier.
  */
 public class MainActivity extends Activity {
     private static final int REQ_PICK = 1;
@@ -102,12 +106,12 @@ public class MainActivity extends Activity {
             card = ModelAssets.findCard(getAssets());
             model = ModelAssets.mapModel(getAssets(), card);
             modelInfo.setText(getString(R.string.model_info, card.name, card.version, card.variant,
-                    card.imageSize, card.threshold));
+                    card.imageSize, card.shownPMel(card.threshold)));
         } catch (Exception e) {
             modelInfo.setText(getString(R.string.no_model, e.getMessage()));
         }
         if (missing != null) {
-            result.setText(getString(R.string.no_runtime, missing));
+            showResult(getString(R.string.no_runtime, missing), null);
         } else if (lastImage != null && model != null) {
             classify(lastImage);
         }
@@ -155,9 +159,38 @@ public class MainActivity extends Activity {
         }
     }
 
+    /**
+     * The system photo picker where the platform has it (no storage permission; only the chosen photo is
+     * shared), else any app that offers images (ACTION_GET_CONTENT). Both return the photo's Uri as data.
+     */
     private void pick() {
+        if (PhotoPicker.available(Build.VERSION.SDK_INT, rExtensionVersion())) {
+            try {
+                startActivityForResult(new Intent(PhotoPicker.ACTION_PICK_IMAGES).setType("image/*"), REQ_PICK);
+                return;
+            } catch (ActivityNotFoundException e) {
+                // a build without the picker activity: the generic chooser below
+            }
+        }
         Intent i = new Intent(Intent.ACTION_GET_CONTENT).setType("image/*").addCategory(Intent.CATEGORY_OPENABLE);
         startActivityForResult(Intent.createChooser(i, getString(R.string.pick)), REQ_PICK);
+    }
+
+    /**
+     * {@code SdkExtensions.getExtensionVersion(Build.VERSION_CODES.R)} (API 30, so by reflection: the app
+     * compiles against API 23); 0 before Android 11 or where it cannot be read.
+     */
+    private static int rExtensionVersion() {
+        if (Build.VERSION.SDK_INT < PhotoPicker.SDK_EXTENSIONS) {
+            return 0;
+        }
+        try {
+            Object v = Class.forName("android.os.ext.SdkExtensions").getMethod("getExtensionVersion", int.class)
+                    .invoke(null, PhotoPicker.SDK_EXTENSIONS);
+            return v instanceof Integer ? (Integer) v : 0;
+        } catch (Exception e) {
+            return 0;
+        }
     }
 
     private void capture() {
@@ -167,7 +200,7 @@ public class MainActivity extends Activity {
         try {
             startActivityForResult(i, REQ_CAPTURE);
         } catch (ActivityNotFoundException e) {
-            result.setText(R.string.no_camera);
+            showResult(getString(R.string.no_camera), null);
         }
     }
 
@@ -185,23 +218,23 @@ public class MainActivity extends Activity {
         lastImage = uri;
         String missing = RuntimeCheck.missing();
         if (model == null) {
-            result.setText(R.string.cannot_classify);
+            showResult(getString(R.string.cannot_classify), null);
         } else if (missing != null) {
-            result.setText(getString(R.string.no_runtime, missing));
+            showResult(getString(R.string.no_runtime, missing), null);
         } else {
             classify(uri);
         }
     }
 
     private void classify(final Uri uri) {
-        result.setText(R.string.working);
+        showResult(getString(R.string.working), null);
         final int nThreads = threads;
         final boolean gpu = useGpu;
         worker.execute(new Runnable() {
             @Override
             public void run() {
                 try {
-                    final ImageLoader.Loaded img = ImageLoader.load(getContentResolver(), uri);
+                    final ImageLoader.Loaded img = ImageLoader.load(getContentResolver(), uri, card);
                     long t0 = System.nanoTime();
                     byte[] q = ContractPreprocessor.toQ(img.argb, img.width, img.height, img.orientation, card);
                     byte[] input = ContractPreprocessor.encodeInput(q, card.input);
@@ -224,7 +257,7 @@ public class MainActivity extends Activity {
                     runOnUiThread(new Runnable() {
                         @Override
                         public void run() {
-                            result.setText(getString(R.string.failed, String.valueOf(t.getMessage())));
+                            showResult(getString(R.string.failed, String.valueOf(t.getMessage())), null);
                         }
                     });
                 }
@@ -234,16 +267,30 @@ public class MainActivity extends Activity {
 
     private void show(ImageLoader.Loaded img, Prediction p, double inferMs, double prepMs, LiteRtClassifier c) {
         preview.setImageBitmap(img.preview);
+        preview.setContentDescription(getString(R.string.preview_assessed));
         orientPreview(img.orientation);
-        if (!p.inDomain) {  // no melanoma score for an image that shows no lesion
-            result.setText(R.string.result_not_assessed);
+        if (!p.inDomain) {  // no melanoma score for an image that shows no lesion, on screen or spoken
+            showResult(getString(R.string.result_not_assessed), getString(R.string.result_not_assessed_spoken));
+        } else if (p.suspicious) {
+            showResult(getString(R.string.result_suspicious, 100 * p.shownPMel, 100 * p.shownThreshold),
+                    getString(R.string.result_suspicious_spoken, 100 * p.shownPMel, 100 * p.shownThreshold));
         } else {
-            result.setText(getString(p.suspicious ? R.string.result_suspicious : R.string.result_nevus,
-                    100 * p.pMel, 100 * p.threshold));
+            showResult(getString(R.string.result_nevus, 100 * p.shownPMel, 100 * p.shownThreshold),
+                    getString(R.string.result_nevus_spoken, 100 * p.shownPMel, 100 * p.shownThreshold));
         }
         String note = c.note.isEmpty() ? "" : "\n" + c.note;
-        details.setText(String.format(Locale.ROOT, "%s\ninference %.1f ms, preprocessing %.1f ms\n%s, %d thread(s)%s",
-                p.decision(), inferMs, prepMs, c.backend, c.threads, note));
+        details.setText(String.format(Locale.ROOT, "%s\ninference %.1f ms, preprocessing %.1f ms\n%s, %d thread(s)%s\n%s",
+                p.decision(), inferMs, prepMs, c.backend, c.threads, note, img.decodeNote));
+    }
+
+    /**
+     * Shows {@code shown} and has accessibility services announce {@code spoken} (the shown text when null):
+     * the result view is a polite live region (activity_main.xml), so TalkBack reads it once it changes, and
+     * its content description is what it reads.
+     */
+    private void showResult(String shown, String spoken) {
+        result.setText(shown);
+        result.setContentDescription(spoken != null ? spoken : shown);
     }
 
     /** The preview bitmap is stored as decoded; turn the view so it shows upright (the model's input is). */
