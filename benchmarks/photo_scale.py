@@ -57,6 +57,7 @@ def lesions(data: Path, n: int):
 def stability(args, card, interp, tmp: Path) -> None:
     from melkit.benchmark.predict import contract_images
     from melkit.core.litert import predict_p_mel
+    from melkit.core.probability import shown_p_mel
 
     originals = lesions(Path(args.data), args.lesions)
     photos = [photo_like(p, tmp / f"photo_{i}.jpg", args.factor, args.noise, seed=i) for i, p in enumerate(originals)]
@@ -68,7 +69,9 @@ def stability(args, card, interp, tmp: Path) -> None:
         contract = card.preprocessing.with_version(version)
         for kind, paths in (("original", originals), ("photo", photos), ("re-saved", resaved)):
             q[version, kind] = contract_images(paths, contract).astype(np.int16)
-            p[version, kind] = predict_p_mel(interp, q[version, kind], p_mel_index=card.p_mel_index)
+            # the P(mel) shown to a person (a folded card's output is unfolded first)
+            raw = predict_p_mel(interp, q[version, kind], p_mel_index=card.p_mel_index)
+            p[version, kind] = shown_p_mel(card, raw)
     print(f"\n(a) {len(originals)} ISIC 2016 lesions, original (~600x450) vs photo ({shape}, {args.factor:g}x bicubic, "
           f"noise sigma {args.noise:g}, JPEG q90); {card.name} {card.version} {card.variant}")
     print(f"{'input':<9} {'under':<10} {'vs original':<12} {'|dP|<=0.05':>10} {'median |dP|':>11} {'max |dP|':>9} "

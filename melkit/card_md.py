@@ -30,9 +30,10 @@ from melkit.benchmark.host import host_line
 from melkit.convert.options import ConvertOptions
 from melkit.core.card import ModelCard, load_card, sha256
 from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.files import atomic_writer, read_json, writable_dir
+from melkit.core.files import atomic_writer, exclusive, read_json, sweep_temps, writable_dir
 from melkit.core.options import cli_fields, flag_name, opt, option_of
 from melkit.core.recipe import PRESETS
+from melkit.data.sources import training_licence
 from melkit.train.trainer import TrainOptions
 
 OUT_NAME = "MODEL_CARD.md"
@@ -57,7 +58,8 @@ class CardOptions:
     compare_bench: list = opt(default_factory=list, type=click.Path(), multiple=True,
                               help="The previous release's bench directories (repeatable; needs --compare).")
     license_id: str | None = opt(None, flag="--license", help="License id for the front matter (default: the "
-                                                              "card's, else cc-by-nc-4.0 when trained on HAM10000).")
+                                                              "card's licence as a Hugging Face id, else "
+                                                              "cc-by-nc-4.0 when trained on HAM10000).")
     out: str | None = opt(None, type=click.Path(), help="Output file (default MODEL_CARD.md beside the model).")
     check: bool = opt(False, help="Write nothing; exit 1 if OUT differs from what would be written.")
 
@@ -328,12 +330,50 @@ def to_yaml(obj: dict) -> str:
 # --------------------------------------------------------------------------- front matter
 
 
+# Hugging Face licence ids a card's licence text may name (https://huggingface.co/docs/hub/repositories-licenses).
+_HF_LICENSES = {"apache-2.0", "mit", "bsd-3-clause", "gpl-3.0", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0",
+                "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0",
+                "cc-by-nd-4.0", "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0",
+                "cc-by-nc-sa-4.0"}
+_CC = re.compile(r"cc[- ]by((?:[- ](?:nc|sa|nd))*)[- ](\d\.\d)")
+
+
+def _license_part_id(text: str) -> str | None:
+    """The Hugging Face id of one licence ("CC BY-NC 4.0", "CC0 1.0", "Apache-2.0", "cc-by-4.0"), else None."""
+    t = re.sub(r"\s*\([^()]*\)$", "", text.strip()).strip().lower()  # "(HAM10000)": whose licence it is
+    if t in _HF_LICENSES:
+        return t
+    if re.fullmatch(r"cc[- ]?0(?:[- ]1\.0)?", t):
+        return "cc0-1.0"
+    m = _CC.fullmatch(t)
+    if m:
+        hf = "cc-by" + re.sub(r"[- ]", "-", m.group(1)) + "-" + m.group(2)
+        return hf if hf in _HF_LICENSES else None
+    if re.fullmatch(r"apache(?: license)?,?[- ](?:version )?2\.0", t):
+        return "apache-2.0"
+    return "mit" if t in ("mit license", "the mit license") else None
+
+
+def hf_license_id(text: str) -> str | None:
+    """The Hugging Face licence id of a card's licence text, or None when it names none.
+
+    Several licences joined by "; " (one per training source, melkit/data/sources.py) give one id when they
+    agree; CC0 adds no terms, so "CC BY-NC 4.0 (HAM10000); CC0 1.0 (ISIC 2017)" is cc-by-nc-4.0. An unknown
+    part (e.g. "unknown: see the training data's terms") gives None: the front matter says "other"."""
+    ids = [_license_part_id(p) for p in text.split(";")]
+    if not ids or None in ids:
+        return None
+    restricting = set(ids) - {"cc0-1.0"} or {"cc0-1.0"}
+    return restricting.pop() if len(restricting) == 1 else None
+
+
 def license_of(inputs: CardInputs) -> str:
+    """The front matter's licence id: --license, else the card's licence mapped to an id ("other" when it maps
+    to none), else (a card without one, from an older release) cc-by-nc-4.0 when trained on HAM10000."""
     if inputs.license_id:
         return inputs.license_id
-    own = inputs.card.extra.get("license")
-    if isinstance(own, str) and own:
-        return own
+    if inputs.card.license is not None:
+        return hf_license_id(inputs.card.license) or UNKNOWN_LICENSE
     names = training_datasets(inputs.card) + list(inputs.card.training_data.get("counts_by_source") or {})
     return HAM10000_LICENSE if any("ham10000" in n.lower() for n in names) else UNKNOWN_LICENSE
 
@@ -372,7 +412,7 @@ def _result(dataset: str, split: str | None, name: str, metrics: list) -> dict:
 
 def front_matter(inputs: CardInputs) -> dict:
     card = inputs.card
-    thr = card.threshold
+    thr = card.trained_threshold  # on the P(mel) scale: the Keras model's and (unfolded) the file's
     train_sets = training_datasets(card)
     results = []
     v = card.validation
@@ -401,7 +441,7 @@ def front_matter(inputs: CardInputs) -> dict:
         results.append(_result(b.dataset, b.split, f"{b.label} (melkit bench)", metrics))
     fm = {"license": license_of(inputs)}
     if fm["license"] == UNKNOWN_LICENSE:
-        fm["license_name"] = "not stated"
+        fm["license_name"] = card.license or "not stated"  # the card's own words when they name no id
     fm["tags"] = list(dict.fromkeys(TAGS + (card.variant,)))
     fm["datasets"] = train_sets
     fm["pipeline_tag"] = "image-classification"
@@ -496,8 +536,13 @@ def _model(inputs: CardInputs) -> list:
     out += [f"- Architecture: {arch}, {p.image_size}x{p.image_size} {p.color} input, one logit exported as "
             f"two scores {card.output.meaning}.",
             f"- Initial weights: {_code(sr.get('weights'))}." if sr.get("weights") else "- Initial weights: n/a.",
-            f"- Decision: {card.decision}; threshold {card.threshold:.4f} (policy {_code(card.threshold_policy)}, "
+            f"- Decision: {card.decision}; threshold {card.trained_threshold:.4f} (policy "
+            f"{_code(card.threshold_policy)}, "
             "chosen on the validation split).",
+            *([f"- Threshold folded into the model: the trained threshold {card.threshold_fold['threshold']:.4f} "
+               f"(logit {card.threshold_fold['logit']:.4f}) now sits at 0.5 of the output, so a generic client's top "
+               "category is this decision; the calibrated P(mel) = sigmoid(logit(output) + logit)."]
+              if card.threshold_fold else []),
             f"- Input tensor {_code(card.input.name)}: {card.input.dtype} {list(card.input.shape)}"
             + (f", scale {card.input.quantization.scale:g}, zero point {card.input.quantization.zero_point}"
                if card.input.quantization else "") + ".",
@@ -510,6 +555,9 @@ def _model(inputs: CardInputs) -> list:
                 + (f", scale {q.scale:g}, zero point {q.zero_point}" if q else "")
                 + f"; an image whose domain score is above {card.guard_threshold:.4g} does not look like a "
                 "dermoscopic lesion image and is not assessed (no melanoma score)."]
+    if card.license is not None or card.author is not None:  # cards of 2.0.0 and older state neither
+        out += [f"- Licence: {card.license or 'not stated'}; author: {card.author or 'not stated'} (as the "
+                "model's TFLite metadata states them)."]
     out += [""]
     out += [f"Preprocessing contract {_code(p.name)} (every client must feed the model exactly this):", ""]
     pj = p.to_json()
@@ -574,9 +622,13 @@ def _training(inputs: CardInputs) -> list:
         shown = [f"{k} {settings[k]}" for k in keys if k in settings]
         if shown:
             out += ["", f"Settings (from {origin}): " + ", ".join(shown) + "."]
-    versions = card.versions
-    if versions:
-        out += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."]
+    steps = card.versions_by_step
+    if steps and steps.get("training") == card.versions:  # an older card: one flat record, the training run's
+        out += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in card.versions.items()) + "."]
+    elif steps:
+        out += ["", "Package versions:", ""]
+        out += [f"- {step}: " + ", ".join(f"{k} {v}" for k, v in packages.items()) + "."
+                for step, packages in steps.items()]
     out += ["", "### Training data", ""]
     names = training_datasets(card)
     out += [f"{', '.join(map(_code, names)) or 'n/a'} ({_code(td.get('dir'))})."]
@@ -614,7 +666,7 @@ def _validation(inputs: CardInputs) -> list:
     for name, m in sorted((card.extra.get("external") or {}).items()):
         rows.append(_validation_rows(f"external: {name}", m))
     out = ["## Validation", "",
-           f"As the card states them: the source (Keras) model from training, at the threshold {card.threshold:.4f}. "
+           f"As the card states them: the source (Keras) model from training, at the threshold {card.trained_threshold:.4f}. "
            "The validation split also chose the threshold and the best epoch, so its numbers are optimistic. AUC "
            "with its 95 % bootstrap CI.", ""]
     if rows:
@@ -689,7 +741,7 @@ def _results(inputs: CardInputs) -> list:
         return []
     out = ["## Results", "",
            "From `melkit bench`, at each model's threshold (this model's is the card's, "
-           f"{inputs.card.threshold:.4f}). AUC with its 95 % bootstrap CI (over lesions); agreement: the same "
+           f"{_threshold_text(inputs.card)}). AUC with its 95 % bootstrap CI (over lesions); agreement: the same "
            "decision as the reference on the same image; acc % (majority): accuracy, and that of always answering "
            "the larger class.", ""]
     for b in inputs.benches:
@@ -748,14 +800,21 @@ def _cmp_rows(label: str, old: dict, new: dict, vs_old=None, vs_new=None) -> lis
     return rows
 
 
+def _threshold_text(card) -> str:
+    """The card's threshold, and for a folded card the P(mel) it stands for."""
+    if card.threshold_fold is None:
+        return f"{card.threshold:.4f}"
+    return f"{card.threshold:.4f} of the output, P(mel) {card.trained_threshold:.4f}"
+
+
 def _comparison(inputs: CardInputs) -> list:
     old, new = inputs.compare, inputs.card
     if old is None:
         return []
     rows = [["model file", "MB", _mb(old.size_bytes), _mb(new.size_bytes),
              f"{(new.size_bytes - old.size_bytes) / 1e6:+.2f}"],
-            ["decision", "threshold", f"{old.threshold:.4f}", f"{new.threshold:.4f}",
-             f"{new.threshold - old.threshold:+.4f}"]]
+            ["decision", "threshold (P(mel))", f"{old.trained_threshold:.4f}", f"{new.trained_threshold:.4f}",
+             f"{new.trained_threshold - old.trained_threshold:+.4f}"]]
     rows += _cmp_rows("validation (cards, Keras)", old.validation, new.validation)
     a, b = old.selfcheck.get("agreement"), new.selfcheck.get("agreement")
     if a is not None or b is not None:
@@ -906,8 +965,28 @@ def _convert_command(card: ModelCard) -> str | None:
             values["seed"] = conv["seed"]
         if isinstance(conv.get("contract_change"), dict):  # the cards state another contract than the run's
             values["contract_version"] = card.preprocessing.version
+        if "threshold_fold" in conv:  # a card from a convert that folds (or says why it did not)
+            values["fold_threshold"] = card.threshold_fold is not None or isinstance(conv["threshold_fold"], dict)
+    guard = card.domain_guard
+    if guard:
+        values["domain_guard"] = True
+        quantile = re.match(r"quantile ([0-9.]+)", str(guard.get("threshold_policy", "")))
+        if quantile:
+            values["domain_guard_quantile"] = float(quantile.group(1))
+        if isinstance(guard.get("shrinkage"), (int, float)):
+            values["domain_guard_shrinkage"] = guard["shrinkage"]
+    if card.author is not None:
+        values["author"] = card.author
+    if card.license is not None and card.license != _default_license(card):
+        values["license"] = card.license
     return command_line(["melkit", "convert", f"runs/{Path(str(card.source_run.get('path') or 'run')).name}"],
                         ConvertOptions, values)
+
+
+def _default_license(card: ModelCard) -> str:
+    """The licence melkit convert states by default for the card's training sources (by their names)."""
+    by_source = card.training_data.get("counts_by_source")
+    return training_licence(list(by_source) if by_source else training_datasets(card))
 
 
 def _bench_command(b: Bench) -> str | None:
@@ -997,6 +1076,8 @@ def write_model_card(opts: CardOptions) -> CardResult:
     if current == data:
         return CardResult(out, text, "unchanged")
     writable_dir(out.parent)
-    with atomic_writer(out) as f:
-        f.write(text)
+    with exclusive(out):  # the temp file a killed earlier `melkit card` left beside OUT is this one's to remove
+        sweep_temps(out.parent, [out.name])
+        with atomic_writer(out) as f:
+            f.write(text)
     return CardResult(out, text, "written")

@@ -2,13 +2,20 @@
 
 synth -> train -> convert (float32 reference + int8) -> bench -> predict one image -> bundle into a copy of
 android_demo. Every artifact lands under ``--out``; the repository's own android_demo/ is never touched.
+
+The whole output is built in ``OUT.partial`` beside ``OUT`` under OUT's lock and published with one rename
+only when every step succeeded: a failed step (a quality gate, a full disk, Ctrl-C) removes the staging
+folder and leaves no ``OUT`` behind, and a kill -9 leaves a staging folder the next run removes, so a rerun
+of the same command always starts clean.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -18,6 +25,7 @@ from melkit.benchmark.predict import predict_files, text
 from melkit.bundle import bundle
 from melkit.convert.converter import ConvertOptions, convert_run
 from melkit.core.errors import BadInputError, QualityGateError
+from melkit.core.files import atomic_writer, exclusive, staging
 from melkit.core.options import SEED, Epochs, default_of, opt
 from melkit.data.readers import read_dataset
 from melkit.data.split import read_split_csv
@@ -58,44 +66,65 @@ class DemoOptions:
 
 
 def run_demo(opts: DemoOptions, echo=print) -> dict:
+    """Run every step into a staging folder and publish it as ``--out`` (see the module's docstring); the
+    returned results and artifacts name the published paths."""
     out = Path(opts.out)
-    if out.exists() and any(out.iterdir()):
-        raise BadInputError(f"{out} is not empty; choose another --out or remove it")
-    t0 = time.time()
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file, not a folder")
+    with exclusive(out):
+        if out.exists() and any(out.iterdir()):
+            raise BadInputError(f"{out} is not empty; choose another --out or remove it")
+        t0 = time.time()
+        with staging(out) as staged:
+            results = _steps(opts, staged, out, echo)
+            _relocate(staged, out)
+    results = _moved(results, _path_forms(staged, out))
+    echo(f"\ndemo finished in {time.time() - t0:.0f} s; artifacts:")
+    for name, path in results["artifacts"].items():
+        echo(f"  {name:13s} {path}")
+    return results
+
+
+def _steps(opts: DemoOptions, staged: Path, out: Path, echo) -> dict:
+    """The six steps, writing under ``staged``; the progress lines name where things will be (under ``out``)."""
     artifacts = {}
     data_dir = opts.data_dir
     if data_dir is None:
-        data_dir = out / "data"
-        echo(f"[1/{STEPS}] synthetic ABCD data set -> {data_dir}")
+        data_dir = staged / "data"
+        echo(f"[1/{STEPS}] synthetic ABCD data set -> {out / 'data'}")
         s = write_synth_dataset(data_dir, n_lesions=opts.lesions, seed=opts.seed)
         echo(f"      {s['n_images']} images, {s['n_lesions']} lesions ({s['n_mel']} mel images)")
         artifacts["data"] = data_dir
     else:
         echo(f"[1/{STEPS}] data: {data_dir}")
     # No ImageNet weights offline: the scratch recipe trains every layer of a small model.
-    run_dir = out / "run"
+    run_dir = staged / "run"
     train_opts = TrainOptions(data=str(data_dir), out=str(run_dir), weights=opts.weights, seed=opts.seed,
                               recipe=opts.recipe or ("scratch" if str(opts.weights).lower() == "none" else "default"),
                               epochs=opts.epochs)
     recipe = train_opts.recipe
     echo(f"[2/{STEPS}] train ({recipe.name} recipe, MobileNetV2 alpha {recipe.alpha}, {recipe.image_size} px) "
-         f"-> {run_dir}")
-    result = train(train_opts, echo=echo)
-    print_train_summary(result, echo)
+         f"-> {out / 'run'}")
+    try:
+        result = train(train_opts, echo=echo)
+    except QualityGateError as e:  # train keeps such a run for a look; the demo keeps nothing unfinished
+        raise QualityGateError(f"{str(e).split('; the run is kept')[0]}; the demo wrote nothing to {out}") from None
+    print_train_summary(_moved(result, _path_forms(staged, out)), echo)
     artifacts["run"] = result.out_dir
 
-    tflite_dir = out / "tflite"
-    echo(f"\n[3/{STEPS}] convert: float32 (parity reference) + int8 -> {tflite_dir}")
+    tflite_dir = staged / "tflite"
+    echo(f"\n[3/{STEPS}] convert: float32 (parity reference) + int8 -> {out / 'tflite'}")
     conv = convert_run(result.out_dir, ConvertOptions(variants=["float32", "int8"], out=str(tflite_dir),
                                                       min_agreement=opts.min_agreement, seed=opts.seed), echo=echo)
     echo(conv.table)
     if conv.failed:
-        raise QualityGateError(f"int8 self-check failed (agreement < {opts.min_agreement}); see the table above")
+        raise QualityGateError(f"int8 self-check failed (agreement < {opts.min_agreement}); see the table above; "
+                               f"the demo wrote nothing to {out}")
     models = conv.models
     artifacts["tflite"] = tflite_dir
 
-    bench_dir = out / "bench"
-    echo(f"\n[4/{STEPS}] bench: Keras vs float32 vs int8 on the test split -> {bench_dir}")
+    bench_dir = staged / "bench"
+    echo(f"\n[4/{STEPS}] bench: Keras vs float32 vs int8 on the test split -> {out / 'bench'}")
     bench = run_bench(BenchOptions(models=[str(result.out_dir), str(models["float32"]), str(models["int8"])],
                                    out=str(bench_dir), runs=opts.bench_runs, warmup=5, sweep_max_threads=0,
                                    n_boot=500, seed=opts.seed), echo=echo)
@@ -112,14 +141,64 @@ def run_demo(opts: DemoOptions, echo=print) -> dict:
         echo("      (no test image found on disk; skipped)")
 
     echo(f"\n[6/{STEPS}] bundle the int8 model into a copy of android_demo")
-    app = _app_copy(out)
+    app = _app_copy(staged)
     if app is None:
         echo("      android_demo/ is not beside the package (not a checkout); skipped")
     else:
-        b = bundle(models["int8"], app)
+        b = _moved(bundle(models["int8"], app), _path_forms(staged, out))
         echo(f"      {b['model']} (+ card, labels.txt); {b['images']} golden vectors in {b['golden']}")
         artifacts["android_demo"] = app
-    echo(f"\ndemo finished in {time.time() - t0:.0f} s; artifacts:")
-    for name, path in artifacts.items():
-        echo(f"  {name:13s} {path}")
     return {"train": result, "convert": conv, "bench": bench, "artifacts": artifacts}
+
+
+# Text files in which a step may record where its inputs are (the run's data directory, the bench report's
+# model paths): rewritten to name the published folder. Models, images and the app's sources are left as they are.
+_TEXT_SUFFIXES = {".json", ".md", ".csv", ".txt"}
+
+
+def _path_forms(staged: Path, out: Path) -> list:
+    """(staging path, published path) pairs as steps may have written them: resolved, absolute, as given, and
+    each as it reads inside a JSON string. The staging folder is named ``<out>.partial``, so no published
+    path contains one of these."""
+    resolved = staged.resolve()
+    pairs = {(str(resolved), str(resolved.parent / out.name)),
+             (os.path.abspath(staged), os.path.abspath(out)),
+             (str(staged), str(out))}
+    pairs |= {(json.dumps(a)[1:-1], json.dumps(b)[1:-1]) for a, b in pairs}
+    return sorted(pairs, key=lambda p: -len(p[0]))  # longest first: an absolute path before its relative tail
+
+
+def _relocate(staged: Path, out: Path) -> None:
+    """Make the text files under ``staged`` that name it name ``out`` instead, as the published folder will be:
+    e.g. ``run/config.json`` records its data directory, which ``melkit convert OUT/run`` reads again."""
+    pairs = [(a.encode(), b.encode()) for a, b in _path_forms(staged, out)]
+    for path in sorted(staged.rglob("*")):
+        if path.suffix not in _TEXT_SUFFIXES or path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        new = data
+        for a, b in pairs:
+            new = new.replace(a, b)
+        if new != data:
+            with atomic_writer(path, "wb") as f:
+                f.write(new)
+
+
+def _moved(value, forms: list):
+    """``value`` with every path (Path or str) under the staging folder mapped to the same place under the
+    published one (``forms``: see _path_forms): what run_demo returns and prints names the published files,
+    not the removed staging folder."""
+    if isinstance(value, dict):
+        return {k: _moved(v, forms) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_moved(v, forms) for v in value)
+    if isinstance(value, (str, Path)):
+        for a, b in forms:
+            if str(value) == a or str(value).startswith(a + os.sep):
+                moved = b + str(value)[len(a):]
+                return Path(moved) if isinstance(value, Path) else moved
+        return value
+    if hasattr(value, "__dataclass_fields__"):
+        return replace(value, **{name: _moved(getattr(value, name), forms)
+                                 for name, f in value.__dataclass_fields__.items() if f.init})
+    return value

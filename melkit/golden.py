@@ -33,8 +33,9 @@ from PIL import Image, ImageDraw, ImageOps
 
 from melkit.core.card import ModelCard, sha256, write_card
 from melkit.core.errors import BadInputError
-from melkit.core.files import staging, write_json
+from melkit.core.files import exclusive, staging, write_json
 from melkit.core.litert import output_index, to_input
+from melkit.core.probability import shown_p_mel
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import CONTRACTS, SHADES_OF_GRAY, SHADES_OF_GRAY_P, _root, box_factor
 from melkit.data.synth import write_synth_dataset
@@ -150,6 +151,9 @@ def golden_entry(name: str, data: bytes, suffix: str, card: ModelCard, interp, o
              "exif_orientation": orientation, "pixels": f"{name}.rgba.bin", "input": f"{name}.input.bin",
              "output_raw": raw.tolist(), "probabilities": probs.tolist(), "p_mel": p_mel,
              "decision": DECISIONS[p_mel >= float(card.threshold)]}
+    if card.threshold_fold is not None or (card.calibration or {}).get("temperature") is not None:
+        # what the app shows (Prediction.shownPMel); absent otherwise: the goldens of other models stay as they are
+        entry["p_shown"] = float(shown_p_mel(card, [p_mel])[0])
     if guard is not None:
         in_domain = bool(card.in_domain(guard[0]))
         entry.update(domain_output_raw=guard_raw.tolist(), domain_score=float(guard[0]), in_domain=in_domain)
@@ -167,6 +171,11 @@ def write_goldens(model_path, card: ModelCard, interp, golden_dir, images=None) 
 def fill_goldens(staged: Path, model_path, card: ModelCard, interp, images=None) -> dict:
     """The golden set for ``card``'s model, written into the empty folder ``staged``; returns the index."""
     if images:
+        for p in images:  # named as the user gave them: below they are decoded from copies in ``staged``
+            try:
+                read_rgb(p)
+            except UnreadableImage as e:
+                raise BadInputError(f"--image {e}") from None
         named = [(Path(p).stem, Path(p).read_bytes(), Path(p).suffix.lower()) for p in images]
         if len({n for n, _, _ in named}) != len(named):
             raise BadInputError("golden images need distinct file names")
@@ -348,5 +357,6 @@ if __name__ == "__main__":  # python -m melkit.golden android_demo/app/src/test/
 
     if len(sys.argv) != 2:
         sys.exit("usage: python -m melkit.golden OUT_DIR  (writes the contract goldens)")
-    written = write_contract_goldens(sys.argv[1])
+    with exclusive(sys.argv[1]):  # as every writer of a folder: a second one exits, a killed one's staging goes
+        written = write_contract_goldens(sys.argv[1])
     print(f"wrote {len(written['images'])} contract golden images to {sys.argv[1]}")

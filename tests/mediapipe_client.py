@@ -2,7 +2,9 @@
 
 Runs in its own venv holding only mediapipe (its absl/protobuf pins clash with tensorflow-model-
 optimization). Reads uint8 RGB images already at the model size from a .npy (N,S,S,3), so MediaPipe's own
-resize is the identity and scores can be compared exactly. Prints JSON: per image, {label: score}.
+resize is the identity and scores can be compared exactly. Prints JSON: per image, {"scores": {label:
+score}, "top": the top category's label (what a generic client reports)}. Also used by
+benchmarks/mediapipe_agreement.py.
 """
 
 import json
@@ -22,7 +24,9 @@ def main(model_path, images_npy):
     with vision.ImageClassifier.create_from_options(options) as classifier:
         for img in images:
             result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(img)))
-            out.append({c.category_name: c.score for c in result.classifications[0].categories})
+            categories = result.classifications[0].categories  # best first, as MediaPipe ranks them
+            out.append({"scores": {c.category_name: c.score for c in categories},
+                        "top": categories[0].category_name})
     print(json.dumps(out))
 
 

@@ -12,11 +12,14 @@ Plus ``melkit bundle``'s refusals. Tests never write into the checkout; without 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,10 @@ CORE = APP / "app" / "src" / "main" / "java" / "org" / "melkit" / "core"
 CORE_TESTS = APP / "app" / "src" / "test" / "java" / "org" / "melkit" / "core"
 COMMITTED_GOLDEN = APP / "app" / "src" / "test" / "resources" / "golden"
 COMMITTED_CONTRACT = APP / "app" / "src" / "test" / "resources" / "contract"
+COMMITTED_DECODE = APP / "app" / "src" / "test" / "resources" / "decode" / "sizes.json"
+RES = APP / "app" / "src" / "main" / "res"
+DEMO = APP / "app" / "src" / "main" / "java" / "org" / "melkit" / "demo"
+ANDROID_NS = "{http://schemas.android.com/apk/res/android}"
 STUBS = REPO / "tests" / "android" / "litert_stubs"
 TOOLCHAIN = Path(os.environ.get("MELKIT_ANDROID_TOOLCHAIN", APP / ".toolchain"))
 JAVA = Path("/usr/share/java")
@@ -209,6 +216,139 @@ def test_jvm_model_card_reads_every_field_the_schema_requires(core_classes):
     assert f"card fields checked: {n} " in r.stdout, r.stdout[-3000:]
 
 
+def decode_golden():
+    """tests/android/decode_golden.py, the generator of the committed decode-size table."""
+    spec = importlib.util.spec_from_file_location("decode_golden", REPO / "tests" / "android" / "decode_golden.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_decode_junit(classes, table):
+    return subprocess.run(["java", f"-Dmelkit.decode={table}", "-cp", cp(classes, *JVM_CP),
+                           "org.junit.runner.JUnitCore", "org.melkit.core.DecodePlanTest"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_jvm_decode_plan_matches_python_decode_sizes(core_classes):
+    """DecodePlan (the app's inSampleSize) against melkit predict's decode sizes: the committed table is
+    decode_golden.py's output now; JPEGs get Python's draft scale and size, within 8 Mpx, else a bounded
+    power of two, and images over Python's 50-Mpx limit are refused in its words; 4000x3000 and
+    12000x12000 are never decoded in full; the photo-picker rule."""
+    gen = decode_golden()
+    assert COMMITTED_DECODE.read_text() == gen.dumps(gen.table()), (
+        "the committed decode table is stale: .venv/bin/python tests/android/decode_golden.py > " + str(COMMITTED_DECODE))
+    r = run_decode_junit(core_classes, COMMITTED_DECODE)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    rows = gen.table()["plans"]
+    n_refused = sum("refused" in row for row in rows)
+    m = re.search(r"decode plans checked: (\d+) \(as Python: (\d+), bounded: (\d+), refused: (\d+)\)", r.stdout)
+    assert m and int(m[1]) == len(rows) and int(m[4]) == n_refused, r.stdout[-3000:]
+    assert int(m[2]) > 0 and int(m[3]) > 0 and "OK (5 tests)" in r.stdout
+
+
+def test_jvm_decode_plan_test_fails_on_one_wrong_size(core_classes, tmp_path):
+    """Negative control: one decoded width off by one in the table fails DecodePlanTest."""
+    table = json.loads(COMMITTED_DECODE.read_text())
+    row = next(r for r in table["plans"] if r["format"] == "jpeg" and r["scale"] == 4 and "refused" not in r)
+    row["decoded"][0] += 1
+    (tmp_path / "sizes.json").write_text(json.dumps(table))
+    r = run_decode_junit(core_classes, tmp_path / "sizes.json")
+    assert r.returncode != 0 and "Python's decoded width" in r.stdout, r.stdout[-3000:]
+
+
+def test_decode_table_is_what_pillow_decodes(tmp_path):
+    """The table's sizes are read_rgb's own: real JPEGs (draft mode) and PNGs (full decode) up to 12 Mpx."""
+    from PIL import Image
+
+    from melkit.data.imageio import read_rgb
+    from melkit.data.preprocess import CONTRACTS
+
+    checked = set()
+    for row in decode_golden().table()["plans"]:
+        w, h, fmt = row["width"], row["height"], row["format"]
+        if "refused" in row or w * h > (13_000_000 if fmt == "jpeg" else 3_100_000) or min(w, h) < 2:
+            continue
+        f = tmp_path / f"{w}x{h}.{fmt}"
+        if not f.exists():
+            Image.new("RGB", (w, h), (190, 120, 100)).save(f)
+        contract = next(c for c in CONTRACTS.values() if c.name == row["contract"]).for_size(row["image_size"])
+        shape = read_rgb(f, contract=contract).shape
+        assert (shape[1], shape[0]) == tuple(row["decoded"]), (row, shape)
+        checked.add((fmt, row["scale"]))
+    assert {("jpeg", 1), ("jpeg", 2), ("jpeg", 4), ("jpeg", 8), ("png", 1)} <= checked
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Activity: what can be checked without a device (picker, TalkBack, no score out of domain, LiteRT pin)
+# ---------------------------------------------------------------------------------------------------
+def _layout(name):
+    return ET.parse(RES / "layout" / name).getroot()
+
+
+def _strings():
+    return {e.get("name"): e.text for e in ET.parse(RES / "values" / "strings.xml").getroot().iter("string")}
+
+
+def test_layouts_speak_to_talkback():
+    """The result view is a live region; every button and image has a content description (a real string);
+    the spinner has a label; the spoken results are complete sentences, and the not-assessed ones carry no
+    number (no format argument to put a score into)."""
+    strings = _strings()
+    main_layout = _layout("activity_main.xml")
+    views = {v.get(ANDROID_NS + "id"): v for v in main_layout.iter() if v.get(ANDROID_NS + "id")}
+    assert views["@+id/result"].get(ANDROID_NS + "accessibilityLiveRegion") in ("polite", "assertive")
+    described = 0
+    for name in ("activity_main.xml", "first_run.xml"):
+        for v in _layout(name).iter():
+            if v.tag in ("Button", "ImageButton", "ImageView"):
+                desc = v.get(ANDROID_NS + "contentDescription") or ""
+                assert desc.startswith("@string/") and strings.get(desc[8:]), (name, v.attrib)
+                described += 1
+    assert described == 4
+    assert any(v.get(ANDROID_NS + "labelFor") == "@+id/threads" for v in main_layout.iter())
+    for key in ("result_suspicious_spoken", "result_nevus_spoken", "result_not_assessed_spoken"):
+        assert strings[key].startswith("Result: ") and strings[key].endswith("."), key
+    assert "%1$.1f percent" in strings["result_nevus_spoken"]
+    for key in ("result_not_assessed", "result_not_assessed_spoken"):
+        assert "%" not in strings[key] and "melanoma" not in strings[key].lower(), key
+
+
+def test_activity_uses_the_picker_the_plan_and_no_score_out_of_domain():
+    """MainActivity: the photo picker by its action string behind PhotoPicker.available(SDK_INT, ...), with
+    ACTION_GET_CONTENT as the fallback; every result through showResult (text plus spoken sentence); the
+    out-of-domain branch shows and speaks only the not-assessed strings. ImageLoader decodes by DecodePlan."""
+    act = (DEMO / "MainActivity.java").read_text()
+    assert "PhotoPicker.available(Build.VERSION.SDK_INT, rExtensionVersion())" in act
+    assert "new Intent(PhotoPicker.ACTION_PICK_IMAGES)" in act and "Intent.ACTION_GET_CONTENT" in act
+    assert "android.os.ext.SdkExtensions" in act  # reflection: API 30, not in the API 23 android.jar
+    assert act.count("result.setText(") == 1  # only inside showResult, which sets the content description too
+    branch = re.search(r"if \(!p\.inDomain\) \{(.*?)\} else", act, re.S)
+    assert branch, "no out-of-domain branch in MainActivity.show"
+    used = set(re.findall(r"R\.string\.(\w+)", branch[1]))
+    assert used == {"result_not_assessed", "result_not_assessed_spoken"} and "pMel" not in branch[1]
+    loader = (DEMO / "ImageLoader.java").read_text()
+    assert "inJustDecodeBounds = true" in loader and "o.inSampleSize = plan.sampleSize" in loader
+    assert "DecodePlan.forCard(bounds.outWidth, bounds.outHeight, bounds.outMimeType, card)" in loader
+    assert "ExifReader.orientation(data)" in loader
+
+
+def test_litert_is_pinned_to_a_16kb_page_release():
+    """One LiteRT version for every LiteRT artifact in the Gradle build, 1.4.0 or later (its native libraries
+    are built for 16 KB pages), no TensorFlow Lite artifacts beside it; README and build_apk.sh name it."""
+    gradle = (APP / "app" / "build.gradle").read_text()
+    version = re.search(r'def litertVersion = "(\d+)\.(\d+)\.(\d+)"', gradle)
+    assert version and tuple(map(int, version.groups())) >= (1, 4, 0), version
+    deps = re.findall(r'"com\.google\.ai\.edge\.litert:([\w-]+):([^"]+)"', gradle)
+    assert {a for a, _ in deps} == {"litert", "litert-gpu", "litert-gpu-api"}
+    assert all(v == "${litertVersion}" for _, v in deps), deps
+    for f in (APP / "build.gradle", APP / "app" / "build.gradle", APP / "settings.gradle"):
+        assert "org.tensorflow:tensorflow-lite" not in f.read_text(), f
+    pinned = ".".join(version.groups())
+    assert f"litertVersion = {pinned}" in (APP / "build_apk.sh").read_text()
+    assert f"LiteRT {pinned}" in (REPO / "README.md").read_text()
+
+
 # ---------------------------------------------------------------------------------------------------
 # 2. the app's sources against android.jar (API 23) with LiteRT stubs
 # ---------------------------------------------------------------------------------------------------
@@ -268,15 +408,25 @@ def test_apk_is_built_signed_aligned_and_holds_the_bundled_assets(converted, tmp
 
 
 def test_apk_with_litert_aar_packs_its_classes_and_native_library(tmp_path):
-    """build_apk.sh --litert-aar on a stand-in AAR (the stubs' classes, a dummy .so): the packing path only;
-    the real AAR is not reachable here, so this proves no LiteRT behaviour."""
+    """build_apk.sh --litert-aar on a stand-in AAR (the stubs' classes, a dummy .so, and real ELF libraries
+    aligned to 4 KB and, where gcc is, 16 KB): the packing path and the 16 KB page check only; the real AAR
+    is not reachable here, so this proves no LiteRT behaviour."""
     need_android()
     sh("javac", "-source", "8", "-target", "8", "-bootclasspath", TOOLCHAIN / "android.jar", "-nowarn",
        "-d", tmp_path / "stubs", *java_files(STUBS))
     aar = tmp_path / "litert-standin.aar"
+    page4k = Path(os.path.realpath("/usr/lib/x86_64-linux-gnu/libz.so.1"))  # Debian's: 4 KB LOAD alignment
+    page16k = tmp_path / "lib16k.so"
+    if shutil.which("gcc"):
+        (tmp_path / "empty.c").write_text("int melkit_standin(void) { return 0; }\n")
+        sh("gcc", "-shared", "-fPIC", "-Wl,-z,max-page-size=16384", "-o", page16k, tmp_path / "empty.c")
     with zipfile.ZipFile(aar, "w") as z:
         z.writestr("AndroidManifest.xml", '<manifest package="org.tensorflow.lite"/>')
         z.writestr("jni/arm64-v8a/libtensorflowlite_jni.so", b"\x7fELF stand-in")
+        if page4k.is_file():
+            z.write(page4k, "jni/x86_64/libpage4k.so")
+        if page16k.is_file():
+            z.write(page16k, "jni/x86_64/libpage16k.so")
         jar = tmp_path / "classes.jar"
         with zipfile.ZipFile(jar, "w") as cj:
             for c in (tmp_path / "stubs").rglob("*.class"):
@@ -284,8 +434,17 @@ def test_apk_with_litert_aar_packs_its_classes_and_native_library(tmp_path):
         z.write(jar, "classes.jar")
     app = app_copy(tmp_path)
     env = {**os.environ, "MELKIT_ANDROID_TOOLCHAIN": str(TOOLCHAIN)}
-    log = sh("bash", app / "build_apk.sh", "--debian", "--litert-aar", aar, "--out", tmp_path / "apk", env=env)
+    r = subprocess.run(["bash", app / "build_apk.sh", "--debian", "--litert-aar", aar, "--out", tmp_path / "apk"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    log = r.stdout
     assert "no --litert-aar" not in log
+    if shutil.which("readelf"):
+        assert "lib/arm64-v8a/libtensorflowlite_jni.so: no ELF program headers read" in r.stderr, r.stderr
+        if page4k.is_file():
+            assert "WARNING: lib/x86_64/libpage4k.so is aligned to 4096, not 16 KB" in r.stderr, r.stderr
+        if page16k.is_file():
+            assert "libpage16k.so" not in r.stderr, r.stderr
     apk = tmp_path / "apk" / "melkit-demo-debug.apk"
     with zipfile.ZipFile(apk) as z:
         assert z.read("lib/arm64-v8a/libtensorflowlite_jni.so") == b"\x7fELF stand-in"

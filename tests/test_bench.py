@@ -350,7 +350,9 @@ def test_predict_agrees_with_bench(bench_out, tiny_run, converted):
     assert [p["image"] for p in result["predictions"]] == images and result["variant"] == "int8"
     for pred, row in zip(result["predictions"], rows):
         assert pred["p_mel"] == pytest.approx(float(row["p_mel_int8"]), abs=1e-6)
-        assert pred["decision"] == ("mel" if pred["p_mel"] >= result["threshold"] else "nv")
+        # the raw output decides; p_mel is the calibrated probability shown (unfolded: the threshold is folded in)
+        assert pred["decision"] == ("mel" if pred["p_output"] >= result["threshold"] else "nv")
+        assert (pred["p_mel"] >= result["threshold_shown"]) == (pred["p_output"] >= result["threshold"])
     # The run dir (Keras) through the same contract.
     r = run("predict", tiny_run.out_dir, images[0], "--json")
     assert r.exit_code == 0, r.output
@@ -362,7 +364,8 @@ def test_predict_agrees_with_bench(bench_out, tiny_run, converted):
 def test_gates_exit_1_and_still_write_the_report(bench_out, converted, tiny_run, tmp_path):
     out, _ = bench_out
     rows = list(csv.DictReader(open(out / "predictions.csv")))
-    ref_thr = json.loads(model_file(converted, "float32").with_suffix(".json").read_text())["threshold"]
+    ref_card = json.loads(model_file(converted, "float32").with_suffix(".json").read_text())
+    ref_thr = ref_card["threshold_fold"]["threshold"]  # predictions.csv holds the unfolded (shown) P(mel)
     ref_mel = [float(r["p_mel_float32"]) >= ref_thr for r in rows]
     # A model whose threshold calls everything the opposite of some reference decision: agreement < 1.
     forced = 0.0 if not all(ref_mel) else 1.5

@@ -32,6 +32,7 @@ from melkit.cli import main
 from melkit.core.card import SCHEMA_PATH, ModelCard, load_card, write_card
 from melkit.core.errors import BadInputError
 from melkit.core.metrics import bootstrap_decision_cis, choose_threshold
+from melkit.core.probability import shown_p_mel
 
 RELEASE = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite"
 RELEASE_FLOAT = REPO / "tflite_models" / "melkit_mnv2_1_224_float32.tflite"
@@ -340,6 +341,14 @@ def test_calibrate_a_converted_tiny_int8_model(converted, tiny_data, tmp_path):
     check_halfway(card)
     assert digest(model) == before == digest(tmp_path / "out" / model.name)
     assert open_tflite(tmp_path / "out" / model.name).threshold == card.threshold
+    # convert folded the threshold in: the fold stays, the new threshold applies to the raw output, and what
+    # is shown is unfolded (then tempered) as predict and the app show it
+    assert card.threshold_fold == load_card(model).threshold_fold is not None
+    assert ("no longer equals melkit's decision" in r.output) == (card.threshold != 0.5)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "predictions.csv")))
+    raw = np.array([float(x["p_mel"]) for x in rows])
+    assert [float(x["p_shown"]) for x in rows] == pytest.approx(shown_p_mel(card, raw).tolist(), abs=2e-6)
+    assert [x["decision_after"] for x in rows] == ["mel" if v >= card.threshold else "nv" for v in raw]
 
 
 # --------------------------------------------------------------------------- real data

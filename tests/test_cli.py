@@ -111,5 +111,9 @@ def test_demo_small(tmp_path):
     assert (demo / "android_demo" / ASSETS / "melkit_mnv2_0.35_48_int8.tflite").read_bytes() == \
         (demo / "tflite" / "melkit_mnv2_0.35_48_int8.tflite").read_bytes()
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (APP_TEMPLATE / ASSETS).glob("*")) == repo_assets
+    # Built in demo.partial and published with one rename: what the steps recorded names the published folder.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "tiny.json"]
+    assert json.loads((demo / "run" / "config.json").read_text())["data"]["dir"] == str((demo / "data").resolve())
+    assert not [p for p in demo.rglob("*") if p.suffix in (".json", ".md", ".csv") and b"demo.partial" in p.read_bytes()]
     r = run("demo", "--out", tmp_path / "demo")
     assert r.exit_code == 2 and "not empty" in r.output

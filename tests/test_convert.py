@@ -30,7 +30,12 @@ def test_every_variant_is_written_with_card_and_labels(converted):
 
         assert card["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
         assert card["preprocessing"]["image_size"] == 48 and card["output"]["shape"] == [1, 2]
-        assert 0 < card["threshold"] < 1 and card["training_data"]["split"]["mode"] == "lesion"
+        assert card["training_data"]["split"]["mode"] == "lesion"
+        # folded by default: the top category decides at 0.5, the trained threshold is kept in threshold_fold
+        fold = card["threshold_fold"]
+        assert card["threshold"] == 0.5 and 0 < fold["threshold"] < 1 and fold["threshold"] != 0.5
+        assert fold["logit"] == pytest.approx(np.log(fold["threshold"] / (1 - fold["threshold"])), abs=1e-3)
+        assert card["conversion"]["threshold_fold"] == {"folded": True}
     assert (out / "melkit_mnv2_0.35_48_int8_debug.csv").read_text().startswith("tensor_name,")
 
 
@@ -238,6 +243,9 @@ def test_equalisation_and_rounding_are_recorded_and_can_be_switched_off(tiny_run
     assert plain["conversion"]["weight_rounding"] == {"method": "nearest"}
     assert plain["conversion"]["decision_grid"] is None
     assert plain["sha256"] != card["sha256"]
+    # without an aligned grid the int8 fold would not be exact: left unfolded, and said so
+    assert "threshold_fold" not in plain and plain["threshold"] == card["threshold_fold"]["threshold"]
+    assert plain["conversion"]["threshold_fold"]["folded"] is False and "not folded" in r.output
 
 
 def test_compensated_rounding_beats_nearest_on_the_layer_output():
@@ -303,7 +311,9 @@ def test_aligned_scale_is_the_narrowest_grid_with_the_threshold_halfway(scale, z
 
 
 def test_int8_scores_switch_exactly_at_the_threshold(converted, tiny_run):
-    """Every int8 answer is a grid value on one side of the threshold; the written P(mel) agrees with it."""
+    """The grid is aligned to the trained threshold and the threshold folded in: every int8 answer is an odd
+    multiple of the scores' step, never 0 (no tie), and the top category, the written P(mel) >= 0.5 and the
+    sign of the folded logit agree."""
     from ai_edge_litert.interpreter import Interpreter
 
     from melkit.convert.decision_grid import threshold_logit
@@ -312,7 +322,8 @@ def test_int8_scores_switch_exactly_at_the_threshold(converted, tiny_run):
 
     _, out = converted
     card = json.loads((out / "melkit_mnv2_0.35_48_int8.json").read_text())
-    grid, thr = card["conversion"]["decision_grid"], card["threshold"]
+    grid, thr = card["conversion"]["decision_grid"], card["threshold_fold"]["threshold"]
+    assert card["threshold"] == 0.5
     # narrowed to what the uint8 output can tell apart (|z| ~ 6.2), never below that or the calibrated range
     assert grid and grid["logit_range"] >= min(2 * 127 * grid["scale_before"], 6.2)
     assert json.loads((out / "melkit_mnv2_0.35_48_float32.json").read_text())["conversion"]["decision_grid"] is None
@@ -331,8 +342,10 @@ def test_int8_scores_switch_exactly_at_the_threshold(converted, tiny_run):
         interp.set_tensor(d_in["index"], q[None])
         interp.invoke()
         q_nv, q_mel = interp.get_tensor(scores["index"])[0].astype(int)
-        z = s * (q_mel - q_nv)  # the logit the int8 model answers: an even multiple of s
-        p_mel = (interp.get_tensor(d_out["index"])[0, 1] - d_out["quantization"][1]) * d_out["quantization"][0]
-        assert (p_mel >= thr) == (z >= z_thr)
-        gaps.append(abs(z - z_thr))
+        assert (q_mel - q_nv) % 2 == 1  # z' = z - z_thr: the unfolded even multiple of s minus an odd one
+        z = s * (q_mel - q_nv)
+        out_q = interp.get_tensor(d_out["index"])[0]
+        p_mel = (out_q[1] - d_out["quantization"][1]) * d_out["quantization"][0]
+        assert (p_mel >= card["threshold"]) == (z > 0) == (out_q[1] > out_q[0])  # never a tie
+        gaps.append(abs(z))
     assert min(gaps) >= s * (1 - 1e-4)  # never closer than one step: rounding cannot move a decision

@@ -3,6 +3,12 @@ cards (a kill between model and card used to destroy the previous good model), w
 wrote and this one does not replace stays, and two converts into one folder never mix."""
 
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +18,7 @@ from melkit.cli import main
 from melkit.convert import converter
 from melkit.convert.converter import ConvertOptions, convert_run
 from melkit.core.card import sha256
-from melkit.core.files import exclusive
+from melkit.core.files import exclusive, recover
 
 
 def consistent(out):
@@ -57,3 +63,57 @@ def test_a_second_convert_into_the_same_folder_exits_2(tiny_run, tmp_path):
         r = CliRunner().invoke(main, ["convert", str(tiny_run.out_dir), "--float32", "--out", str(out)])
     assert r.exit_code == 2 and "being written by another melkit process" in r.output, r.output
     assert not out.exists()  # nothing created, not even an empty folder
+
+
+# Runs the CLI with os.replace wrapped to kill -9 the process in the middle of publishing: the previous
+# output has just been renamed aside (``<out>.old``), the new one is not in place yet.
+KILL_MID_SWAP = r'''
+import os, signal, sys
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    if str(dst).endswith(".old"):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+from melkit.cli import main
+main(sys.argv[1:], prog_name="melkit")
+'''
+
+
+def conversion_state(out):
+    """The version every card in ``out`` states, after the recovery the next convert would do first; fails on
+    a model whose sha256 is not its card's, cards of two conversions, or a missing file."""
+    recover(out.with_name(out.name + ".swap"))
+    names = consistent(out)
+    assert (out / "labels.txt").read_text() == "nv\nmel\n" and len(names) == 3, names
+    versions = {json.loads(p.read_text())["version"] for p in out.glob("*.json")}
+    assert len(versions) == 1, versions
+    return versions.pop()
+
+
+def test_kill_9_mid_publication_and_at_random_moments_keeps_old_or_new(tiny_run, tmp_path):
+    """A real ``melkit convert`` subprocess killed with SIGKILL between the two renames of its publication, then
+    at seeded random moments, alternating two model versions: each time the folder holds one conversion."""
+    out = tmp_path / "tflite"
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "CI": "true", "CUDA_VISIBLE_DEVICES": ""}
+    args = ["convert", str(tiny_run.out_dir), "--float32", "--out", str(out), "--calibration-images", "8",
+            "--min-agreement", str(LOOSE), "--model-version"]
+    cli = [sys.executable, "-m", "melkit.cli"]
+    start = time.perf_counter()
+    assert subprocess.run(cli + args + ["1.0.0"], capture_output=True, env=env).returncode == 0
+    full = time.perf_counter() - start
+    r = subprocess.run([sys.executable, "-c", KILL_MID_SWAP] + args + ["2.0.0"], capture_output=True, env=env)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert not out.exists() and (tmp_path / "tflite.swap").exists()  # the moment the journal is for
+    assert conversion_state(out) == "2.0.0"  # rolled forward: the staged folder was complete
+    rng = random.Random(16)
+    for version in ("1.0.0", "2.0.0"):
+        before = conversion_state(out)
+        child = subprocess.Popen(cli + args + [version], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env=env)
+        time.sleep(rng.uniform(0.3, 1.1) * full)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert conversion_state(out) in {before, version}
+    assert subprocess.run(cli + args + ["3.0.0"], capture_output=True, env=env).returncode == 0
+    assert conversion_state(out) == "3.0.0"

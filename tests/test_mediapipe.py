@@ -1,4 +1,5 @@
-"""MediaPipe Tasks reads melkit's metadata (labels, normalization) and scores like melkit does.
+"""MediaPipe Tasks reads melkit's metadata (labels, normalization) and scores like melkit does; with the
+threshold folded into the model (convert/fold.py), its top category is melkit's decision on every image.
 
 Needs the separate mediapipe venv that `setup.sh --with-mediapipe` creates (CI does); skips without it.
 """
@@ -6,6 +7,7 @@ Needs the separate mediapipe venv that `setup.sh --with-mediapipe` creates (CI d
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ def test_mediapipe_image_classifier_agrees(converted, variant, tmp_path, synth_d
     proc = subprocess.run([str(MP_PYTHON), str(REPO / "tests" / "mediapipe_client.py"), str(model),
                            str(tmp_path / "images.npy")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    scores = json.loads(proc.stdout.strip().splitlines()[-1])
+    scores = [r["scores"] for r in json.loads(proc.stdout.strip().splitlines()[-1])]
     assert all(set(s) == {"nv", "mel"} for s in scores)  # labels.txt read from the model's metadata zip
 
     interp = load_interpreter(model)
@@ -46,3 +48,43 @@ def test_mediapipe_image_classifier_agrees(converted, variant, tmp_path, synth_d
         if scale:
             y = (y - zero) * scale
         assert s["nv"] == pytest.approx(y[0], abs=1e-5) and s["mel"] == pytest.approx(y[1], abs=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["float32", "fp16", "dynamic", "int8"])
+def test_mediapipe_top_category_is_melkits_decision(converted, variant, synth_dir):
+    """Every image: MediaPipe's top category == melkit's decision (raw P(mel) >= the card's threshold), on the
+    synthetic set and, with ../shared, real dermoscopy images at the model size. Among them, the images an
+    unfolded model's argmax would decide against its threshold (calibrated P(mel) between 0.5 and it)."""
+    if not MP_PYTHON.exists():
+        pytest.skip("no mediapipe venv (bash setup.sh --with-mediapipe)")
+    from conftest import SHARED
+
+    from melkit.benchmark.inputs import open_tflite
+    from melkit.core.litert import predict_p_mel
+    from melkit.core.probability import shown_p_mel
+    from melkit.data.pipeline import load_images
+    from melkit.data.readers import read_dataset
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from mediapipe_agreement import mediapipe_top
+
+    _, out = converted
+    model = open_tflite(out / f"melkit_mnv2_0.35_48_{variant}.tflite")
+    card = model.card
+    assert card.threshold == 0.5 and card.threshold_fold is not None
+    records = read_dataset(synth_dir).records
+    real = SHARED / "data" / "isic2017-nv-mel"
+    if real.exists():
+        records += read_dataset(real).records[:400]
+    images = load_images(records, card.preprocessing).images
+    p = predict_p_mel(load_interpreter(model.path), images, p_mel_index=card.p_mel_index)
+    melkit = np.where(p >= card.threshold, "mel", "nv")
+    top = np.array(mediapipe_top(model.path, images))
+    assert (top == melkit).all(), np.flatnonzero(top != melkit)
+    # Unfolded, these images' argmax (calibrated P(mel) > 0.5) and melkit's decision differed.
+    calibrated = shown_p_mel(card, p)
+    t = card.threshold_fold["threshold"]
+    band = (calibrated > min(0.5, t)) & (calibrated < max(0.5, t))
+    if real.exists():
+        assert band.sum() >= 5
+    assert (top[band] == np.where(calibrated[band] >= t, "mel", "nv")).all()

@@ -132,3 +132,29 @@ def test_refusals(plain):
         add_metadata(plain, replace(INFO, image_size=224))
     with pytest.raises(BadInputError, match="labels"):
         add_metadata(plain, replace(INFO, labels=["nv", "mel", "bcc"]))
+
+
+def test_package_versions_round_trip_through_the_description(plain):
+    """ModelMetadata has no free-form map: each step's versions are one description line, read back apart."""
+    versions = {"training": {"tensorflow": "2.21.0", "numpy": "2.2.6"},
+                "conversion": {"tensorflow": "2.21.0", "ai-edge-litert": "2.3.0", "pillow": "13.0.0"}}
+    md = read_metadata(add_metadata(plain, replace(INFO, versions=versions)))
+    assert md["versions"] == versions and list(md["versions"]) == ["training", "conversion"]
+    assert md["description"] == INFO.description  # the lines are not part of the description read back
+    raw = _decode_description(add_metadata(plain, replace(INFO, versions=versions)))
+    assert raw == (INFO.description + "\nPackage versions, training: tensorflow 2.21.0, numpy 2.2.6"
+                   "\nPackage versions, conversion: tensorflow 2.21.0, ai-edge-litert 2.3.0, pillow 13.0.0")
+    assert read_metadata(add_metadata(plain, INFO))["versions"] == {}  # none stated: none read
+    for bad in ({"training": {"tensorflow": "2.21 rc"}}, {"training": {"a,b": "1"}}, {"training": {}},
+                {"train: x": {"numpy": "2"}}):
+        with pytest.raises(BadInputError, match="package versions"):
+            add_metadata(plain, replace(INFO, versions=bad))
+
+
+def _decode_description(model_bytes) -> str:
+    from melkit.convert import metadata
+
+    buf = _metadata_buffer(model_bytes)
+    md = metadata._decode(buf, flatbuffers.encode.Get(flatbuffers.number_types.UOffsetTFlags.packer_type, buf, 0),
+                          "ModelMetadata")
+    return md["description"]

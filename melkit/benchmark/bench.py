@@ -20,6 +20,7 @@ from melkit.core.errors import BadInputError
 from melkit.core.files import exclusive, keep_the_rest, staging
 from melkit.core.metrics import N_BOOT, reliability_curve
 from melkit.core.options import SEED, check, opt
+from melkit.core.probability import shown_p_mel
 from melkit.data.pipeline import load_images
 from melkit.data.split import SPLITS
 
@@ -172,11 +173,17 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
 
     names = [m.name for m in models]
     thresholds = {m.name: m.threshold for m in models}
+    # Decisions on the raw outputs at each card's threshold; calibration on what a person is shown.
+    shown = {m.name: shown_p_mel(m.card, probs[m.name]) for m in models}
     results = parity.evaluate(names, probs, thresholds, labels, lesion_ids, image_ids, reference.name,
-                              n_boot=opts.n_boot, seed=opts.seed)
+                              n_boot=opts.n_boot, seed=opts.seed, shown=shown)
     groups = parity.subgroups(records, names, probs, thresholds, labels, reference.name)
     sources = parity.by_source([parity.record_source(r) for r in records], names, probs, thresholds, labels,
-                               lesion_ids, image_ids, reference.name, n_boot=opts.n_boot, seed=opts.seed)
+                               lesion_ids, image_ids, reference.name, n_boot=opts.n_boot, seed=opts.seed,
+                               shown=shown)
+    for m in models:  # a folded (or tempered) card: its threshold on the scale of the P(mel) shown, too
+        if m.card is not None and (m.card.threshold_fold or (m.card.calibration or {}).get("temperature")):
+            results[m.name]["metrics"]["threshold_shown"] = float(shown_p_mel(m.card, [m.threshold])[0])
     failures = parity.gate_failures(results, reference.name, opts.max_auc_drop, opts.min_agreement)
 
     lat = _latency(opts, models, arrays, keras_model, echo) if opts.latency else None
@@ -190,10 +197,10 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     # Plots and reports are staged and published together (under a lock): never plots without a report, and a
     # full disk or a crash leaves the previous report. Files already in OUT that this bench does not write stay.
     with exclusive(out), staging(out) as staged:
-        written = _plots(staged, report, labels, probs, {n: reliability_curve(labels, probs[n]) for n in names})
+        written = _plots(staged, report, labels, probs, {n: reliability_curve(labels, shown[n]) for n in names})
         report["plots"] = [p.name for p in written]
         report["timings_s"]["total_s"] = time.perf_counter() - t_start
-        written = [out / p.name for p in reporting.write(staged, report, records, probs) + written]
+        written = [out / p.name for p in reporting.write(staged, report, records, shown) + written]
         keep_the_rest(out, staged)
     return BenchResult(report, out, reporting.terminal_table(report), written)
 

@@ -29,6 +29,11 @@ What the new card says:
   threshold was chosen); the previous threshold, policy and validation are kept in
   ``calibration.previous``, the before/after numbers with bootstrap CIs in ``calibration.set``.
 
+A model whose threshold convert folded into it (the card's ``threshold_fold``): the new threshold applies to
+its raw output like any other, and the temperature to its unfolded, calibrated P(mel)
+(melkit.core.probability); a generic client's top category then no longer equals melkit's decision unless
+the new threshold is 0.5's grid neighbour, which calibrate says.
+
 Numbers on the calibration set are optimistic: the threshold was chosen on them. ``--eval-data`` measures
 before and after on a separate set. Every image must be readable: a photo that cannot be decoded is bad
 input (exit 2), as in predict, never silently left out of a set this small.
@@ -53,7 +58,7 @@ from melkit.benchmark import evaluate
 from melkit.benchmark.inputs import ImageSource, ModelRef, open_tflite, select_records
 from melkit.core.card import ModelCard, sha256, write_card
 from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer, staging, write_json
+from melkit.core.files import atomic_writer, exclusive, staging, write_json
 from melkit.core.metrics import (
     N_BOOT,
     binary_report,
@@ -63,13 +68,13 @@ from melkit.core.metrics import (
     parse_threshold_policy,
 )
 from melkit.core.options import SEED, check, opt
+from melkit.core.probability import fold_logit, logit_clip, tempered, unfold
 from melkit.data.pipeline import load_images
 from melkit.data.split import SPLITS
 
 MIN_PER_CLASS = 20  # fewer melanomas or nevi than this: the threshold would be chosen on noise
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 CV_FOLDS = 5  # folds of the out-of-sample check of a temperature
-FLOAT_EPS = 1e-6  # a float output's P(mel) is clipped to [eps, 1 - eps] before its logit
 RATES = ("sensitivity", "specificity", "balanced_accuracy")
 NOTE = "Research model, not a medical device: it gives no diagnosis."
 
@@ -133,7 +138,8 @@ class LabelledSet:
     name: str  # short, for the threshold policy: "isic2017-nv-mel val"
     description: str  # where the images came from
     records: list
-    p: np.ndarray  # the model's raw P(mel)
+    p: np.ndarray  # the model's raw P(mel): decisions
+    calibrated: np.ndarray  # unfolded (melkit.core.probability): what the temperature and calibration act on
 
     @property
     def labels(self) -> np.ndarray:
@@ -176,7 +182,7 @@ def load_set(model: ModelRef, dirs: list, split_csv, split, default_split: str, 
         raise BadInputError(f"unreadable image {image_id} ({reason}); {len(arr.skipped)} of {len(source.records)} "
                             f"unreadable in {flags}: fix or remove them (calibrate leaves no image out)")
     p = evaluate.tflite_probs(model, arr.images)
-    return LabelledSet(name, source.description, arr.records, p)
+    return LabelledSet(name, source.description, arr.records, p, unfold(p, fold_logit(model.card)))
 
 
 def _check_counts(source: ImageSource, flags: str) -> None:
@@ -249,10 +255,9 @@ def _nll(y: np.ndarray, z: np.ndarray, t: float) -> float:
 
 
 def shown(p, temperature: float | None, eps: float) -> np.ndarray:
-    """The probability shown to a person: ``sigmoid(logit(p) / T)``; p itself without a temperature."""
-    if temperature is None:
-        return np.asarray(p, float)
-    return 1.0 / (1.0 + np.exp(-_logit(p, eps) / temperature))
+    """The probability shown to a person for a calibrated (unfolded) ``p``: ``sigmoid(logit(p) / T)``; p itself
+    without a temperature (melkit.core.probability.tempered)."""
+    return tempered(p, temperature, eps)
 
 
 def _best_temperature(y: np.ndarray, z: np.ndarray) -> float:
@@ -319,7 +324,7 @@ def measure(s: LabelledSet, before: float, after: float, temperature: float | No
     r_before = binary_report(y, s.p, before, groups=groups, n_boot=n_boot, seed=seed)
     r_after = binary_report(y, s.p, after, groups=groups, n_boot=n_boot, seed=seed)
     ci_before, ci_after = bootstrap_decision_cis(y, s.p, [before, after], groups=groups, n_boot=n_boot, seed=seed)
-    z = _logit(s.p, eps)
+    z = _logit(s.calibrated, eps)
 
     def calibration(p, t):
         return {"nll": _nll(y, z, t), "ece": expected_calibration_error(y, p),
@@ -335,8 +340,8 @@ def measure(s: LabelledSet, before: float, after: float, temperature: float | No
         "change": {**{k: r_after[k] - r_before[k] for k in RATES},
                    **{f"{k}_ci": ci_after["change"][k] for k in RATES}},
         "decisions_changed": int(np.sum((s.p >= before) != (s.p >= after))),
-        "probability": {"raw": calibration(s.p, 1.0),
-                        "shown": None if temperature is None else calibration(shown(s.p, temperature, eps),
+        "probability": {"raw": calibration(s.calibrated, 1.0),
+                        "shown": None if temperature is None else calibration(shown(s.calibrated, temperature, eps),
                                                                              temperature)},
     }
 
@@ -373,8 +378,10 @@ def _card(card: ModelCard, set_name: str, opts: CalibrateOptions, threshold: flo
         "temperature_fit": temp,
         "applies_to": "temperature: the displayed probability only, P_shown = sigmoid(logit(P(mel)) / temperature) "
                       f"with P(mel) clipped to [{eps:g}, 1 - {eps:g}]; the decision compares the raw P(mel) "
-                      "with threshold",
-        "threshold_shown": None if temperature is None else float(shown([threshold], temperature, eps)[0]),
+                      "with threshold"
+                      + ("; P(mel) is first unfolded (threshold_fold)" if card.threshold_fold else ""),
+        "threshold_shown": (None if temperature is None else
+                            float(shown(unfold([threshold], fold_logit(card)), temperature, eps)[0])),
         "previous": {"threshold": card.threshold, "threshold_policy": card.threshold_policy,
                      "validation": card.validation, "calibration": card.calibration},
         "set": {k: calib[k] for k in ("auc", "auc_ci", "before", "after", "change", "probability")},
@@ -393,7 +400,7 @@ def _write_predictions(path: Path, s: LabelledSet, before: float, after: float, 
     with atomic_writer(path) as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["image_id", "lesion_id", "label", "p_mel", "p_shown", "decision_before", "decision_after"])
-        for r, p, ps in zip(s.records, s.p, shown(s.p, temperature, eps)):
+        for r, p, ps in zip(s.records, s.p, shown(s.calibrated, temperature, eps)):
             w.writerow([r.image_id, r.lesion_id, r.dx, f"{p:.6f}", f"{ps:.6f}",
                         "mel" if p >= before else "nv", "mel" if p >= after else "nv"])
 
@@ -413,15 +420,19 @@ def calibrate(opts: CalibrateOptions, echo=print) -> CalibrateResult:
 
     levels = output_levels(card)
     step = float(card.output.quantization.scale) if levels is not None else None
-    eps = step / 2 if step else FLOAT_EPS  # a quantized 0 means "below half a step"
+    eps = logit_clip(card)  # a quantized 0 means "below half a step"
     chosen = choose_threshold(calib_set.labels, calib_set.p, opts.policy)
     threshold, grid = snap_to_grid(chosen, levels, step)
     if grid is not None and not grid["halfway"]:
         echo(f"note: the policy calls every image melanoma (threshold {chosen:.4f}); there is no output value "
              f"below it to place the threshold above")
-    temp = (fit_temperature(calib_set.labels, calib_set.p, eps, calib_set.lesions, seed=opts.seed)
+    temp = (fit_temperature(calib_set.labels, calib_set.calibrated, eps, calib_set.lesions, seed=opts.seed)
             if opts.temperature else None)
     temperature = temp["fitted"] if temp and temp["kept"] else None
+    if card.threshold_fold is not None and threshold != card.threshold:
+        echo(f"note: the threshold is folded into this model (its top category decides at {card.threshold:g}); "
+             f"at the new threshold {threshold:.4f} generic clients' top category (MediaPipe, TFLite Task "
+             "Library) no longer equals melkit's decision")
 
     old = float(card.threshold)
     calib = measure(calib_set, old, threshold, temperature, eps, opts.n_boot, opts.seed)
@@ -454,7 +465,9 @@ def _write(out: Path, model_path: Path, card: ModelCard, new_card: ModelCard, re
     """Everything into a staging folder, checked there, then swapped in as OUT (never half written)."""
     names = [model_path.name, model_path.with_suffix(".json").name]
     labels = model_path.parent / card.labels_file if card.labels_file else None
-    with staging(out) as staged:
+    # Under OUT's lock (as convert and bench): a second calibrate into OUT exits 2 instead of removing this
+    # one's staging folder, and what a killed earlier one left there is this one's to remove.
+    with exclusive(out), staging(out) as staged:
         shutil.copyfile(model_path, staged / names[0])
         if sha256((staged / names[0]).read_bytes()) != card.sha256:
             raise BadInputError(f"{model_path} changed while it was being copied")

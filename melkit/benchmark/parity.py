@@ -1,7 +1,9 @@
 """Parity: every model's clinical metrics, and how far each one moved from the reference.
 
 Decisions are taken at each model's own threshold (the one in its card, or the run's), because that is
-what the app will do; with cards from one run every model shares the run's threshold anyway.
+what the app will do; with cards from one run every model shares the run's threshold anyway. ``probs`` are
+the models' raw outputs (decisions, AUC); ``shown``, where given, the probabilities a person sees
+(melkit.core.probability: a folded model's unfolded): calibration and probability changes are measured on them.
 """
 
 from __future__ import annotations
@@ -59,10 +61,12 @@ def decisions(p, threshold) -> np.ndarray:
     return np.asarray(p, float) >= threshold
 
 
-def compare(p_ref, thr_ref, p, thr, image_ids, labels) -> dict:
-    """Agreement of decisions, the flipped images (largest probability change first) and |Δp|."""
-    p_ref, p = np.asarray(p_ref, float), np.asarray(p, float)
+def compare(p_ref, thr_ref, p, thr, image_ids, labels, shown_ref=None, shown=None) -> dict:
+    """Agreement of decisions (on the raw outputs), the flipped images (largest probability change first) and
+    |Δp| (on the shown probabilities, when given)."""
     d_ref, d = decisions(p_ref, thr_ref), decisions(p, thr)
+    p_ref = np.asarray(p_ref if shown_ref is None else shown_ref, float)
+    p = np.asarray(p if shown is None else shown, float)
     diff = np.abs(p - p_ref)
     flipped = [
         {"image_id": image_ids[i], "label": int(labels[i]), "p_reference": float(p_ref[i]), "p": float(p[i]),
@@ -84,25 +88,28 @@ def delta_auc(auc, auc_ref):
 
 
 def evaluate(names, probs: dict, thresholds: dict, labels, lesion_ids, image_ids, reference: str,
-             n_boot=N_BOOT, seed=SEED) -> dict:
+             n_boot=N_BOOT, seed=SEED, shown: dict | None = None) -> dict:
     """name -> {"metrics": binary_report, "vs_reference": compare + delta_auc (None for the reference)}."""
     labels = np.asarray(labels, int)
+    shown = shown or probs
     out = {}
     for name in names:
-        m = binary_report(labels, probs[name], thresholds[name], groups=lesion_ids, n_boot=n_boot, seed=seed)
+        m = binary_report(labels, probs[name], thresholds[name], groups=lesion_ids, n_boot=n_boot, seed=seed,
+                          shown=shown[name])
         out[name] = {"metrics": m, "vs_reference": None}
     ref_auc = out[reference]["metrics"]["auc"]
     for name in names:
         if name == reference:
             continue
-        vs = compare(probs[reference], thresholds[reference], probs[name], thresholds[name], image_ids, labels)
+        vs = compare(probs[reference], thresholds[reference], probs[name], thresholds[name], image_ids, labels,
+                     shown[reference], shown[name])
         vs["delta_auc"] = delta_auc(out[name]["metrics"]["auc"], ref_auc)
         out[name]["vs_reference"] = vs
     return out
 
 
 def by_source(sources, names, probs: dict, thresholds: dict, labels, lesion_ids, image_ids, reference: str,
-              n_boot=N_BOOT, seed=SEED) -> dict | None:
+              n_boot=N_BOOT, seed=SEED, shown: dict | None = None) -> dict | None:
     """source -> {"n", "n_pos", "lesions", "models": evaluate() on that source's images} (largest first), or
     None when every image comes from one source. The flipped images are left out of each source's
     vs_reference (n_flipped stays): the pooled vs_reference lists them all."""
@@ -111,12 +118,14 @@ def by_source(sources, names, probs: dict, thresholds: dict, labels, lesion_ids,
     if len(values) < 2:
         return None
     labels = np.asarray(labels, int)
+    shown = shown or probs
     out = {}
     for value in values:
         idx = np.flatnonzero(sources == value)
         lesions = [lesion_ids[i] for i in idx]
         results = evaluate(names, {n: np.asarray(probs[n])[idx] for n in names}, thresholds, labels[idx], lesions,
-                           [image_ids[i] for i in idx], reference, n_boot=n_boot, seed=seed)
+                           [image_ids[i] for i in idx], reference, n_boot=n_boot, seed=seed,
+                           shown={n: np.asarray(shown[n])[idx] for n in names})
         for r in results.values():
             if r["vs_reference"] is not None:
                 del r["vs_reference"]["flipped"]

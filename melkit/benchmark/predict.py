@@ -7,6 +7,11 @@ A model converted with ``--domain-guard`` also says, for each image, whether it 
 lesion image (``in_domain`` and the ``domain_score`` behind it). When it does not, the decision is
 ``not_assessed`` with a plain message and no melanoma score (``p_mel`` is null); the exit code stays 0.
 Rows of models without a guard are as before (no ``in_domain``).
+
+``p_mel`` is the probability shown to a person (melkit.core.probability: unfolded when the card's threshold
+was folded into the model, tempered when melkit calibrate fitted a temperature); the decision compares the
+model's raw output with the card's threshold. When the two differ (such a card), each row also gives that raw
+output (``p_output``) and the result the threshold on the shown scale (``threshold_shown``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from melkit.benchmark import evaluate
 from melkit.benchmark.inputs import open_model
 from melkit.core.card import NOT_ASSESSED
 from melkit.core.errors import BadInputError
+from melkit.core.probability import shown_p_mel
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import Contract
 
@@ -47,9 +53,14 @@ def predict_files(model_path, image_paths) -> dict:
     else:
         probs, scores = evaluate.tflite_outputs(model, images, desc="predict")
     rows = []
+    shown = shown_p_mel(model.card, probs)  # None for a Keras run: its raw P(mel)
+    mapped = model.card is not None and (model.card.threshold_fold is not None
+                                         or (model.card.calibration or {}).get("temperature") is not None)
     for i, (path, p) in enumerate(zip(image_paths, probs)):
         label, meaning = DECISIONS[bool(p >= model.threshold)]
-        row = {"image": str(path), "p_mel": float(p), "decision": label, "meaning": meaning}
+        row = {"image": str(path), "p_mel": float(shown[i]), "decision": label, "meaning": meaning}
+        if mapped:
+            row["p_output"] = float(p)
         if scores is not None:
             in_domain = bool(model.card.in_domain(scores[i]))
             if not in_domain:
@@ -57,6 +68,8 @@ def predict_files(model_path, image_paths) -> dict:
             row.update(in_domain=in_domain, domain_score=float(scores[i]))
         rows.append(row)
     guard = {"domain_threshold": model.card.guard_threshold} if scores is not None else {}
+    if mapped:
+        guard["threshold_shown"] = float(shown_p_mel(model.card, [model.threshold])[0])
     return {"model": str(Path(model_path)), "kind": model.kind,
             "variant": model.card.variant if model.card else model.kind,
             "threshold": model.threshold, **guard, "image_size": model.image_size, "predictions": rows,
@@ -65,7 +78,8 @@ def predict_files(model_path, image_paths) -> dict:
 
 def text(result: dict) -> str:
     guard = (f", domain guard threshold {result['domain_threshold']:.3f}" if "domain_threshold" in result else "")
-    lines = [f"{result['model']} ({result['variant']}, threshold {result['threshold']:.3f}{guard})"]
+    threshold = result.get("threshold_shown", result["threshold"])  # on the scale of the P(mel) shown
+    lines = [f"{result['model']} ({result['variant']}, threshold {threshold:.3f}{guard})"]
     width = max(len(r["image"]) for r in result["predictions"])
     for r in result["predictions"]:
         if r.get("in_domain") is False:

@@ -136,7 +136,8 @@ def _parity_rows(report):
 def _clinical_rows(report):
     for e in report["models"]:
         m = e["metrics"]
-        yield [e["name"], f"{m['threshold']:.3f}", _pct(m["sensitivity"]), _pct(m["specificity"]),
+        thr = f"{m['threshold']:.3f}" + (f" (P {m['threshold_shown']:.3f})" if "threshold_shown" in m else "")
+        yield [e["name"], thr, _pct(m["sensitivity"]), _pct(m["specificity"]),
                _pct(m["balanced_accuracy"]), _pct(m["sensitivity_at_90_specificity"]),
                _pct(m["specificity_at_90_sensitivity"]), _pct(m["accuracy_at_threshold"]),
                _pct(m["majority_baseline"]), _f(m["ece"], ".3f"), _f(m["brier"], ".3f")]
@@ -257,7 +258,10 @@ def markdown(report) -> str:
             "ΔAUC = model − reference; agreement = same decision at each model's own threshold; flips = images "
             "whose decision changed. AUC CI: 95 % bootstrap over lesions.", ""]
     out += _table(PARITY_HEAD, _parity_rows(report)) + [""]
-    out += ["## Clinical metrics", "", "Percentages at the model's threshold (from its card or the run).", ""]
+    out += ["## Clinical metrics", "", "Percentages at the model's threshold (from its card or the run)."
+            + (" (P x): the threshold on the scale of the P(mel) shown, for a card whose threshold is folded into "
+               "the model's output (or tempered); ECE and Brier are on that scale." if any(
+                   "threshold_shown" in e["metrics"] for e in report["models"]) else ""), ""]
     out += _table(CLINICAL_HEAD, _clinical_rows(report)) + [""]
     out += _by_source_md(report)
     out += _subgroups_md(report)
@@ -351,7 +355,8 @@ def _latency_md(report) -> list:
 
 
 def write(out, report, records, probs) -> list:
-    """report.json, report.md and predictions.csv, each atomically; returns their paths."""
+    """report.json, report.md and predictions.csv (``probs``: the P(mel) a person is shown, per model), each
+    atomically; returns their paths."""
     write_json(out / "report.json", report)
     with atomic_writer(out / "report.md") as f:
         f.write(markdown(report))

@@ -28,8 +28,10 @@ from melkit.convert.contract import config_for_cards
 from melkit.convert.decision_grid import align_to_threshold
 from melkit.convert.equalize import equalize_activation_ranges
 from melkit.convert.export import with_two_scores
+from melkit.convert.fold import fold_threshold
 from melkit.convert.metadata import ModelInfo, add_metadata
 from melkit.convert.options import ConvertOptions
+from melkit.convert.provenance import Provenance
 from melkit.convert.rounding import round_pointwise_weights
 from melkit.convert.selfcheck import Check, compare, table
 from melkit.convert.variants import VARIANTS, check_input_quantization, convert, debug_report
@@ -38,13 +40,13 @@ from melkit.core.errors import BadInputError
 from melkit.core.files import atomic_writer, exclusive, keep_the_rest, read_json, staging
 from melkit.core.litert import io_details, load_interpreter, predict_p_mel, predict_with_domain
 from melkit.core.metrics import roc_auc
+from melkit.core.probability import unfold
 from melkit.core.run import RunConfig, load_run, load_trained_model, predict_outputs, predict_proba, split_records
 from melkit.data.pipeline import load_images
 from melkit.data.records import LABELS
 
 DESCRIPTION = ("Dermoscopy nevus-vs-melanoma classifier (MobileNetV2, melkit). Research use only: "
                "not a medical device, gives no diagnosis.")
-LICENSE = "Apache-2.0 (model code); trained on data under its own licence, see card"
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Source:
     val_labels: np.ndarray
     p_keras: np.ndarray  # the float Keras model's P(mel) on val, what every variant must agree with
     contract_change: dict | None = None  # --contract-version: the card's record of the change (contract.py)
+    provenance: Provenance | None = None  # licence, author, versions: what the metadata and cards state
     guard: guards.DomainGuard | None = None  # --domain-guard: fitted, and built into ``export``
     guard_keras: np.ndarray | None = None  # the float Keras guard's scores on val
 
@@ -104,6 +107,7 @@ class Built:
     check: Check
     conversion: dict  # the card's record of how this file was made
     guard: dict | None = None  # the card's domain_guard record
+    fold: dict | None = None  # the card's threshold_fold record, when the threshold was folded in
 
 
 def load_source(run_dir, logit_model, config: RunConfig, metrics: dict, opts: ConvertOptions) -> Source:
@@ -203,6 +207,22 @@ def grid_pass(variant: str, data: bytes, threshold: float, opts: ConvertOptions,
     return data, grid
 
 
+def fold_pass(variant: str, data: bytes, threshold: float, grid: dict | None, opts: ConvertOptions,
+              echo) -> tuple[bytes, dict | None, dict | None]:
+    """Fold the threshold into the model (fold.py): (bytes, the card's threshold_fold record or None, the
+    conversion record's note: None when switched off, else whether it was folded and why not)."""
+    if not opts.fold_threshold:
+        return data, None, None
+    data, record = fold_threshold(data, threshold, grid)
+    if not record.pop("folded"):
+        echo(f"threshold fold ({variant}): not folded, {record['reason']}; generic clients' top category "
+             f"(P(mel) > 0.5) is not melkit's decision (P(mel) >= {threshold:.4f})")
+        return data, None, {"folded": False, **record}
+    echo(f"threshold fold ({variant}): logit {record['logit']:.4f} folded in: the card's threshold is 0.5 and "
+         "the model's top category is melkit's decision")
+    return data, record, {"folded": True}
+
+
 def guard_flatbuffer_pass(data: bytes, source: Source, echo) -> tuple[bytes, list | None]:
     """A guard model's outputs in order (probabilities first) and, for int8, the guard's ranges widened."""
     if source.guard is None:
@@ -216,21 +236,27 @@ def guard_flatbuffer_pass(data: bytes, source: Source, echo) -> tuple[bytes, lis
 
 
 def selfcheck_pass(variant: str, data: bytes, source: Source, opts: ConvertOptions,
-                   ranges=None) -> tuple[dict, Check, dict | None]:
+                   ranges=None, fold: dict | None = None) -> tuple[dict, Check, dict | None]:
     """Load the finished file in LiteRT, check its input quantization, compare it with Keras on val (and its
-    guard's in-domain decisions with the float Keras guard's)."""
+    guard's in-domain decisions with the float Keras guard's). A folded model's decisions are taken at 0.5 on
+    its raw output, its probabilities compared once unfolded."""
     interp = load_interpreter(data)
     io = io_details(interp)
     if VARIANTS[variant].integer_only:
         check_input_quantization(io, io_types(variant, opts)[0])
+    decided_at = None if fold is None else 0.5
+
+    def check_of(p):
+        return compare(variant, source.p_keras, p, source.val_labels, source.threshold, len(data),
+                       opts.min_agreement, decided_at, None if fold is None else unfold(p, fold["logit"]))
+
     if source.guard is None:
         p = predict_p_mel(interp, source.val_images, p_mel_index=LABELS.index("mel"))
-        return io, compare(variant, source.p_keras, p, source.val_labels, source.threshold, len(data),
-                           opts.min_agreement), None
+        return io, check_of(p), None
     guard_io = io["more_outputs"][0]
     p, score = predict_with_domain(interp, source.val_images, p_mel_index=LABELS.index("mel"),
                                    output=io["output"]["name"], domain_output=guard_io["name"])
-    check = compare(variant, source.p_keras, p, source.val_labels, source.threshold, len(data), opts.min_agreement)
+    check = check_of(p)
     record = guards.record(source.guard, guard_io, score, source.guard_keras, ranges)
     agreement = record["agreement"]
     if check.passed and not np.isfinite(score).all():
@@ -248,15 +274,18 @@ def build_variant(variant: str, source: Source, prep: Prepared, info: ModelInfo,
     data = convert(model, variant, prep.rep, *io_types(variant, opts), float_layers=opts.float_layers)
     data, ranges = guard_flatbuffer_pass(data, source, echo)
     data, grid = grid_pass(variant, data, source.threshold, opts, echo)
+    data, fold, fold_note = fold_pass(variant, data, source.threshold, grid, opts, echo)
+    if source.provenance is not None:  # a QAT model's versions add tensorflow-model-optimization
+        info = replace(info, versions=source.provenance.versions(variant))
     data = add_metadata(data, info)  # input stats follow the converted input type
-    io, check, guard = selfcheck_pass(variant, data, source, opts, ranges)
-    conversion = {**conversion_record(variant, prep, opts), "decision_grid": grid}
+    io, check, guard = selfcheck_pass(variant, data, source, opts, ranges, fold)
+    conversion = {**conversion_record(variant, prep, opts), "decision_grid": grid, "threshold_fold": fold_note}
     if source.contract_change:
         conversion["contract_change"] = source.contract_change
     if variant == "qat":
         conversion["qat"] = {"epochs": opts.qat_epochs, "learning_rate": opts.qat_learning_rate,
                              "target": opts.qat_target}
-    return Built(variant, data, io, check, conversion, guard)
+    return Built(variant, data, io, check, conversion, guard, fold)
 
 
 def drop_unhelpful_qat(built: dict) -> str:
@@ -275,7 +304,8 @@ def write_variant(out: Path, b: Built, source: Source, opts: ConvertOptions) -> 
     model_path, card_path = out / f"{stem}.tflite", out / f"{stem}.json"
     card = cards.make_card(model_path.name, b.data, b.variant, b.io, source.config, source.metrics, source.run_dir,
                            source.name, opts.version, b.check.to_dict(), extra={"conversion": b.conversion},
-                           domain_guard=b.guard)
+                           domain_guard=b.guard, threshold_fold=b.fold,
+                           **({} if source.provenance is None else source.provenance.card_fields(b.variant)))
     with atomic_writer(model_path, "wb") as f:
         f.write(b.data)
     cards.write_card(card_path, card)
@@ -306,10 +336,12 @@ def _convert(run_dir, opts: ConvertOptions, out: Path | None, echo) -> ConvertRe
     metrics = read_json(Path(run_dir) / "metrics.json")
     source = load_source(run_dir, logit_model, config, metrics, opts)
     source.contract_change = contract_change
+    source.provenance = Provenance.of(config, opts.license, opts.author, opts.data_dir)
     guard_pass(source, opts, echo)
     prep = prepare(source, opts, echo)
-    info = ModelInfo(name=source.name, version=opts.version, description=DESCRIPTION, author="melkit",
-                     license=LICENSE, labels=list(LABELS), image_size=source.image_size)
+    info = ModelInfo(name=source.name, version=opts.version, description=DESCRIPTION,
+                     author=source.provenance.author, license=source.provenance.license, labels=list(LABELS),
+                     image_size=source.image_size)
     order = sorted(opts.variants, key=lambda v: (v == "qat", list(VARIANTS).index(v)))  # QAT last: vs int8
     built = {v: build_variant(v, source, prep, info, opts, echo) for v in order}
     checks = [b.check for b in built.values()]

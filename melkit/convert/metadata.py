@@ -12,9 +12,10 @@ metadata flatbuffer is written and read by the small schema-driven code below (`
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import flatbuffers
 import numpy as np
@@ -95,6 +96,10 @@ class ModelInfo:
     # (min, max) of the input tensor's values; None derives them from its type: float32 -> normalised
     # [(0 - mean) / std, (255 - mean) / std], uint8 -> [0, 255], int8 -> [-128, 127].
     input_stats: tuple[float, float] | None = None
+    # Package versions behind the model, per step ({"training": {"tensorflow": "2.21.0", ...}, "conversion": ...}).
+    # ModelMetadata has no free-form map, so each step is one line appended to the description (see
+    # versions_lines), where metadata viewers show it and read_metadata gives it back as ``versions``.
+    versions: dict = field(default_factory=dict)
 
 
 def add_metadata(tflite_bytes: bytes, info: ModelInfo) -> bytes:
@@ -134,8 +139,43 @@ def add_metadata(tflite_bytes: bytes, info: ModelInfo) -> bytes:
     return _append_labels_zip(bytes(builder.Output()), info.labels)
 
 
+VERSIONS_LINE = "Package versions, {step}: "
+_VERSIONS_LINE = re.compile(r"Package versions, ([^:\n]+): (.+)")
+_WORD = re.compile(r"[^\s,:]+")
+_STEP = re.compile(r"[^\n:]+")
+
+
+def versions_lines(versions: dict) -> str:
+    """``versions`` ({step: {package: version}}) as the description's lines, one per step, e.g.
+    "Package versions, conversion: tensorflow 2.21.0, numpy 2.2.6"; '' when there are none."""
+    lines = []
+    for step, packages in versions.items():
+        words = [*map(str, packages), *map(str, packages.values())]  # no space, comma or colon: parsed back
+        if not packages or not _STEP.fullmatch(str(step)) or not all(_WORD.fullmatch(w) for w in words):
+            raise BadInputError(f"package versions of {step!r} cannot be written as one line: {packages}")
+        lines.append(VERSIONS_LINE.format(step=step) + ", ".join(f"{p} {v}" for p, v in packages.items()))
+    return "".join("\n" + line for line in lines)
+
+
+def _split_versions(description: str | None) -> tuple[str | None, dict]:
+    """(the description without its versions lines, the versions they state): versions_lines' inverse."""
+    if description is None:
+        return None, {}
+    lines, versions = description.split("\n"), {}
+    while lines and (m := _VERSIONS_LINE.fullmatch(lines[-1])):
+        pairs = [p.split(" ") for p in m.group(2).split(", ")]
+        if not all(len(p) == 2 for p in pairs):
+            break
+        versions = {m.group(1): dict(pairs), **versions}
+        lines.pop()
+    return "\n".join(lines), versions
+
+
 def read_metadata(tflite_bytes: bytes) -> dict:
-    """Read TFLITE_METADATA (and the labels from the appended zip) back into a plain dict."""
+    """Read TFLITE_METADATA (and the labels from the appended zip) back into a plain dict.
+
+    ``description`` is the model's description without the package versions lines, which come back as
+    ``versions`` (as ModelInfo had them; {} when the model states none)."""
     meta = _metadata_buffer(tflite_bytes)
     if not flatbuffers.util.BufferHasIdentifier(meta, 0, b"M001"):
         raise BadInputError("TFLITE_METADATA is not a metadata_schema flatbuffer (file identifier is not M001)")
@@ -153,8 +193,11 @@ def read_metadata(tflite_bytes: bytes) -> dict:
              for f in t.get("associated_files", [])]
     labels_file = next((f.get("name") for f in out.get("associated_files", []) if f.get("type") == TENSOR_AXIS_LABELS),
                        None)
+    description, versions = _split_versions(md.get("description"))
     return {
         **{k: md.get(k) for k in ("name", "version", "description", "author", "license", "min_parser_version")},
+        "description": description,
+        "versions": versions,
         "input": {"name": inp.get("name"), "description": inp.get("description"),
                   "image_size": size.get("width") if size.get("width") == size.get("height") else
                   (size.get("height"), size.get("width")),
@@ -254,7 +297,7 @@ def _metadata_flatbuffer(info: ModelInfo, stats: tuple[float, float], with_domai
     if with_domain:
         outputs.append({"name": DOMAIN_NAME, "description": info.domain_description,
                         "content": {"content_properties_type": FEATURE_PROPERTIES, "content_properties": {}}})
-    md = {"name": info.name, "description": info.description, "version": info.version,
+    md = {"name": info.name, "description": info.description + versions_lines(info.versions), "version": info.version,
           "subgraph_metadata": [{"input_tensor_metadata": [image_input], "output_tensor_metadata": outputs}],
           "author": info.author, "license": info.license, "min_parser_version": MIN_PARSER_VERSION}
     b = flatbuffers.Builder(1024)

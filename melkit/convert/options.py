@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import click
 
+from melkit.convert.provenance import DEFAULT_AUTHOR, check_text
 from melkit.convert.variants import FULL_INTEGER, IO_TYPES, VARIANTS
 from melkit.core.errors import BadInputError
 from melkit.core.options import SEED, check, opt
@@ -41,6 +42,11 @@ class ConvertOptions:
     align_threshold: bool = opt(True, flag="--no-align-threshold",
                                 help="Keep the converter's scale for the int8 scores instead of placing the "
                                      "threshold halfway between two of their values.")
+    # The threshold folded into the model, where that is exact (fold.py): top category == melkit's decision.
+    fold_threshold: bool = opt(True, flag="--no-fold-threshold",
+                               help="Keep the trained threshold in the card instead of folding it into the model "
+                                    "(folded: the model's top category is melkit's decision, the card's threshold "
+                                    "0.5, the calibrated P(mel) recovered from the card's threshold_fold).")
     # The input-domain guard (domain_guard.py): a second output and the card's domain_guard record.
     domain_guard: bool = opt(False, help="Add a second output, domain_score: images that do not look like "
                                          "dermoscopic lesion images are 'not assessed' (fitted on the training "
@@ -53,6 +59,10 @@ class ConvertOptions:
                                         help="Ridge added to the guard's covariance, times its mean eigenvalue.")
     name: str | None = opt(None, help="Model name (default melkit_mnv2_<alpha>_<size>).")
     version: str = opt("1.0.0", flag="--model-version")
+    # Stated in every model's TFLite metadata and card (provenance.py).
+    license: str | None = opt(None, help="Licence the models' metadata and cards state (default: the training "
+                                         "data's, e.g. CC BY-NC 4.0 for HAM10000).")
+    author: str = opt(DEFAULT_AUTHOR, help="Author the models' metadata and cards state.")
     contract_version: int | None = opt(
         None, type=int, min=1, max=2,
         help="Preprocessing contract the cards state (default: the run's). 2 (melkit-v2: box filter before the "
@@ -67,6 +77,9 @@ class ConvertOptions:
         if bad:
             raise BadInputError(f"unknown variant(s) {bad}: {', '.join(VARIANTS)}")
         check(self)
+        if self.license is not None:
+            check_text("--license", self.license)
+        check_text("--author", self.author)
         if (self.input_type, self.output_type) != ("uint8", "uint8") and not set(self.variants) & set(FULL_INTEGER):
             raise BadInputError("--input-type/--output-type apply to --int8 or --qat only")
         if self.float_layers and "int8-mixed" not in self.variants:

@@ -30,9 +30,15 @@ class Check:
         return asdict(self)
 
 
-def compare(variant, p_keras, p_tflite, labels, threshold, size_bytes, min_agreement) -> Check:
-    p_keras, p_tflite = np.asarray(p_keras, float), np.asarray(p_tflite, float)
-    agreement = float(np.mean((p_keras >= threshold) == (p_tflite >= threshold)))
+def compare(variant, p_keras, p_tflite, labels, threshold, size_bytes, min_agreement, tflite_threshold=None,
+            p_shown=None) -> Check:
+    """``p_tflite`` is the model's raw output, decided at ``tflite_threshold`` (default ``threshold``; 0.5 for a
+    model with the threshold folded in); ``p_shown``, its calibrated P(mel) (default the raw one), is what the
+    probability differences and the AUC are measured on."""
+    p_keras, p_raw = np.asarray(p_keras, float), np.asarray(p_tflite, float)
+    p_tflite = p_raw if p_shown is None else np.asarray(p_shown, float)
+    decided_at = threshold if tflite_threshold is None else tflite_threshold
+    agreement = float(np.mean((p_keras >= threshold) == (p_raw >= decided_at)))
     diff = np.abs(p_keras - p_tflite)
     reason = ""
     if not np.isfinite(p_tflite).all():

@@ -11,10 +11,22 @@ is the same contract as a JSON Schema (tests/test_card.py keeps the two in step;
 ModelCard.java reads every field it requires). Free-form parts (where the model came from, metrics, the
 self-check, versions, the conversion settings) stay plain dicts.
 
+``license`` and ``author`` (one line each) say under which terms the model may be used (by default its
+training data's) and who made it; ``versions`` then holds the package versions of the training run and of
+the conversion, each named (:attr:`ModelCard.versions_by_step`). The model's TFLite metadata states the
+same (melkit/convert/provenance.py). Cards of older releases have neither field and a flat ``versions``
+(the training run's); they load unchanged.
+
 One optional field, ``calibration``, is added by ``melkit calibrate`` when a user re-fits the threshold on
 their own labelled images (melkit/benchmark/calibrate.py): the card then says on which set the threshold
 was chosen, and may carry a temperature that maps the probability shown to a person. The decision always
 compares the model's raw P(mel) with ``threshold``; cards without the field are unchanged byte for byte.
+
+``threshold_fold`` (optional) is written by ``melkit convert`` when it folded the decision threshold into
+the model (melkit/convert/fold.py): the model's top category is then melkit's decision, ``threshold`` is
+0.5 and the record keeps the original ``threshold`` and its ``logit`` zt, so the calibrated P(mel) is
+``sigmoid(logit(output) + zt)`` (melkit/core/probability.py). The decision still compares the raw output
+with ``threshold``.
 
 Another optional field, ``domain_guard``, is written by ``melkit convert --domain-guard``
 (melkit/convert/domain_guard.py): the model then has a second output, a score of how far the image is from
@@ -172,8 +184,18 @@ def _preprocessing(d: dict, where: str = "preprocessing") -> Contract:
 
 
 _FREE_FORM = ("source_run", "training_data", "validation", "selfcheck", "versions")
-OPTIONAL_FIELDS = ("calibration", "domain_guard")  # absent from the cards a plain melkit convert writes
+# calibration and domain_guard: absent from the cards a plain melkit convert writes; license and author: absent
+# from the cards of releases made before melkit convert stated them (2.0.0 and older), which still load.
+OPTIONAL_FIELDS = ("calibration", "domain_guard", "license", "author", "threshold_fold")
 NOT_ASSESSED = "not assessed: this does not look like a dermoscopic image of a skin lesion"
+
+
+def _one_line(d: dict, key: str) -> str:
+    """A top-level one-line text field (license, author): a non-empty string without a line break."""
+    value = _get(d, key, "", "a string")
+    if not value.strip() or "\n" in value or "\r" in value:
+        raise BadInputError(f"model card field {key!r} must be one non-empty line of text")
+    return value
 
 
 def _calibration(d: dict) -> dict:
@@ -187,6 +209,20 @@ def _calibration(d: dict) -> dict:
     t = _get(d, "temperature", where, "a number", nullable=True)
     if t is not None and not (math.isfinite(t) and t > 0):
         raise BadInputError(f"model card field 'calibration.temperature' must be positive or null, not {t}")
+    return copy.deepcopy(d)
+
+
+def _threshold_fold(d: dict) -> dict:
+    """The optional record of a threshold folded into the model: the original threshold (a probability
+    strictly between 0 and 1) and the folded logit (finite) are what a reader applies; the rest is free-form."""
+    where = "threshold_fold"
+    t = _get(d, "threshold", where, "a number")
+    if not (math.isfinite(t) and 0.0 < t < 1.0):
+        raise BadInputError(f"model card field 'threshold_fold.threshold' must be in (0, 1), not {t}")
+    z = _get(d, "logit", where, "a number")
+    if not math.isfinite(z):
+        raise BadInputError(f"model card field 'threshold_fold.logit' must be a finite number, not {z}")
+    _get(d, "method", where, "a string")
     return copy.deepcopy(d)
 
 
@@ -237,6 +273,11 @@ class ModelCard:
     calibration: dict | None = None
     # Set by melkit convert --domain-guard: the second output that says whether an image is in the model's domain.
     domain_guard: dict | None = None
+    # Set by melkit convert (--license, default the training data's; --author): one line each, as in the metadata.
+    license: str | None = None
+    author: str | None = None
+    # Set by melkit convert when the threshold was folded into the model (threshold is then 0.5).
+    threshold_fold: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -274,8 +315,12 @@ class ModelCard:
             output=TensorSpec.from_json(_get(d, "output", "", "an object"), "output", with_meaning=True),
             **{k: copy.deepcopy(_get(d, k, "", "an object")) for k in _FREE_FORM},
             not_a_medical_device=s("not_a_medical_device"),
+            license=_one_line(d, "license") if "license" in d else None,
+            author=_one_line(d, "author") if "author" in d else None,
             calibration=_calibration(_get(d, "calibration", "", "an object")) if "calibration" in d else None,
             domain_guard=_domain_guard(_get(d, "domain_guard", "", "an object")) if "domain_guard" in d else None,
+            threshold_fold=(_threshold_fold(_get(d, "threshold_fold", "", "an object")) if "threshold_fold" in d
+                            else None),
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in known},
         )
 
@@ -292,6 +337,7 @@ class ModelCard:
             "labels": list(self.labels),
             "labels_file": self.labels_file,
             "threshold": self.threshold,
+            **({} if self.threshold_fold is None else {"threshold_fold": copy.deepcopy(self.threshold_fold)}),
             "threshold_policy": self.threshold_policy,
             "decision": self.decision,
             "preprocessing": self.preprocessing.to_json(),
@@ -299,6 +345,7 @@ class ModelCard:
             "output": self.output.to_json(),
             **{k: copy.deepcopy(getattr(self, k)) for k in _FREE_FORM},
             "not_a_medical_device": self.not_a_medical_device,
+            **{k: getattr(self, k) for k in ("license", "author") if getattr(self, k) is not None},
             **({} if self.calibration is None else {"calibration": copy.deepcopy(self.calibration)}),
             **({} if self.domain_guard is None else {"domain_guard": copy.deepcopy(self.domain_guard)}),
             **copy.deepcopy(self.extra),
@@ -320,6 +367,15 @@ class ModelCard:
         return self.extra.get("conversion")
 
     @property
+    def versions_by_step(self) -> dict:
+        """{step: {package: version}}: a card from melkit convert with provenance has ``versions`` as
+        {"training": ..., "conversion": ...}; an older card's flat record is its training run's."""
+        v = self.versions
+        if v and all(isinstance(x, dict) for x in v.values()):
+            return copy.deepcopy(v)
+        return {"training": copy.deepcopy(v)} if v else {}
+
+    @property
     def guard_output(self) -> TensorSpec | None:
         """The domain guard's output tensor as the card promises it; None without a guard."""
         if self.domain_guard is None:
@@ -329,6 +385,12 @@ class ModelCard:
     @property
     def guard_index(self) -> int | None:
         return None if self.domain_guard is None else int(self.domain_guard["output"]["index"])
+
+    @property
+    def trained_threshold(self) -> float:
+        """The threshold on the calibrated P(mel) scale (the Keras model's, before a fold): ``threshold`` for an
+        unfolded card, the folded one for a card whose threshold sits at 0.5 of the model's output."""
+        return self.threshold if self.threshold_fold is None else float(self.threshold_fold["threshold"])
 
     @property
     def guard_threshold(self) -> float | None:
@@ -397,9 +459,13 @@ def _validation(m: dict) -> dict:
 
 def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunConfig, metrics: dict, run_dir,
               name: str, version: str, selfcheck: dict, extra: dict | None = None,
-              domain_guard: dict | None = None) -> ModelCard:
+              domain_guard: dict | None = None, license: str | None = None, author: str | None = None,
+              versions: dict | None = None, threshold_fold: dict | None = None) -> ModelCard:
     """The card of one converted model: ``io`` is the interpreter's io_details, ``metrics`` the run's
-    metrics.json, ``domain_guard`` the guard's record (melkit/convert/domain_guard.py) if it has one."""
+    metrics.json, ``domain_guard`` the guard's record (melkit/convert/domain_guard.py) if it has one.
+    ``license``, ``author`` and ``versions`` ({"training": ..., "conversion": ...}) are what the model's
+    metadata states (melkit/convert/provenance.py); without them the card is as older releases' were (no
+    licence or author, ``versions`` the run's)."""
     d = {
         "melkit_card": CARD_VERSION,
         "name": name,
@@ -410,7 +476,9 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunC
         "size_bytes": len(data),
         "labels": list(config.labels),
         "labels_file": "labels.txt",
-        "threshold": metrics["threshold"],
+        # folded into the model: its output crosses 0.5 where the trained P(mel) crosses the threshold
+        "threshold": metrics["threshold"] if threshold_fold is None else 0.5,
+        **({"threshold_fold": threshold_fold} if threshold_fold else {}),
         "threshold_policy": metrics["threshold_policy"],
         "decision": "melanoma-suspicious when P(mel) >= threshold, else nevus-like"
                     + ("; not assessed (no P(mel) given) when domain_score > domain_guard.threshold"
@@ -434,8 +502,9 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunC
         },
         "validation": _validation(metrics["val"]),
         "selfcheck": selfcheck,
-        "versions": config.versions,
+        "versions": config.versions if versions is None else versions,
         "not_a_medical_device": "Research model. It gives no diagnosis and must not be used for clinical decisions.",
+        **{k: v for k, v in (("license", license), ("author", author)) if v is not None},
         **({"domain_guard": domain_guard} if domain_guard else {}),
         # several sources: each one's validation at the same threshold, and each external set's
         **({"validation_by_source": {s: _validation(m["val"]) for s, m in metrics["sources"].items() if "val" in m}}

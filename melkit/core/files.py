@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,11 @@ from melkit.core.errors import BadInputError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
+
+# Every temp file written here is ``.<final name>.<mkstemp's 8 random characters>.tmp`` beside its final file
+# (``...tmp<suffix>`` for atomic_path, whose writers go by the extension). A kill -9 mid-write leaves one
+# behind; this one pattern lets the next writer of the folder find exactly those and nothing else.
+_TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[^./]+)?")
 
 
 @contextlib.contextmanager
@@ -39,13 +45,31 @@ def atomic_writer(path, mode="w", **kwargs):
         raise
 
 
+def file_in_the_way(folder) -> Path | None:
+    """The first of ``folder``'s parents, or ``folder`` itself, that exists and is not a folder; None if none."""
+    folder = Path(folder)
+    return next((p for p in reversed([folder, *folder.parents]) if p.exists() and not p.is_dir()), None)
+
+
+def make_dirs(folder) -> Path:
+    """``folder`` and its parents, created where missing; BadInputError naming the file in the way when one of
+    them is a file (mkdir alone says "File exists" about a path the user meant as a folder)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = file_in_the_way(folder) or folder
+        raise BadInputError(f"cannot create the folder {folder}: {blocker} is a file, not a folder") from None
+    return folder
+
+
 def writable_dir(path) -> Path:
     """Create ``path`` (and parents) if needed and check it can be written; BadInputError otherwise."""
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
     except OSError as e:
-        raise BadInputError(f"cannot create output directory {path}: {e}") from None
+        raise BadInputError(f"cannot create output directory {path}: {e.strerror or e}") from None
     if not os.access(path, os.W_OK):
         raise BadInputError(f"output directory {path} is not writable")
     return path
@@ -81,7 +105,7 @@ def read_json(path):
 def atomic_path(path):
     """Yield a temp path beside ``path`` for a writer that wants a file name (e.g. savefig), then rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
@@ -91,6 +115,30 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def is_temp(name: str, finals=None) -> bool:
+    """Whether ``name`` is a temp file of atomic_writer/atomic_path (of one of the ``finals`` names if given)."""
+    m = _TEMP.fullmatch(name)
+    if m is None or (m["suffix"] and not m["name"].endswith(m["suffix"])):
+        return False
+    return finals is None or m["name"] in finals
+
+
+def sweep_temps(folder, finals=None) -> list:
+    """Remove the temp files a killed writer left in ``folder`` (not below it), only those of the ``finals``
+    file names if given; return their paths. Call it only while holding the lock of what writes there: a live
+    writer's temp file looks the same. Folders, links and every other name are never touched."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for f in folder.iterdir():
+        if is_temp(f.name, finals) and f.is_file() and not f.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+                removed.append(f)
+    return removed
 
 
 def _finish_swap(staged: Path, final: Path) -> None:
@@ -149,13 +197,17 @@ def swap_dir(staged: Path, final: Path) -> None:
 @contextlib.contextmanager
 def staging_many(finals):
     """Fresh ``<final>.partial`` directories for several targets, published together on success (one
-    journal, see publish) and removed on failure. An interrupted earlier publication is finished first."""
+    journal, see publish) and removed on failure. What a killed earlier run left is dealt with first: its
+    publication is finished, its torn journal and unfinished staging removed. Callers hold the targets' lock
+    (see exclusive) so that none of this is a live writer's."""
     finals = [Path(f) for f in finals]
     journal = _journal(finals)
     for final in finals:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(final.parent)
         recover(_journal([final]))
+        sweep_temps(final.parent, [_journal([final]).name])  # a journal torn by a kill before its rename
     recover(journal)
+    sweep_temps(journal.parent, [journal.name])
     staged = []
     try:
         for final in finals:
@@ -175,11 +227,12 @@ def staging_many(finals):
 
 def keep_the_rest(final: Path, staged: Path, skip=lambda path: False) -> None:
     """Copy into ``staged`` what ``final`` holds and the staged folder does not (nor ``skip`` names): what an
-    earlier run or another tool put there survives the swap of the whole folder."""
+    earlier run or another tool put there survives the swap of the whole folder. A temp file a killed writer
+    left there is not carried forward."""
     if not final.is_dir():
         return
     for f in final.iterdir():
-        if not (staged / f.name).exists() and not skip(f):
+        if not (staged / f.name).exists() and not skip(f) and not is_temp(f.name):
             (shutil.copytree if f.is_dir() else shutil.copy2)(f, staged / f.name)
 
 
@@ -196,7 +249,7 @@ def exclusive(target):
     it: a second writer of the same target exits 2 at once instead of interleaving its files with ours. The
     lock file holds the owner's pid; the kernel drops the lock when the process dies, even on ``kill -9``."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     lock_path = target.with_name(target.name + ".lock")
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)

@@ -413,14 +413,17 @@ def brier_score(y_true, p) -> float:
 # --------------------------------------------------------------------------- report
 
 
-def binary_report(y_true, p, threshold, groups=None, n_boot: int = N_BOOT, seed: int = SEED) -> dict:
+def binary_report(y_true, p, threshold, groups=None, n_boot: int = N_BOOT, seed: int = SEED, shown=None) -> dict:
     """All metrics of one evaluation as a JSON-serializable dict (plain floats, ints and None).
 
     Metrics that a missing class makes undefined are None, so a one-class split still reports.
     ``majority_baseline`` is the accuracy of always answering the majority class (nevus on a tie):
     a model whose accuracy does not beat it has learned nothing usable from accuracy's point of view.
+    ``shown``: the probabilities a person is shown (melkit.core.probability), if not ``p`` itself: the
+    calibration metrics (ECE, Brier) are computed on them, decisions and AUC on ``p``.
     """
     y, q = _validate(y_true, p)
+    q_shown = q if shown is None else _validate(y_true, shown)[1]
     n = len(y)
     n_pos = int(y.sum())
     n_neg = n - n_pos
@@ -449,7 +452,7 @@ def binary_report(y_true, p, threshold, groups=None, n_boot: int = N_BOOT, seed:
         "majority_label": majority_label,
         "sensitivity_at_90_specificity": sensitivity_at_specificity(y, q, 0.90),
         "specificity_at_90_sensitivity": specificity_at_sensitivity(y, q, 0.90),
-        "ece": expected_calibration_error(y, q),
-        "brier": brier_score(y, q),
+        "ece": expected_calibration_error(y, q_shown),
+        "brier": brier_score(y, q_shown),
         "confusion": conf,
     }

@@ -40,9 +40,9 @@ from typing import Callable
 from tqdm import tqdm
 
 from melkit.core.errors import BadInputError
-from melkit.core.files import writable_dir
+from melkit.core.files import exclusive, file_in_the_way, sweep_temps, writable_dir
 from melkit.core.progress import progress_bar
-from melkit.data.extract import other_sets_in, read_marker, safe_extract, write_marker
+from melkit.data.extract import marker_path, other_sets_in, read_marker, safe_extract, write_marker
 from melkit.data.sources import CITATION, DEFAULT_BASE_URL, DOI, LICENCE, get_source, write_metadata_from_ground_truth
 
 BASE_URL_ENV = "MELKIT_DATAVERSE_URL"
@@ -472,6 +472,9 @@ def fetch_set(name: str, to=None, base_url: str | None = None, retries: int = 5,
     patience = Patience(retries=retries, stall_s=stall_timeout, deadline_s=deadline, echo=echo)
     source = get_source(name)
     root = Path(to) if to is not None else Path("data") / source.name
+    blocker = file_in_the_way(root)
+    if blocker is not None:  # refused before the listing, not after it
+        raise BadInputError(f"cannot fetch into {root}: {blocker} is a file, not a folder")
     done = read_marker(root, source.name)
     if done is not None:
         echo(f"{root}: {source.title} is already fetched, verified and extracted; nothing to do.")
@@ -489,7 +492,17 @@ def fetch_set(name: str, to=None, base_url: str | None = None, retries: int = 5,
             raise BadInputError(f"the record lists no usable checksum for {_printable(f.name, 100)}; refusing an "
                                 f"unverifiable download")
     writable_dir(root)  # only now: a failed listing leaves no empty directory behind
+    # Under the folder's lock: a second fetch into it exits 2 instead of appending to the same .part files,
+    # and the temp files a killed fetch left beside metadata.csv and the marker are this one's to remove.
+    with exclusive(root):
+        sweep_temps(root, ["metadata.csv", marker_path(root, source.name).name])
+        return _fetch_into(root, source, base, chosen, keep_archives, patience, echo)
 
+
+def _fetch_into(root: Path, source, base: str, chosen: list, keep_archives: bool, patience: Patience,
+                echo) -> dict:
+    """Download what is missing of ``chosen``, verify, extract and mark ``root`` complete (fetch_set's work
+    once the listing is known, under the folder's lock)."""
     downloads = root / "downloads"
     local = {}
     for wanted, f in chosen:

@@ -18,7 +18,19 @@ from melkit.core.files import atomic_writer
 DEFAULT_BASE_URL = "https://dataverse.harvard.edu"
 DOI = "doi:10.7910/DVN/DBW86T"
 
-LICENCE = "CC BY-NC 4.0 (non-commercial use, with attribution): https://creativecommons.org/licenses/by-nc/4.0/"
+# Each known source's licence, by the source name melkit's readers give its records (the metadata's ``dataset``
+# value, else the folder's name): (display name, licence), as each set's publisher states it (the sets kept in
+# ../shared/data list theirs in its README.md). The one place: ``melkit convert`` states the training data's
+# licence in every model's metadata and card from here, and ``melkit data fetch`` prints HAM10000's.
+SOURCE_LICENCES = {
+    "ham10000": ("HAM10000", "CC BY-NC 4.0"),  # Tschandl et al. 2018, Harvard Dataverse doi:10.7910/DVN/DBW86T
+    "isic2016": ("ISIC 2016", "CC0 1.0"),  # ISIC Archive (CC-0)
+    "isic2017": ("ISIC 2017", "CC0 1.0"),  # ISIC Archive (CC-0)
+}
+UNKNOWN_LICENCE = "unknown: see the training data's terms"
+
+LICENCE = (f"{SOURCE_LICENCES['ham10000'][1]} (non-commercial use, with attribution): "
+           "https://creativecommons.org/licenses/by-nc/4.0/")
 CITATION = ("Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source "
             "dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018), "
             "doi:10.1038/sdata.2018.161. Data: Harvard Dataverse, doi:10.7910/DVN/DBW86T.")
@@ -108,3 +120,31 @@ def write_metadata_from_ground_truth(src: Path, dest: Path) -> int:
         w.writeheader()
         w.writerows(out_rows)
     return len(out_rows)
+
+
+def source_licence(source: str) -> tuple[str, str] | None:
+    """(display name, licence) of a source name, or None when melkit does not know its terms.
+
+    Matched case-insensitively, as the name itself or followed by a separator (a folder ``ham10000-nv-mel``
+    read without a ``dataset`` column is source ``ham10000-nv-mel``)."""
+    name = source.lower()
+    if name in SOURCE_LICENCES:
+        return SOURCE_LICENCES[name]
+    known = [k for k in SOURCE_LICENCES if re.match(re.escape(k) + r"[-_.]", name)]
+    return SOURCE_LICENCES[max(known, key=len)] if known else None
+
+
+def training_licence(sources) -> str:
+    """The licence a model inherits from its training data: one source's licence, or each source's licence
+    with its name ("CC BY-NC 4.0 (HAM10000); CC0 1.0 (ISIC 2017)"). A source whose terms melkit does not know
+    is said to be unknown, never guessed."""
+    sources = sorted(set(sources))
+    if not sources:
+        return UNKNOWN_LICENCE
+    parts = []
+    for s in sources:
+        known = source_licence(s)
+        parts.append((known[1], known[0]) if known else (UNKNOWN_LICENCE, s))
+    if len(parts) == 1 and parts[0][0] != UNKNOWN_LICENCE:
+        return parts[0][0]
+    return "; ".join(dict.fromkeys(f"{licence} ({name})" for licence, name in parts))

@@ -25,7 +25,8 @@ one lesion show the same lesion again. Only numpy and Pillow are used; everythin
 
 Output is deterministic: the same arguments and seed give byte-identical files (for a given
 numpy/Pillow build). The data set is built in ``out_dir + ".partial"`` and moved into place with
-``os.replace`` at the end, so an interrupted run never leaves a complete-looking ``out_dir``.
+``os.replace`` at the end, so an interrupted run never leaves a complete-looking ``out_dir``; the next run
+(holding ``out_dir``'s lock, as every writer does) removes what a killed one left in the staging folder.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from melkit.core.errors import BadInputError
+from melkit.core.files import exclusive
 
 __all__ = ["write_synth_dataset", "METADATA_COLUMNS"]
 
@@ -487,80 +489,83 @@ def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.3
     lo, hi, width, height = _check_args(n_lesions, mel_fraction, images_per_lesion, image_size, seed, progress)
     _check_source_args(source, id_prefix, split_fractions, colour_cast, vignette)
     out = Path(os.path.abspath(os.fspath(out_dir)))
-    if out.exists():
-        if not out.is_dir():
-            raise BadInputError(f"output path exists and is not a directory: {out}")
-        if any(out.iterdir()):
-            raise BadInputError(f"output directory exists and is not empty: {out}")
-    partial = out.with_name(out.name + ".partial")
-
-    # Plan the whole data set up front (classes, image counts, metadata, per-lesion seeds).
-    rng = np.random.default_rng(seed)
-    n_mel_lesions = int(round(n_lesions * float(mel_fraction)))
-    is_mel = np.zeros(n_lesions, dtype=bool)
-    is_mel[:n_mel_lesions] = True
-    rng.shuffle(is_mel)
-    n_imgs = rng.integers(lo, hi + 1, size=n_lesions)
-    child_seeds = np.random.SeedSequence(seed).spawn(n_lesions)
-    total = int(n_imgs.sum())
-    canvas = _Canvas(width, height)
-    look = _device_look(canvas, colour_cast, vignette)
-    lesion_split = _plan_splits(is_mel, split_fractions, seed) if split_fractions is not None else None
-    columns = METADATA_COLUMNS + (("split",) if lesion_split is not None else ())
-    split_images = {}
-
-    try:
-        if partial.exists() or partial.is_symlink():
-            if partial.is_dir() and not partial.is_symlink():
-                shutil.rmtree(partial)
-            else:
-                partial.unlink()
-        (partial / "images").mkdir(parents=True)
-
-        rows = []
-        done = 0
-        n_mel_images = 0
-        for li in range(n_lesions):
-            mel = bool(is_mel[li])
-            lrng = np.random.default_rng(child_seeds[li])
-            meta_rng = np.random.default_rng(child_seeds[li].spawn(1)[0])
-            lesion_id = f"{id_prefix}_{li + 1:07d}"
-            age = int(np.clip(round(meta_rng.normal(62.0 if mel else 44.0, 15.0) / 5.0) * 5, 5, 85))
-            sex = "male" if meta_rng.random() < (0.58 if mel else 0.5) else "female"
-            loc = LOCALIZATIONS[int(meta_rng.choice(len(LOCALIZATIONS), p=_LOC_P_MEL if mel else _LOC_P_NV))]
-
-            params = _draw_lesion(lrng, mel)
-            tex = _render_lesion_texture(params, canvas.tex_res)
-            for _ in range(int(n_imgs[li])):
-                image_id = f"{id_prefix}_IMG_{done + 1:07d}"
-                img = _render_image(lrng, params, tex, canvas, look)
-                buf = io.BytesIO()
-                img.save(buf, format="JPEG", quality=_JPEG_QUALITY)
-                (partial / "images" / f"{image_id}.jpg").write_bytes(buf.getvalue())
-                row = (lesion_id, image_id, "mel" if mel else "nv", "synthetic", age, sex, loc, source)
-                if lesion_split is not None:
-                    row += (lesion_split[li],)
-                    split_images[lesion_split[li]] = split_images.get(lesion_split[li], 0) + 1
-                rows.append(row)
-                done += 1
-                n_mel_images += int(mel)
-                if progress is not None:
-                    progress(done, total)
-
-        with open(partial / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(columns)
-            writer.writerows(rows)
-
+    # Under the lock of ``out``: a second writer exits 2 instead of removing this one's staging folder, and
+    # the staging folder a killed run left (with any file it was writing) is this run's to remove.
+    with exclusive(out):
         if out.exists():
-            out.rmdir()  # checked empty above; os.replace onto an empty dir is not portable
-        os.replace(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+            if not out.is_dir():
+                raise BadInputError(f"output path exists and is not a directory: {out}")
+            if any(out.iterdir()):
+                raise BadInputError(f"output directory exists and is not empty: {out}")
+        partial = out.with_name(out.name + ".partial")
 
-    summary = {"n_images": total, "n_lesions": n_lesions, "n_nv": total - n_mel_images,
-               "n_mel": n_mel_images, "path": str(out)}
-    if lesion_split is not None:
-        summary["splits"] = {name: split_images.get(name, 0) for name in ("train", "val", "test")}
-    return summary
+        # Plan the whole data set up front (classes, image counts, metadata, per-lesion seeds).
+        rng = np.random.default_rng(seed)
+        n_mel_lesions = int(round(n_lesions * float(mel_fraction)))
+        is_mel = np.zeros(n_lesions, dtype=bool)
+        is_mel[:n_mel_lesions] = True
+        rng.shuffle(is_mel)
+        n_imgs = rng.integers(lo, hi + 1, size=n_lesions)
+        child_seeds = np.random.SeedSequence(seed).spawn(n_lesions)
+        total = int(n_imgs.sum())
+        canvas = _Canvas(width, height)
+        look = _device_look(canvas, colour_cast, vignette)
+        lesion_split = _plan_splits(is_mel, split_fractions, seed) if split_fractions is not None else None
+        columns = METADATA_COLUMNS + (("split",) if lesion_split is not None else ())
+        split_images = {}
+
+        try:
+            if partial.exists() or partial.is_symlink():
+                if partial.is_dir() and not partial.is_symlink():
+                    shutil.rmtree(partial)
+                else:
+                    partial.unlink()
+            (partial / "images").mkdir(parents=True)
+
+            rows = []
+            done = 0
+            n_mel_images = 0
+            for li in range(n_lesions):
+                mel = bool(is_mel[li])
+                lrng = np.random.default_rng(child_seeds[li])
+                meta_rng = np.random.default_rng(child_seeds[li].spawn(1)[0])
+                lesion_id = f"{id_prefix}_{li + 1:07d}"
+                age = int(np.clip(round(meta_rng.normal(62.0 if mel else 44.0, 15.0) / 5.0) * 5, 5, 85))
+                sex = "male" if meta_rng.random() < (0.58 if mel else 0.5) else "female"
+                loc = LOCALIZATIONS[int(meta_rng.choice(len(LOCALIZATIONS), p=_LOC_P_MEL if mel else _LOC_P_NV))]
+
+                params = _draw_lesion(lrng, mel)
+                tex = _render_lesion_texture(params, canvas.tex_res)
+                for _ in range(int(n_imgs[li])):
+                    image_id = f"{id_prefix}_IMG_{done + 1:07d}"
+                    img = _render_image(lrng, params, tex, canvas, look)
+                    buf = io.BytesIO()
+                    img.save(buf, format="JPEG", quality=_JPEG_QUALITY)
+                    (partial / "images" / f"{image_id}.jpg").write_bytes(buf.getvalue())
+                    row = (lesion_id, image_id, "mel" if mel else "nv", "synthetic", age, sex, loc, source)
+                    if lesion_split is not None:
+                        row += (lesion_split[li],)
+                        split_images[lesion_split[li]] = split_images.get(lesion_split[li], 0) + 1
+                    rows.append(row)
+                    done += 1
+                    n_mel_images += int(mel)
+                    if progress is not None:
+                        progress(done, total)
+
+            with open(partial / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(columns)
+                writer.writerows(rows)
+
+            if out.exists():
+                out.rmdir()  # checked empty above; os.replace onto an empty dir is not portable
+            os.replace(partial, out)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+
+        summary = {"n_images": total, "n_lesions": n_lesions, "n_nv": total - n_mel_images,
+                   "n_mel": n_mel_images, "path": str(out)}
+        if lesion_split is not None:
+            summary["splits"] = {name: split_images.get(name, 0) for name in ("train", "val", "test")}
+        return summary

@@ -26,7 +26,7 @@ import sklearn
 
 from melkit import __version__
 from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer, read_json, writable_dir, write_json
+from melkit.core.files import atomic_path, atomic_writer, read_json, sweep_temps, writable_dir, write_json
 from melkit.core.model import build_model
 from melkit.core.run import RunConfig
 from melkit.data.records import LABELS
@@ -51,6 +51,10 @@ def claim(out, resume: bool) -> Path:
         raise BadInputError(f"{partial} holds an unfinished run: continue it with --resume, or remove it")
     if resume and not partial.exists():
         raise BadInputError(f"--resume: no unfinished run at {partial}")
+    if resume:  # under the run's lock: temp files in it are a killed earlier run's, never to be published
+        sweep_temps(partial)
+        sweep_temps(partial / "checkpoints")
+        (partial / ".model.tmp.keras").unlink(missing_ok=True)  # the fixed temp name earlier versions used
     return writable_dir(partial)
 
 
@@ -172,9 +176,8 @@ def float32_copy(model, recipe):
 
 def finish(run: Path, out: Path, model, config: RunConfig, metrics, parts, probs):
 
-    tmp_model = run / ".model.tmp.keras"
-    model.save(tmp_model)
-    os.replace(tmp_model, run / "model.keras")
+    with atomic_path(run / "model.keras") as tmp:
+        model.save(tmp)
     write_json(run / "metrics.json", metrics)
     with atomic_writer(run / "predictions.csv") as f:
         w = csv.writer(f, lineterminator="\n")
@@ -185,7 +188,13 @@ def finish(run: Path, out: Path, model, config: RunConfig, metrics, parts, probs
     if (run / "history.csv").exists():
         plot_curves(run / "history.csv", run / "curves.png")
     write_json(run / "config.json", config.with_status("complete").to_json())
-    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    # One rename takes the checkpoints out of use before they are removed: a kill in the middle of the removal
+    # must not leave state.json naming a stage whose weights are gone (--resume then failed for good).
+    trash = run / ".checkpoints.removing"
+    shutil.rmtree(trash, ignore_errors=True)  # a killed earlier finish's
+    if (run / "checkpoints").exists():
+        os.replace(run / "checkpoints", trash)
+    shutil.rmtree(trash, ignore_errors=True)
     if out.exists():  # an empty dir the user created
         out.rmdir()
     os.replace(run, out)

@@ -292,6 +292,12 @@ def _train(opts, recipe, out, strategy, is_chief, echo) -> RunResult:
         if fresh and is_chief:
             shutil.rmtree(run, ignore_errors=True)
         raise
+    except OSError:
+        # A full or read-only disk: a run with a finished stage is kept for --resume (its writes are atomic, so
+        # nothing in it is torn); one with none holds nothing worth resuming and is removed like bad input.
+        if fresh and is_chief and not (run / "checkpoints" / "state.json").exists():
+            shutil.rmtree(run, ignore_errors=True)
+        raise
     finally:
         if not is_chief:
             shutil.rmtree(run, ignore_errors=True)

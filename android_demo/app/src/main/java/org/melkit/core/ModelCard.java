@@ -52,6 +52,17 @@ public final class ModelCard {
     public final int domainOutputIndex;
     /** In the model's domain when the domain score is at most this; NaN without a guard. */
     public final double domainThreshold;
+    /**
+     * The logit melkit convert folded into the model (card field threshold_fold: the model's top category is
+     * then melkit's decision and {@link #threshold} is 0.5); 0 when not folded. See {@link #shownPMel}.
+     */
+    public final double foldLogit;
+    /** The trained threshold that was folded in (threshold_fold.threshold); NaN when not folded. */
+    public final double foldThreshold;
+    /** melkit calibrate's display temperature (calibration.temperature); NaN without one. */
+    public final double temperature;
+    /** P(mel) is clipped to [logitClip, 1 - logitClip] before the temperature's logit. */
+    public final double logitClip;
 
     /** Free-form records the app only shows or ignores; required all the same (model_card.schema.json). */
     static final String[] RECORDS = {"source_run", "training_data", "validation", "selfcheck", "versions"};
@@ -122,6 +133,34 @@ public final class ModelCard {
             domainOutputIndex = -1;
             domainThreshold = Double.NaN;
         }
+        if (o.has("threshold_fold")) {
+            JSONObject f = object(o, "", "threshold_fold");
+            foldThreshold = number(f, "threshold_fold", "threshold");
+            foldLogit = number(f, "threshold_fold", "logit");
+            string(f, "threshold_fold", "method");
+            if (!(foldThreshold > 0 && foldThreshold < 1) || Double.isNaN(foldLogit) || Double.isInfinite(foldLogit)) {
+                throw new IllegalArgumentException("threshold_fold " + foldThreshold + " / logit " + foldLogit
+                        + " is not a threshold in (0, 1) with a finite logit");
+            }
+        } else {
+            foldThreshold = Double.NaN;
+            foldLogit = 0;
+        }
+        double t = Double.NaN;
+        double clip = output.scale > 0 && !output.dtype.equals("float32") ? output.scale / 2 : 1e-6;
+        if (o.has("calibration")) {
+            JSONObject c = object(o, "", "calibration");
+            Object tv = c.opt("temperature");
+            if (tv instanceof Number) {
+                t = ((Number) tv).doubleValue();
+            }
+            JSONObject fit = c.optJSONObject("temperature_fit");
+            if (fit != null && fit.opt("logit_clip") instanceof Number) {
+                clip = ((Number) fit.opt("logit_clip")).doubleValue();
+            }
+        }
+        temperature = t;
+        logitClip = clip;
         if (!(CONTRACT.equals(contract) || CONTRACT_V2.equals(contract)) || mean != 128.0 || std != 128.0) {
             throw new IllegalArgumentException("preprocessing " + contract + " is not a contract this app implements ("
                     + CONTRACT + " or " + CONTRACT_V2 + ")");
@@ -222,6 +261,25 @@ public final class ModelCard {
                     + "\", not one this app implements (" + ContractPreprocessor.SHADES_OF_GRAY + ")");
         }
         return (String) v;
+    }
+
+    /**
+     * The probability shown to a person for the model's raw P(mel), as melkit/core/probability.py computes it:
+     * unfolded ({@code sigmoid(logit(p) + foldLogit)}, on the odds so that 0 and 1 stay) when the threshold was
+     * folded in, then {@code sigmoid(logit(p) / temperature)} when melkit calibrate fitted one. The decision
+     * never uses it: it compares the raw P(mel) with {@link #threshold}.
+     */
+    public double shownPMel(double pMel) {
+        double p = pMel;
+        if (foldLogit != 0) {
+            double odds = p * Math.exp(foldLogit);
+            p = odds / (odds + (1.0 - p));
+        }
+        if (!Double.isNaN(temperature)) {
+            double q = Math.min(Math.max(p, logitClip), 1.0 - logitClip);
+            p = 1.0 / (1.0 + Math.exp(-(Math.log(q) - Math.log1p(-q)) / temperature));
+        }
+        return p;
     }
 
     /** True when the model has an input-domain guard (a second output the app must read). */

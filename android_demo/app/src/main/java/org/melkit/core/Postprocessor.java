@@ -33,7 +33,9 @@ public final class Postprocessor {
             throw new IllegalArgumentException("the card has a domain guard: pass its output too");
         }
         double[] s = scores(raw, card.output);
-        return new Prediction(s, s[card.melIndex], card.threshold);
+        double p = s[card.melIndex];
+        return new Prediction(s, p, card.threshold, card.shownPMel(p), card.shownPMel(card.threshold), Double.NaN,
+                true);
     }
 
     /**
@@ -46,6 +48,8 @@ public final class Postprocessor {
         }
         double[] s = scores(raw, card.output);
         double score = scores(domainRaw, card.domainOutput)[0];
-        return new Prediction(s, s[card.melIndex], card.threshold, score, score <= card.domainThreshold);
+        double p = s[card.melIndex];
+        return new Prediction(s, p, card.threshold, card.shownPMel(p), card.shownPMel(card.threshold), score,
+                score <= card.domainThreshold);
     }
 }

@@ -11,8 +11,15 @@ public final class Prediction {
     public static final String NOT_ASSESSED = "not assessed";
 
     public final double[] probabilities;
+    /** The model's raw P(mel): what the decision compares with {@link #threshold}. */
     public final double pMel;
     public final double threshold;
+    /**
+     * The P(mel) to show a person (ModelCard.shownPMel: unfolded, then tempered) and the threshold on that
+     * scale; equal to {@link #pMel} and {@link #threshold} for a card without threshold_fold or temperature.
+     */
+    public final double shownPMel;
+    public final double shownThreshold;
     /** Melanoma-suspicious: P(mel) >= threshold, for an image in the model's domain. */
     public final boolean suspicious;
     /** The guard's score; NaN without a guard. */
@@ -25,9 +32,16 @@ public final class Prediction {
     }
 
     Prediction(double[] probabilities, double pMel, double threshold, double domainScore, boolean inDomain) {
+        this(probabilities, pMel, threshold, pMel, threshold, domainScore, inDomain);
+    }
+
+    Prediction(double[] probabilities, double pMel, double threshold, double shownPMel, double shownThreshold,
+               double domainScore, boolean inDomain) {
         this.probabilities = probabilities;
         this.pMel = pMel;
         this.threshold = threshold;
+        this.shownPMel = shownPMel;
+        this.shownThreshold = shownThreshold;
         this.domainScore = domainScore;
         this.inDomain = inDomain;
         this.suspicious = inDomain && pMel >= threshold;  // as the card says: suspicious when P(mel) >= threshold

@@ -224,6 +224,36 @@ public class CoreTest {
     }
 
     @Test
+    public void aFoldedThresholdDecidesOnTheRawOutputAndShowsTheCalibratedProbability() {
+        // melkit convert folded threshold 0.6 (logit ln 1.5) into the model: the card's threshold is 0.5
+        String folded = card("0.5", "melkit-v1").replace("\"threshold\":0.5,",
+                "\"threshold\":0.5,\"threshold_fold\":{\"threshold\":0.6,\"logit\":" + Math.log(1.5)
+                        + ",\"method\":\"test\"},");
+        ModelCard c = ModelCard.parse(folded);
+        assertEquals(0.6, c.foldThreshold, 0.0);
+        Prediction mel = Postprocessor.predict(new byte[] {0, (byte) 129}, c);  // raw 129/256 >= 0.5
+        assertEquals(Prediction.SUSPICIOUS, mel.decision());
+        double raw = 129 * 0.00390625;
+        assertEquals(raw, mel.pMel, 0.0);
+        assertEquals(raw * 1.5 / (raw * 1.5 + 1 - raw), mel.shownPMel, 1e-15);  // sigmoid(logit(p) + ln 1.5)
+        assertEquals(0.6, mel.shownThreshold, 1e-15);
+        assertEquals(Prediction.NEVUS_LIKE, Postprocessor.predict(new byte[] {0, (byte) 127}, c).decision());
+        assertEquals(0.0, c.shownPMel(0.0), 0.0);
+        assertEquals(1.0, c.shownPMel(1.0), 0.0);
+        ModelCard plain = ModelCard.parse(card("0.5", "melkit-v1"));
+        assertEquals(raw, Postprocessor.predict(new byte[] {0, (byte) 129}, plain).shownPMel, 0.0);
+        for (String bad : new String[] {"0.6,\"logit\":1e999", "1.5,\"logit\":0.4", "\"0.6\",\"logit\":0.4"}) {
+            try {
+                ModelCard.parse(card("0.5", "melkit-v1").replace("\"threshold\":0.5,",
+                        "\"threshold\":0.5,\"threshold_fold\":{\"threshold\":" + bad + ",\"method\":\"m\"},"));
+                fail("accepted threshold_fold " + bad);
+            } catch (IllegalArgumentException expected) {
+                // refused, naming the field
+            }
+        }
+    }
+
+    @Test
     public void sameSizeResizeIsTheIdentityAndInputTypesShift() {
         int[] px = new int[16];
         for (int i = 0; i < px.length; i++) {

@@ -135,6 +135,9 @@ public class GoldenTest {
                     assertEquals(name + " score " + i, probs.getDouble(i), p.probabilities[i], 0.0);
                 }
                 assertEquals(name + " P(mel)", img.getDouble("p_mel"), p.pMel, 0.0);
+                // what the app shows (folded threshold, temperature); the goldens of other cards have none
+                assertEquals(name + " shown P(mel)", img.has("p_shown") ? img.getDouble("p_shown") : p.pMel,
+                        p.shownPMel, 1e-12);
                 assertEquals(name + " decision", img.getString("decision"), p.decision());
                 System.out.println("golden ok: " + name + " " + w + "x" + h + " orientation " + orientation
                         + " input " + card.input + (card.colorConstancy == null ? "" : " " + card.colorConstancy)

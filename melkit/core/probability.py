@@ -1,0 +1,65 @@
+"""From the model's raw P(mel) to the probability shown to a person, as the card says.
+
+The decision always compares the raw output with the card's threshold. The probability a person sees,
+and that calibration metrics (ECE, Brier, reliability) are computed on, is the calibrated one:
+
+1. ``threshold_fold`` (melkit convert folded the threshold into the model, convert/fold.py): the model
+   answers ``P' = sigmoid(z - zt)``; the calibrated ``P = sigmoid(logit(P') + zt)``, computed on the odds
+   (``P'e^zt / (P'e^zt + 1 - P')``) so that 0 and 1 map to themselves.
+2. ``calibration.temperature`` (melkit calibrate): ``sigmoid(logit(P) / T)`` with P clipped to
+   ``[eps, 1 - eps]`` before the logit, eps = ``calibration.temperature_fit.logit_clip`` (else
+   :func:`logit_clip`).
+
+Cards with neither give the raw output back. The Android core mirrors this (ModelCard.shownPMel).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_EPS = 1e-6  # a float output's P(mel) is clipped to [eps, 1 - eps] before its logit
+
+
+def logit_clip(card) -> float:
+    """eps of the temperature's logit: half the output's step for a quantized output (its 0 means "below
+    half a step"), FLOAT_EPS for a float one."""
+    q = card.output.quantization
+    return float(q.scale) / 2 if q is not None and card.output.dtype in ("uint8", "int8") else FLOAT_EPS
+
+
+def unfold(p, fold_logit: float | None) -> np.ndarray:
+    """The calibrated P(mel) from a folded model's raw one: ``sigmoid(logit(p) + fold_logit)``."""
+    p = np.asarray(p, float)
+    if not fold_logit:
+        return p
+    odds = p * np.exp(fold_logit)
+    return odds / (odds + (1.0 - p))
+
+
+def tempered(p, temperature: float | None, eps: float) -> np.ndarray:
+    """``sigmoid(logit(p) / T)``, p clipped to [eps, 1 - eps]; p itself without a temperature."""
+    p = np.asarray(p, float)
+    if temperature is None:
+        return p
+    q = np.clip(p, eps, 1.0 - eps)
+    return 1.0 / (1.0 + np.exp(-(np.log(q) - np.log1p(-q)) / temperature))
+
+
+def temperature_of(card) -> tuple[float | None, float]:
+    """(calibration temperature or None, its logit clip)."""
+    c = card.calibration or {}
+    fit = c.get("temperature_fit") or {}
+    return c.get("temperature"), float(fit.get("logit_clip") or logit_clip(card))
+
+
+def fold_logit(card) -> float | None:
+    return None if card.threshold_fold is None else float(card.threshold_fold["logit"])
+
+
+def shown_p_mel(card, p_raw) -> np.ndarray:
+    """The probability shown to a person for the model's raw P(mel) (array-like): unfolded, then tempered.
+    Without a card (a Keras model), the raw P(mel)."""
+    if card is None:
+        return np.asarray(p_raw, float)
+    t, eps = temperature_of(card)
+    return tempered(unfold(p_raw, fold_logit(card)), t, eps)
