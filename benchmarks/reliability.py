@@ -6,24 +6,34 @@ a model...), so the output after a kill tells which run it came from:
 
   old     the previous complete output, byte for byte
   new     a complete, self-consistent output of the killed run (it got past its publication)
-  absent  nothing published (only where the command never overwrites: train, data synth, data fetch; the
-          target is cleared before each of their runs, an unfinished ``.partial`` is resumed)
+  absent  nothing published (only where the command never overwrites: train, data synth, data fetch, demo;
+          the target is cleared before each of their runs, an unfinished ``.partial`` or ``.part`` download
+          is resumed, or removed by the next run)
   mixed   anything else: files of two runs, a file missing, a model whose sha256 is not its card's, a torn
-          JSON, goldens of another model. Must be 0.
+          JSON, goldens of another model, a fetched metadata table (which melkit's readers take for a data
+          set) beside missing images. Must be 0.
 
 A run the random kill does not reach completes: after a kill it is the rerun (resume) that must succeed and
 publish ``new``; the last kill of each command is always followed by one. A publication journal a kill left
 (``*.swap``) is rolled forward with ``recover`` before the check, as the command's next run would do; the
 ``journal`` column counts those. Kill times are uniform between the moment the command first touches its
-output's folder (lock or staging folder, measured once) and 1.1x its full duration.
+output's folder (lock or staging folder, measured once) and 1.1x its full duration; SIGKILL goes to the
+command's whole process group, so its child processes die with it.
+
+``data fetch`` downloads from tests/test_fetch.py's stand-in Dataverse server, started here on 127.0.0.1, whose
+answers trickle (SLOW_CHUNK bytes per SLOW_EVERY_S) so that kills land during transfers too; runs alternate
+between its two sets. ``demo`` runs the whole pipeline at its smallest (12 lesions, a one-epoch 32-px recipe):
+about a minute per run, so ``--minutes`` may cap its kills.
 
     .venv/bin/python benchmarks/reliability.py --kills 50 [--commands train convert ...] [--seed 0] [--jobs 2]
+        [--minutes M]
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
 import hashlib
 import json
@@ -37,6 +47,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,6 +125,8 @@ class Command:
     name = ""
     tags = ("a", "b")
     fresh_target = False  # the command never overwrites: the target is cleared before each run
+    alternate = False  # a fresh-target command whose runs alternate between its tags (both are measured)
+    needs_base = True  # reads setup()'s tiny data set, run or models
 
     def __init__(self, work: Path, base: dict):
         self.work, self.base = work / self.name.replace(" ", "_"), base
@@ -121,6 +134,16 @@ class Command:
         self.logs = work / "logs" / self.work.name  # outside the watched folders
         self.logs.mkdir(parents=True, exist_ok=True)
         self.refs = {}
+        self.notes = Counter()  # what a check saw that is no state of its own, printed with the counts
+        self._turn = 0
+
+    def next_tag(self, published):
+        """The configuration of the next run that resumes nothing: the other one than the published output's
+        (or, for ``alternate``, the one after the previous run's)."""
+        if self.alternate:
+            self._turn += 1
+            return self.tags[self._turn % len(self.tags)]
+        return next(t for t in self.tags if t != published)
 
     def outputs(self) -> list:
         raise NotImplementedError
@@ -307,18 +330,24 @@ class Bundle(Command):
 
     def check(self):
         need((self.assets / "about.html").read_text() == "the app's own asset", "the app's own asset lost")
-        models = sorted(self.assets.glob("*.tflite"))
-        if not models:
-            need(not self.golden.exists(), "goldens without a bundled model")
-            return None
-        need(len(models) == 1, f"models {[p.name for p in models]}")
-        card = load_json(models[0].with_suffix(".json"))
-        need(card["sha256"] == sha(models[0]), "bundled model's sha256 is not its card's")
-        need((self.assets / "labels.txt").is_file(), "labels.txt missing")
-        index = load_json(self.golden / "index.json")
-        need(index["model_sha256"] == card["sha256"], "goldens of another model than the bundled one")
-        need(load_json(self.golden / "card.json")["sha256"] == card["sha256"], "golden card of another model")
-        return card["variant"]
+        card = check_bundled(self.assets, self.golden)
+        return None if card is None else card["variant"]
+
+
+def check_bundled(assets: Path, golden: Path):
+    """The card of the one model bundled into an app's ``assets`` with its goldens in ``golden``; None if none."""
+    models = sorted(assets.glob("*.tflite"))
+    if not models:
+        need(not golden.exists(), "goldens without a bundled model")
+        return None
+    need(len(models) == 1, f"models {[p.name for p in models]}")
+    card = load_json(models[0].with_suffix(".json"))
+    need(card["sha256"] == sha(models[0]), "bundled model's sha256 is not its card's")
+    need((assets / "labels.txt").is_file(), "labels.txt missing")
+    index = load_json(golden / "index.json")
+    need(index["model_sha256"] == card["sha256"], "goldens of another model than the bundled one")
+    need(load_json(golden / "card.json")["sha256"] == card["sha256"], "golden card of another model")
+    return card
 
 
 class Bench(Command):
@@ -335,13 +364,18 @@ class Bench(Command):
         out = self.outputs()[0]
         if not out.exists():
             return None
-        report = load_json(out / "report.json")
-        names = sorted(p.name for p in out.iterdir())
-        need(names == sorted(["report.json", "report.md", "predictions.csv"] + report["plots"]), f"files {names}")
-        need(all(png_ok(out / p) for p in report["plots"]), "a plot is torn")
-        need(len(csv_rows(out / "predictions.csv")) == report["images"]["n"], "predictions of another run")
-        need(f"Created {report['created']}." in (out / "report.md").read_text(), "report.md of another run")
-        return report["options"]["seed"]
+        return check_bench(out)["options"]["seed"]
+
+
+def check_bench(out: Path) -> dict:
+    """A bench report folder of one run: its files, plots whole, predictions and report.md of that report."""
+    report = load_json(out / "report.json")
+    names = sorted(p.name for p in out.iterdir())
+    need(names == sorted(["report.json", "report.md", "predictions.csv"] + report["plots"]), f"files {names}")
+    need(all(png_ok(out / p) for p in report["plots"]), "a plot is torn")
+    need(len(csv_rows(out / "predictions.csv")) == report["images"]["n"], "predictions of another run")
+    need(f"Created {report['created']}." in (out / "report.md").read_text(), "report.md of another run")
+    return report
 
 
 class Calibrate(Command):
@@ -372,7 +406,248 @@ class Calibrate(Command):
         return report["policy"]
 
 
-COMMANDS = {c.name: c for c in (Train, Convert, Bench, Bundle, Calibrate, Card, Synth)}
+# The stand-in Dataverse's answers trickle: SLOW_CHUNK bytes, then a pause of SLOW_EVERY_S, so that a fetch spends
+# most of its time receiving (about 1 s per ~210-kB archive of FETCH_IMAGES 16x16 JPEGs) and random kills land there.
+FETCH_IMAGES = 300
+SLOW_CHUNK, SLOW_EVERY_S = 4096, 0.02
+FETCH_IDS = {"ham10000": {3172585, 3172584, 4338392}, "isic2018-test": {3855824, 6924466}}  # the files each set takes
+
+
+def fetch_server():
+    """tests/test_fetch.py's stand-in Dataverse, on 127.0.0.1 in a thread of this process, serving a HAM10000 and
+    an ISIC 2018 test set of FETCH_IMAGES per archive (no faults on purpose: the kills are the faults), each
+    answer trickling. Returns the server and, per set, {relative path: bytes} of the complete fetched folder
+    (marker aside) and of the files downloaded on the way (archives in downloads/, tables beside the images)."""
+    import test_fetch as tf
+    from melkit.data.sources import write_metadata_from_ground_truth
+
+    class Trickle(tf._Handler):
+        def _answer(self, status, body, headers=None, send=None):
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            body = body if send is None else body[:send]
+            try:
+                for i in range(0, len(body), SLOW_CHUNK):
+                    self.wfile.write(body[i:i + SLOW_CHUNK])
+                    time.sleep(SLOW_EVERY_S)
+            except OSError:  # the fetch was killed mid-answer
+                pass
+
+    def entry(name):  # a fixed date: the same archives, byte for byte, in every invocation
+        info = zipfile.ZipInfo(name, date_time=(2018, 1, 1, 0, 0, 0))
+        info.external_attr = (0o40755 << 16) | 0x10 if name.endswith("/") else 0o100644 << 16
+        return info
+
+    n = FETCH_IMAGES
+    ham_ids = [f"ISIC_{24306 + i:07d}" for i in range(2 * n)]
+    ham_images = {i: tf.jpeg(k) for k, i in enumerate(ham_ids)}
+    meta = ("lesion_id,image_id,dx,dx_type,age,sex,localization\n"
+            + "".join(f"HAM_{k // 2:07d},{i},{('nv', 'mel', 'bkl')[k % 3]},histo,50.0,male,back\n"
+                      for k, i in enumerate(ham_ids))).encode()
+    part_1 = tf.zip_of([(entry(f"{i}.jpg"), ham_images[i]) for i in ham_ids[:n]])
+    part_2 = tf.zip_of([(entry(f"{i}.jpg"), ham_images[i]) for i in ham_ids[n:]])
+    test_ids = [f"ISIC_{34524 + i:07d}" for i in range(n)]
+    test_images = {i: tf.jpeg(100_000 + k) for k, i in enumerate(test_ids)}
+    test_zip = tf.zip_of([(entry("ISIC2018_Task3_Test_Images/"), b"")]
+                         + [(entry(f"ISIC2018_Task3_Test_Images/{i}.jpg"), test_images[i]) for i in test_ids])
+    gt = ("image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\n"
+          + "".join(f"{i},{','.join('1.0' if c == k % 3 else '0.0' for c in (0, 1, 2, 3, 4, 5, 6))}\n"
+                    for k, i in enumerate(test_ids))).encode()
+    dv = tf.Dataverse([
+        tf.StoredFile(3172585, "HAM10000_images_part_1.zip", part_1, redirect=True),
+        tf.StoredFile(3172584, "HAM10000_images_part_2.zip", part_2),
+        tf.StoredFile(4338392, "HAM10000_metadata.tab", meta, tab=meta.replace(b",", b"\t"),
+                      original_name="HAM10000_metadata"),
+        tf.StoredFile(3855824, "ISIC2018_Task3_Test_Images.zip", test_zip),
+        tf.StoredFile(6924466, "ISIC2018_Task3_Test_GroundTruth.tab", gt, tab=gt.replace(b",", b"\t"),
+                      original_name="ISIC2018_Task3_Test_GroundTruth.csv"),
+    ])
+    dv.server.RequestHandlerClass = Trickle
+    dv.server.handle_error = lambda request, client_address: None  # a killed client is no error here
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "gt.csv").write_bytes(gt)
+        write_metadata_from_ground_truth(Path(tmp) / "gt.csv", Path(tmp) / "metadata.csv")
+        derived = (Path(tmp) / "metadata.csv").read_bytes()
+    complete = {
+        "ham10000": {"HAM10000_metadata.csv": meta,
+                     **{f"HAM10000_images_part_{1 + (k >= n)}/{i}.jpg": ham_images[i] for k, i in enumerate(ham_ids)}},
+        "isic2018-test": {"ISIC2018_Task3_Test_GroundTruth.csv": gt, "metadata.csv": derived,
+                          **{f"ISIC2018_Task3_Test_Images/{i}.jpg": test_images[i] for i in test_ids}},
+    }
+    downloaded = {
+        "ham10000": {"downloads/HAM10000_images_part_1.zip": part_1, "downloads/HAM10000_images_part_2.zip": part_2,
+                     "HAM10000_metadata.csv": meta},
+        "isic2018-test": {"downloads/ISIC2018_Task3_Test_Images.zip": test_zip,
+                          "ISIC2018_Task3_Test_GroundTruth.csv": gt},
+    }
+    return dv, complete, downloaded
+
+
+class Fetch(Command):
+    """``melkit data fetch`` of both sets in turn from the trickling stand-in server. absent: no data set a reader
+    would take (no metadata table melkit's readers look for) and no marker; what is there is what a resumed
+    fetch builds on, each file checked: a ``.part`` a prefix of what the server serves, a download or extracted
+    file under its final name byte for byte the served one, unfinished ``.NAME.partial`` extractions and temp
+    files of atomic writes. new: every file of the set as served and extracted, byte for byte, with or without
+    the marker (counted apart: ``complete, not yet marked``)."""
+
+    name, tags, fresh_target, alternate, needs_base = "data fetch", ("ham10000", "isic2018-test"), True, True, False
+
+    def __init__(self, work, base):
+        super().__init__(work, base)
+        self.server, self.complete, self.downloaded = fetch_server()
+        self.current = self.tags[0]
+
+    def outputs(self):
+        return [self.work / "set"]
+
+    def next_tag(self, published):
+        # Leftovers of a set (a failed run's) are that set's to finish: another set's check would call them mixed.
+        return self.current if self.resumable() else super().next_tag(published)
+
+    def resumable(self):
+        return self.outputs()[0].exists()
+
+    def argv(self, tag, resume=False):
+        self.current = tag  # the check judges leftovers by the set being fetched
+        return ["data", "fetch", tag, "--to", self.outputs()[0], "--base-url", self.server.url]
+
+    def check(self):
+        from melkit.core.files import is_temp
+        from melkit.data.extract import read_marker
+        from melkit.data.readers import find_metadata
+
+        root, name = self.outputs()[0], self.current
+        if not root.exists():
+            return None
+        complete, downloaded = self.complete[name], self.downloaded[name]
+        marker_name = f".melkit-fetch-{name}.json"
+        leftovers, unfinished, torn = set(), [], []
+        for p in sorted(root.rglob("*")):
+            if not p.is_file():
+                continue
+            parts = p.relative_to(root).parts
+            rel = "/".join(parts)
+            data = p.read_bytes()
+            if rel in complete or rel in downloaded:
+                need(data == complete.get(rel, downloaded.get(rel)), f"{rel}: not the bytes served")
+            elif rel.endswith(".part") and rel[:-5] in downloaded:
+                need(downloaded[rel[:-5]].startswith(data), f"{rel}: not a prefix of what the server sends")
+            elif len(parts) > 1 and parts[0].startswith(".") and parts[0].endswith(".partial"):
+                leftovers.add("an unfinished extraction left")  # the next extraction of that archive removes it
+                unfinished.append(rel)
+                if data != complete.get("/".join((parts[0][1:-len(".partial")],) + parts[1:])):
+                    torn.append(rel)  # the member being written when the kill came
+            elif rel == marker_name:
+                pass
+            elif is_temp(p.name):
+                leftovers.add("a temp file of an atomic write left")
+            else:
+                raise Mixed(f"{rel}: a file no fetch of {name} writes")
+        self.notes.update(leftovers)
+        missing = sorted(rel for rel in complete if not (root / rel).is_file())
+        marker = read_marker(root, name)
+        if marker is not None:
+            need(not missing, f"marked complete without {len(missing)} file(s), e.g. {missing[0]}" if missing else "")
+            need({f["id"] for f in marker["files"]} == FETCH_IDS[name], "the marker lists other files")
+        elif find_metadata(root) is not None:
+            if missing:
+                raise Mixed(f"{find_metadata(root).name} published without a marker, beside "
+                            f"{sum(rel.endswith('.jpg') for rel in complete if rel not in missing)} of "
+                            f"{sum(rel.endswith('.jpg') for rel in complete)} images (missing e.g. {missing[0]}) and "
+                            f"{len(unfinished)} in an unfinished extraction ({len(torn)} torn: {', '.join(torn)}); "
+                            + reader_view(root))
+            self.notes["complete, not yet marked"] += 1
+        else:
+            return None
+        if (root / "downloads").exists():
+            self.notes["complete, verified archives still in downloads/"] += 1
+        return name
+
+
+def reader_view(root: Path) -> str:
+    """What ``melkit train --data root`` would read there."""
+    from melkit.core.errors import BadInputError
+    from melkit.data.readers import read_dataset
+
+    try:
+        ds = read_dataset(root)
+    except BadInputError as e:
+        return f"melkit's reader refuses it ({e})"
+    hidden = sum(any(part.startswith(".") for part in Path(r.path).relative_to(root).parts) for r in ds.records)
+    return (f"melkit's reader takes it for a set of {len(ds.records)} nv/mel images, {hidden} of them in hidden "
+            f"folders, {len(ds.skipped)} listed images not found")
+
+
+class Demo(Command):
+    """``melkit demo`` at its smallest: 12 lesions, a one-epoch 32-px alpha-0.35 recipe whose BatchNorm moving
+    statistics are the last batch's (momentum 0: a model that is not constant in inference mode after one
+    epoch, which convert's self-check would refuse) and a fixed threshold, --min-agreement 0.01. new: OUT with the
+    synthetic set byte for byte ``melkit data synth``'s, a complete run trained on it, float32 and int8 models
+    whose sha256 are their cards', a bench report of that run, the int8 model bundled with its goldens into
+    OUT's android_demo copy, and no text naming the staging folder."""
+
+    name, tags, fresh_target, needs_base = "demo", (0, 1), True, False
+    recipe = {"name": "demo-tiny", "stages": [{"name": "scratch", "trainable": "all", "epochs": 1,
+                                               "learning_rate": 2e-3}],
+              "image_size": 32, "alpha": 0.35, "batch_size": 16, "pretrained": False, "bn_inference": False,
+              "bn_momentum": 0.0, "threshold_policy": "fixed:0.5"}
+    lesions = 12
+
+    def __init__(self, work, base):
+        super().__init__(work, base)
+        self.recipe_path = self.logs.parent / "demo-recipe.json"
+        self.recipe_path.write_text(json.dumps(self.recipe))
+
+    def outputs(self):
+        return [self.work / "out"]
+
+    def argv(self, tag, resume=False):
+        return ["demo", "--out", self.outputs()[0], "--lesions", self.lesions, "--recipe", self.recipe_path,
+                "--weights", "none", "--seed", tag, "--min-agreement", 0.01]
+
+    def make_references(self):
+        for tag in self.tags:
+            data = self.logs / f"ref-{tag}" / "data"
+            shutil.rmtree(data, ignore_errors=True)
+            melkit(["data", "synth", data, "--lesions", self.lesions, "--seed", tag], self.logs / "ref.log")
+            self.refs[tag] = snapshot([data])
+
+    def check(self):
+        from melkit.bundle import ASSETS, GOLDEN
+
+        out = self.outputs()[0]
+        if not out.exists():
+            return None
+        names = sorted(p.name for p in out.iterdir())
+        need(names == ["android_demo", "bench", "data", "run", "tflite"], f"files {names}")
+        seed = check_run(out / "run")
+        need(snapshot([out / "data"]) == self.refs[seed], "data of another seed, or torn")
+        config = load_json(out / "run" / "config.json")
+        need(config["data"]["dir"] == str((out / "data").resolve()), f"run of data {config['data']['dir']}")
+        stem = f"melkit_mnv2_{self.recipe['alpha']}_{self.recipe['image_size']}"
+        tflite = out / "tflite"
+        names = sorted(p.name for p in tflite.iterdir())
+        want = ["labels.txt"] + [f"{stem}_{v}.{e}" for v in ("float32", "int8") for e in ("json", "tflite")]
+        need(names == sorted(want), f"tflite files {names}")
+        for v in ("float32", "int8"):
+            need(load_json(tflite / f"{stem}_{v}.json")["sha256"] == sha(tflite / f"{stem}_{v}.tflite"),
+                 f"{stem}_{v}.tflite: sha256 is not its card's")
+        report = check_bench(out / "bench")
+        need(report["options"]["seed"] == seed, "bench of another seed")
+        card = check_bundled(out / "android_demo" / ASSETS, out / "android_demo" / GOLDEN)
+        need(card is not None and card["sha256"] == sha(tflite / f"{stem}_int8.tflite"),
+             "the bundled model is not the demo's int8 model")
+        staged = f"{out.name}.partial".encode()
+        need(not [p for p in out.rglob("*") if p.suffix in (".json", ".md", ".csv") and staged in p.read_bytes()],
+             "text naming the staging folder")
+        return seed
+
+
+COMMANDS = {c.name: c for c in (Train, Convert, Bench, Bundle, Calibrate, Card, Synth, Fetch, Demo)}
 
 
 # --------------------------------------------------------------------------- the loop
@@ -417,47 +692,72 @@ def classify(cmd: Command, tag, before_snap, before_tag):
     return "mixed", f"a complete output of {got!r} that is not the previous one", rolled
 
 
-def run_command(cmd: Command, kills: int, seed: int, say) -> dict:
+def run_command(cmd: Command, kills: int, seed: int, say, minutes=None) -> dict:
+    """Measure, then kill ``kills`` runs (fewer if ``minutes``, counted from here, run out first; the rerun after
+    the last kill still runs) and classify the output after each run."""
+    started = time.monotonic()
     rng = random.Random(f"{seed}:{cmd.name}")
     cmd.clear()
     cmd.make_references()
     first, total = measure(cmd, cmd.tags[0])
-    _, total2 = measure(cmd, cmd.tags[1]) if not cmd.fresh_target else (None, total)
     if cmd.fresh_target:
         cmd.clear()
-    total = max(total, total2)
+    first2, total2 = measure(cmd, cmd.tags[1]) if not cmd.fresh_target or cmd.alternate else (first, total)
+    if cmd.fresh_target:
+        cmd.clear()
+    first, total = (min(first, first2) if cmd.alternate else first), max(total, total2)
     say(f"{cmd.name}: first touch of its output at {first:.2f} s, full run {total:.2f} s")
-    res = {"runs": 2, "kills": 0, "journal": 0, "reruns": 0, "reruns_ok": 0, "problems": [],
+    res = {"runs": 2, "kills": 0, "journal": 0, "reruns": 0, "reruns_ok": 0, "problems": [], "full_s": total,
            **{s: 0 for s in STATES}}
     published = cmd.check()
     pending = None  # the tag of an unfinished run to resume
     killed_last = False
-    while res["kills"] < kills or killed_last:
+    while True:
+        enough = res["kills"] >= kills or (minutes is not None and time.monotonic() - started > 60 * minutes)
+        if enough and not killed_last:
+            break
         if cmd.fresh_target and published is not None:
             cmd.clear()
             published = None
         before_snap, before_tag = snapshot(cmd.outputs()), published
         resume = cmd.resumable()
-        tag = pending if resume and pending is not None else next(t for t in cmd.tags if t != published)
-        no_kill = res["kills"] >= kills  # the rerun after the last kill runs to its end
+        tag = pending if resume and pending is not None else cmd.next_tag(published)
+        no_kill = enough  # the rerun after the last kill runs to its end
         deadline = None if no_kill else rng.uniform(0.9 * first, 1.1 * total)
         log = cmd.logs / "run.log"
         with open(log, "w") as f:
+            # A session of its own: the kill takes the command's children too (demo's latency processes), as a
+            # crash would, instead of leaving them running beside the next run.
             p = subprocess.Popen(MELKIT + [str(a) for a in cmd.argv(tag, resume)], stdout=f,
-                                 stderr=subprocess.STDOUT, env=ENV)
+                                 stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
             try:
                 p.wait(timeout=deadline)
                 killed = False
             except subprocess.TimeoutExpired:
-                p.send_signal(signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it ended just now, children and all
+                    os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
                 killed = True
+            except BaseException:  # Ctrl-C reaches only this process now: take the command down with it
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                raise
         res["runs"] += 1
         state, why, rolled = classify(cmd, tag, before_snap, before_tag)
         res[state] += 1
         res["journal"] += rolled
         if state == "mixed":
-            res["problems"].append(f"run {res['runs']} ({'killed' if killed else 'completed'}): {why}")
+            lines = [x for x in log.read_text(errors="replace").replace("\r", "\n").splitlines() if x.strip()]
+            when = f"killed at {deadline:.2f} s" if killed else "completed"
+            res["problems"].append(f"run {res['runs']} ({tag}, {when}): {why}"
+                                   + (f" [its log's last line: {lines[-1][-200:]}]" if lines else ""))
+            keep = cmd.work.parent / "mixed" / f"{cmd.work.name}-run{res['runs']}"  # for a look (with --work)
+            for out in cmd.outputs():
+                if out.is_dir():
+                    shutil.copytree(out, keep / out.name, symlinks=True)
+                elif out.exists():
+                    keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(out, keep / out.name)
         if killed:
             res["kills"] += 1
             pending = tag if state == "absent" else None
@@ -478,7 +778,10 @@ def run_command(cmd: Command, kills: int, seed: int, say) -> dict:
             cmd.clear()
             published = None
         killed_last = killed
-    say(f"{cmd.name}: done, {res['runs']} runs, {res['kills']} kills, {res['mixed']} mixed")
+    res["minutes"] = (time.monotonic() - started) / 60
+    res["notes"] = dict(cmd.notes)
+    say(f"{cmd.name}: done in {res['minutes']:.1f} min, {res['runs']} runs, {res['kills']} kills, {res['mixed']} mixed"
+        + "".join(f"; {what}: {n}" for what, n in sorted(cmd.notes.items())))
     return res
 
 
@@ -523,11 +826,17 @@ def main(argv=None):
                     help=f"some of: {', '.join(repr(c) for c in COMMANDS)}")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     ap.add_argument("--jobs", type=int, default=1, help="commands benchmarked at once (default 1)")
+    ap.add_argument("--minutes", type=float, help="stop killing a command once this many minutes have passed since "
+                                                  "its start (the rerun after its last kill still runs); the kills "
+                                                  "column says how many were done")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one, removed at the end); "
                                               "a given one keeps its base run between invocations")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="melkit-reliability-"))
     work.mkdir(parents=True, exist_ok=True)
+    # Temp folders of killed runs (demo's latency processes make some) stay in the working folder.
+    ENV["TMPDIR"] = str(work / "tmp")
+    (work / "tmp").mkdir(exist_ok=True)
     lock = threading.Lock()
 
     def say(msg):
@@ -535,10 +844,10 @@ def main(argv=None):
             print(msg, flush=True)
 
     try:
-        base = setup(work, say)
+        base = setup(work, say) if any(COMMANDS[n].needs_base for n in args.commands) else {}
         cmds = [COMMANDS[n](work, base) for n in args.commands]
         with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            futures = {c.name: pool.submit(run_command, c, args.kills, args.seed, say) for c in cmds}
+            futures = {c.name: pool.submit(run_command, c, args.kills, args.seed, say, args.minutes) for c in cmds}
             results = {}
             for name, f in futures.items():
                 try:
@@ -553,8 +862,14 @@ def main(argv=None):
     print()
     print(table(results))
     for name, r in results.items():
-        for p in r["problems"][:5]:
+        if "minutes" in r:
+            print(f"{name}: one full run {r['full_s']:.1f} s; {r['minutes']:.1f} min in all"
+                  + "".join(f"; {what}: {n}" for what, n in sorted(r["notes"].items())))
+    for name, r in results.items():
+        for p in r["problems"][:10]:
             print(f"{name}: {p}")
+        if len(r["problems"]) > 10:
+            print(f"{name}: ... and {len(r['problems']) - 10} more")
     mixed = sum(r["mixed"] for r in results.values())
     failed = sum(r["reruns"] - r["reruns_ok"] for r in results.values())
     print(f"\nmixed states: {mixed} (must be 0); failed reruns: {failed}")

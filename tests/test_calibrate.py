@@ -238,8 +238,9 @@ def test_a_float_model_keeps_the_policys_threshold_and_a_temperature_only_maps_t
     assert temp is not None and card.calibration["temperature"] == (temp["fitted"] if temp["kept"] else None)
     if temp["kept"]:  # the decision is the raw P(mel) against the threshold: the shown one is only displayed
         t = temp["fitted"]
+        zt = card.threshold_fold["logit"] if card.threshold_fold else 0.0  # a folded card: unfolded first
         assert card.calibration["threshold_shown"] == pytest.approx(
-            1 / (1 + math.exp(-math.log(card.threshold / (1 - card.threshold)) / t)))
+            1 / (1 + math.exp(-(math.log(card.threshold / (1 - card.threshold)) + zt) / t)))
     assert result.report["calibration_set"]["after"]["specificity"] >= 0.8
     # --no-temperature: none fitted, none in the card
     r = run(RELEASE_FLOAT, "--data", synth_dir, "--out", tmp_path / "plain", "--no-temperature", "--bootstrap", "50")

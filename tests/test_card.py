@@ -177,19 +177,23 @@ def test_make_card_reproduces_the_release_card():
     config = RunConfig(labels=tuple(d["labels"]), preprocessing=Contract.from_json(d["preprocessing"]),
                        recipe=replace(default_recipe(), name=d["source_run"]["recipe"]),
                        model={"alpha": d["source_run"]["alpha"], "weights": d["source_run"]["weights"]},
-                       seed=d["source_run"]["seed"], versions=d["versions"], training={},
+                       seed=d["source_run"]["seed"], versions=d["versions"].get("training", d["versions"]), training={},
                        data={"dir": d["training_data"]["dir"], "counts": d["training_data"]["counts"],
                              "counts_by_source": d["training_data"]["counts_by_source"],
                              "split": {**d["training_data"]["split"], "other": "not in the card"}})
-    metrics = {"threshold": np.float64(d["threshold"]), "threshold_policy": d["threshold_policy"],
+    trained = d["threshold_fold"]["threshold"] if "threshold_fold" in d else d["threshold"]  # the run's threshold
+    metrics = {"threshold": np.float64(trained), "threshold_policy": d["threshold_policy"],
                "val": {**d["validation"], "auc_ci": tuple(d["validation"]["auc_ci"]), "extra": 1},
                # a multi-source run: each source's val (and test, not in the card) and each external set
                "sources": {s: {"val": m, "test": {"n": 1}} for s, m in d["validation_by_source"].items()},
                "external": {s: {**m, "dir": "not in the card"} for s, m in d["external"].items()}}
     io = {"input": d["input"], "output": {k: v for k, v in d["output"].items() if k != "meaning"}}
+    # the records convert adds beside the run's: the guard, the fold, licence/author and both steps' versions
     card = make_card(d["model_file"], RELEASE.read_bytes(), d["variant"], io, config, metrics,
                      d["source_run"]["path"], d["name"], d["version"], d["selfcheck"],
-                     extra={"conversion": d["conversion"]})
+                     extra={"conversion": d["conversion"]}, domain_guard=d.get("domain_guard"),
+                     threshold_fold=d.get("threshold_fold"), license=d.get("license"), author=d.get("author"),
+                     versions=d["versions"] if "conversion" in d["versions"] else None)
     assert isinstance(card, ModelCard) and json.dumps(card.to_json()) == json.dumps(d)
 
 

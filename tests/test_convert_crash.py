@@ -4,11 +4,9 @@ wrote and this one does not replace stays, and two converts into one folder neve
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -91,29 +89,19 @@ def conversion_state(out):
     return versions.pop()
 
 
-def test_kill_9_mid_publication_and_at_random_moments_keeps_old_or_new(tiny_run, tmp_path):
-    """A real ``melkit convert`` subprocess killed with SIGKILL between the two renames of its publication, then
-    at seeded random moments, alternating two model versions: each time the folder holds one conversion."""
+def test_kill_9_mid_publication_rolls_forward(tiny_run, tmp_path):
+    """A real ``melkit convert`` subprocess killed with SIGKILL between the two renames of its publication: the
+    journal rolls the staged conversion forward, and the next convert completes. (Kills at random moments are
+    benchmarks/reliability.py's: 50 of them per command, too slow for CI.)"""
     out = tmp_path / "tflite"
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "CI": "true", "CUDA_VISIBLE_DEVICES": ""}
     args = ["convert", str(tiny_run.out_dir), "--float32", "--out", str(out), "--calibration-images", "8",
             "--min-agreement", str(LOOSE), "--model-version"]
     cli = [sys.executable, "-m", "melkit.cli"]
-    start = time.perf_counter()
     assert subprocess.run(cli + args + ["1.0.0"], capture_output=True, env=env).returncode == 0
-    full = time.perf_counter() - start
     r = subprocess.run([sys.executable, "-c", KILL_MID_SWAP] + args + ["2.0.0"], capture_output=True, env=env)
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     assert not out.exists() and (tmp_path / "tflite.swap").exists()  # the moment the journal is for
     assert conversion_state(out) == "2.0.0"  # rolled forward: the staged folder was complete
-    rng = random.Random(16)
-    for version in ("1.0.0", "2.0.0"):
-        before = conversion_state(out)
-        child = subprocess.Popen(cli + args + [version], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 env=env)
-        time.sleep(rng.uniform(0.3, 1.1) * full)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        assert conversion_state(out) in {before, version}
     assert subprocess.run(cli + args + ["3.0.0"], capture_output=True, env=env).returncode == 0
     assert conversion_state(out) == "3.0.0"

@@ -195,9 +195,10 @@ def test_predict_says_not_assessed_with_exit_0(guarded, converted, val_images, t
     result = json.loads(r.output[r.output.index("{"):])
     assert result["domain_threshold"] == card.guard_threshold
     out, inside = result["predictions"]
+    folded = {"p_output": None} if card.threshold_fold else {}  # no score at all, raw or shown
     assert out == {"image": str(noise), "p_mel": None, "decision": "not_assessed",
                    "meaning": "not assessed: this does not look like a dermoscopic image of a skin lesion",
-                   "in_domain": False, "domain_score": pytest.approx(out["domain_score"])}
+                   **folded, "in_domain": False, "domain_score": pytest.approx(out["domain_score"])}
     assert out["domain_score"] > card.guard_threshold
     assert inside["in_domain"] is True and inside["domain_score"] <= card.guard_threshold
     assert inside["decision"] in ("nv", "mel") and 0 <= inside["p_mel"] <= 1
@@ -301,13 +302,15 @@ def test_mediapipe_still_classifies_a_guard_model(guarded, variant, tmp_path, va
     proc = subprocess.run([str(MP_PYTHON), str(REPO / "tests" / "mediapipe_client.py"), str(model),
                            str(tmp_path / "images.npy")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    scores = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert all(set(s) == {"nv", "mel"} for s in scores)  # the first head: labels from the metadata zip
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(set(r["scores"]) == {"nv", "mel"} for r in results)  # the first head: labels from the metadata zip
     card = load_card(model)
     interp = load_interpreter(model)
-    for img, s in zip(images, scores):
+    for img, r in zip(images, results):
+        s = r["scores"]
         p = predict_p_mel(interp, img[None], p_mel_index=card.p_mel_index, output=card.output.name)[0]
         assert s["mel"] == pytest.approx(p, abs=1e-5) and s["nv"] == pytest.approx(1 - p, abs=1 / 128)
+        assert r["top"] == ("mel" if p >= card.threshold else "nv")  # the folded threshold: melkit's decision
 
 
 def test_jvm_core_matches_python_goldens_of_guard_models(guarded, tmp_path):

@@ -1,5 +1,7 @@
 """The threshold folded into a model (melkit/convert/fold.py), the card's threshold_fold record and the shown
-probability (melkit/core/probability.py), on the committed 2.0.0 release models: no training."""
+probability (melkit/core/probability.py), on committed release models: no training. The fold itself is tried on
+1.1.0's (unfolded; its negative threshold logit flips the steps' signs); the current release is checked to be
+folded."""
 
 from __future__ import annotations
 
@@ -18,16 +20,17 @@ from melkit.core.litert import load_interpreter, run_outputs
 from melkit.core.probability import shown_p_mel, tempered, unfold
 
 RELEASE_INT8 = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite"
-RELEASE_FLOAT = REPO / "tflite_models" / "melkit_mnv2_1_224_float32.tflite"
+UNFOLDED_INT8 = REPO / "tflite_models" / "previous-1.1.0" / "melkit_mnv2_1_224_int8.tflite"
+UNFOLDED_FLOAT = REPO / "tflite_models" / "previous-1.1.0" / "melkit_mnv2_1_224_float32.tflite"
 
 
 @pytest.fixture(scope="module")
 def images(synth_dir):
-    """Synthetic lesions (and, with ../shared, real ones) through the release contract, plus noise."""
+    """Synthetic lesions (and, with ../shared, real ones) through the unfolded release's contract, plus noise."""
     from melkit.data.pipeline import load_images
     from melkit.data.readers import read_dataset
 
-    contract = load_card(RELEASE_INT8).preprocessing
+    contract = load_card(UNFOLDED_INT8).preprocessing
     records = read_dataset(synth_dir).records[:80]
     real = SHARED / "data" / "isic2017-nv-mel"
     if real.exists():
@@ -42,11 +45,13 @@ def outputs(data: bytes, images) -> np.ndarray:
 
 
 def test_int8_fold_keeps_every_decision_and_never_ties(images):
-    card = load_card(RELEASE_INT8)
-    data = RELEASE_INT8.read_bytes()
-    folded, record = fold_threshold(data, card.threshold, card.conversion["decision_grid"])
+    card = load_card(UNFOLDED_INT8)
+    data = UNFOLDED_INT8.read_bytes()
+    grid = card.conversion["decision_grid"]
+    folded, record = fold_threshold(data, card.threshold, grid)
     assert record.pop("folded") and len(folded) == len(data) and folded != data
-    assert record["threshold"] == card.threshold and record["steps"] == {"mel": -9, "nv": 8}  # 17 steps
+    n = round(grid["threshold_in_steps"])  # 37: the logit is negative, so mel moves up by m and nv down by m+1
+    assert record["threshold"] == card.threshold and record["steps"] == {"mel": n // 2, "nv": -(n // 2 + 1)}
     assert record["logit"] == pytest.approx(math.log(card.threshold / (1 - card.threshold)), abs=1e-6)
     before, after = outputs(data, images), outputs(folded, images)
     decided = before[:, 1] >= card.threshold
@@ -60,8 +65,8 @@ def test_int8_fold_keeps_every_decision_and_never_ties(images):
 
 
 def test_float_fold_keeps_decisions_and_recovers_the_probability(images):
-    card = load_card(RELEASE_FLOAT)
-    data = RELEASE_FLOAT.read_bytes()
+    card = load_card(UNFOLDED_FLOAT)
+    data = UNFOLDED_FLOAT.read_bytes()
     folded, record = fold_threshold(data, card.threshold, None)
     assert record.pop("folded") and record["method"].startswith("float32 bias")
     before, after = outputs(data, images), outputs(folded, images)
@@ -72,12 +77,29 @@ def test_float_fold_keeps_decisions_and_recovers_the_probability(images):
 
 
 def test_no_fold_where_it_would_not_be_exact():
-    card = load_card(RELEASE_INT8)
-    data = RELEASE_INT8.read_bytes()
+    card = load_card(UNFOLDED_INT8)
+    data = UNFOLDED_INT8.read_bytes()
     same, record = fold_threshold(data, card.threshold, None)  # --no-align-threshold: no grid
     assert same == data and record["folded"] is False and "grid" in record["reason"]
     same, record = fold_threshold(data, 0.6, card.conversion["decision_grid"])  # not an odd number of steps
     assert same == data and record["folded"] is False and "odd" in record["reason"]
+
+
+def test_the_release_is_folded_and_its_top_category_is_its_decision(synth_dir):
+    from melkit.data.pipeline import load_images
+    from melkit.data.readers import read_dataset
+
+    card = load_card(RELEASE_INT8)
+    assert card.threshold == 0.5 and card.threshold_fold is not None and 0.5 < card.trained_threshold < 1
+    records = read_dataset(synth_dir).records[:40]
+    real = SHARED / "data" / "isic2016-nv-mel"
+    if real.exists():
+        records += read_dataset(real).records[:160]
+    after = outputs(RELEASE_INT8.read_bytes(), load_images(records, card.preprocessing).images)
+    decided = after[:, 1] >= card.threshold
+    assert (after[:, 1] != after[:, 0]).all() and ((after[:, 1] > after[:, 0]) == decided).all()
+    shown = shown_p_mel(card, after[:, 1])
+    assert ((shown >= card.trained_threshold) == decided).all()  # the same decision on the scale shown
 
 
 def test_unfold_and_temperature():
@@ -95,6 +117,8 @@ def fold_card(**fold) -> dict:
     """The release card as a folded model's: threshold 0.5, then threshold_fold (its fields overridden)."""
     out = {}
     for k, v in json.loads(RELEASE_INT8.with_suffix(".json").read_text()).items():
+        if k == "threshold_fold":  # the release's own record: replaced by the one made here
+            continue
         out[k] = 0.5 if k == "threshold" else v
         if k == "threshold":
             out["threshold_fold"] = {"threshold": 0.6, "logit": math.log(1.5), "method": "test", **fold}

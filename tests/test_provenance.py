@@ -97,6 +97,11 @@ def test_bad_license_or_author_exits_2_with_one_line(tmp_path, args, message):
 # --------------------------------------------------------------------------- the card
 
 
+def _old_style(d: dict) -> dict:
+    """A card as releases before licence/author wrote it (2.0.0): neither field, the run's versions only."""
+    return {k: (v.get("training", v) if k == "versions" else v) for k, v in d.items() if k not in ("license", "author")}
+
+
 def _new_style(d: dict, license="CC BY-NC 4.0 (HAM10000); CC0 1.0 (ISIC 2017)", author=DEFAULT_AUTHOR) -> dict:
     """A released card as melkit convert now writes it: licence and author after not_a_medical_device, and the
     training run's versions beside the conversion's."""
@@ -110,7 +115,7 @@ def _new_style(d: dict, license="CC BY-NC 4.0 (HAM10000); CC0 1.0 (ISIC 2017)", 
 
 
 def test_cards_with_and_without_licence_and_author_round_trip():
-    old = json.loads(RELEASE_CARD.read_text())
+    old = _old_style(json.loads(RELEASE_CARD.read_text()))
     card = ModelCard.from_json(old)
     assert (card.license, card.author) == (None, None) and card.to_json() == old
     assert card.versions_by_step == {"training": old["versions"]}
@@ -125,7 +130,7 @@ def test_cards_with_and_without_licence_and_author_round_trip():
 
 
 def test_melkit_card_uses_the_cards_licence(tmp_path):
-    new = _new_style(json.loads(RELEASE_CARD.read_text()), author="Jane Doe")
+    new = _new_style(_old_style(json.loads(RELEASE_CARD.read_text())), author="Jane Doe")
     path = tmp_path / "m.json"
     path.write_text(json.dumps(new))
     text = render(load_inputs(CardOptions(model=str(path), out=str(tmp_path / "M.md"))))

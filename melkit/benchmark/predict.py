@@ -63,8 +63,9 @@ def predict_files(model_path, image_paths) -> dict:
             row["p_output"] = float(p)
         if scores is not None:
             in_domain = bool(model.card.in_domain(scores[i]))
-            if not in_domain:
-                row.update(p_mel=None, decision="not_assessed", meaning=NOT_ASSESSED)
+            if not in_domain:  # no melanoma score at all, raw or shown
+                row.update(p_mel=None, decision="not_assessed", meaning=NOT_ASSESSED,
+                           **({"p_output": None} if mapped else {}))
             row.update(in_domain=in_domain, domain_score=float(scores[i]))
         rows.append(row)
     guard = {"domain_threshold": model.card.guard_threshold} if scores is not None else {}
