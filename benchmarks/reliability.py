@@ -558,7 +558,8 @@ class Fetch(Command):
                 raise Mixed(f"{find_metadata(root).name} published without a marker, beside "
                             f"{sum(rel.endswith('.jpg') for rel in complete if rel not in missing)} of "
                             f"{sum(rel.endswith('.jpg') for rel in complete)} images (missing e.g. {missing[0]}) and "
-                            f"{len(unfinished)} in an unfinished extraction ({len(torn)} torn: {', '.join(torn)}); "
+                            f"{len(unfinished)} in an unfinished extraction ({len(torn)} torn"
+                            f"{': ' + ', '.join(torn) if torn else ''}); "
                             + reader_view(root))
             self.notes["complete, not yet marked"] += 1
         else:

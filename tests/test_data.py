@@ -67,6 +67,17 @@ def test_missing_image_is_skipped_and_reported(tmp_path):
     assert ds.skipped[0][0] == "I2" and "not found" in ds.skipped[0][1]
 
 
+def test_images_in_hidden_folders_are_not_read(tmp_path):
+    """A hidden folder is unfinished work (an interrupted fetch's .NAME.partial extraction, maybe holding a
+    half-written JPEG): its images are not the data set's."""
+    root = write_ham(tmp_path / "d", [["L1", "I1", "nv", "", "", "", ""], ["L2", "I2", "mel", "", "", "", ""]])
+    (root / ".images_part_2.partial").mkdir()
+    (root / "images" / "I2.jpg").rename(root / ".images_part_2.partial" / "I2.jpg")
+    (root / "images" / "I1.jpg").rename(root / "images" / ".I1.jpg")  # a hidden file is not an image either
+    ds = read_dataset(root)
+    assert ds.records == [] and sorted(i for i, _ in ds.skipped) == ["I1", "I2"]
+
+
 @pytest.mark.parametrize("header,missing", [(["lesion_id", "image", "dx"], "image_id"), (["lesion_id", "image_id"], "dx")])
 def test_missing_columns_are_refused(tmp_path, header, missing):
     root = tmp_path / "d"

@@ -506,8 +506,15 @@ def _fetch_into(root: Path, source, base: str, chosen: list, keep_archives: bool
     downloads = root / "downloads"
     local = {}
     for wanted, f in chosen:
-        # Tables are data in their own right and stay beside the images; archives wait in downloads/.
-        dest = (downloads if wanted.kind == "archive" else root) / wanted.save_as
+        # Everything waits in downloads/ until the images are extracted: a table under its final name is what
+        # melkit's readers take for a data set, so tables move beside the images last (a kill before that
+        # leaves no folder that reads as a half data set).
+        dest = downloads / wanted.save_as
+        final = root / wanted.save_as
+        if wanted.kind != "archive" and final.exists() and file_digest(final, f.hash_name) == f.checksum:
+            echo(f"{wanted.save_as}: already downloaded and verified")
+            local[wanted.save_as] = final
+            continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists() and file_digest(dest, f.hash_name) == f.checksum:
             echo(f"{wanted.save_as}: already downloaded and verified")
@@ -523,6 +530,10 @@ def _fetch_into(root: Path, source, base: str, chosen: list, keep_archives: bool
             folder = root / Path(wanted.save_as).stem
             n = safe_extract(local[wanted.save_as], folder)
             echo(f"{wanted.save_as}: extracted {n} files into {folder}")
+    for wanted, _ in chosen:  # the tables last, each with one rename
+        if wanted.kind != "archive" and local[wanted.save_as] != root / wanted.save_as:
+            os.replace(local[wanted.save_as], root / wanted.save_as)
+            local[wanted.save_as] = root / wanted.save_as
     if source.ground_truth:
         n = write_metadata_from_ground_truth(root / source.ground_truth, root / "metadata.csv")
         echo(f"wrote {root / 'metadata.csv'} ({n} rows) from {source.ground_truth}")

@@ -75,9 +75,11 @@ def _index_images(root: Path) -> tuple[dict, dict]:
     stem -> every other distinct file of that stem (``a/X.png`` beside ``images/X.jpg``)."""
     index, others = {}, {}
     # os.walk, not rglob: follow symlinked image folders (a subset's metadata beside a link to the images).
-    for dirpath, dirnames, filenames in sorted(os.walk(root, followlinks=True)):
-        dirnames.sort()
-        for name in sorted(filenames):
+    for dirpath, _, filenames in sorted(os.walk(root, followlinks=True)):
+        # hidden folders and files are melkit's (and others') unfinished work: an extraction's .NAME.partial
+        if any(part.startswith(".") for part in Path(dirpath).relative_to(root).parts):
+            continue
+        for name in sorted(n for n in filenames if not n.startswith(".")):
             path = Path(dirpath) / name
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 first = index.setdefault(path.stem, path)
