@@ -478,10 +478,11 @@ def fetch_server():
                           **{f"ISIC2018_Task3_Test_Images/{i}.jpg": test_images[i] for i in test_ids}},
     }
     downloaded = {
+        # tables wait in downloads/ until the images are extracted, then move beside them
         "ham10000": {"downloads/HAM10000_images_part_1.zip": part_1, "downloads/HAM10000_images_part_2.zip": part_2,
-                     "HAM10000_metadata.csv": meta},
+                     "downloads/HAM10000_metadata.csv": meta, "HAM10000_metadata.csv": meta},
         "isic2018-test": {"downloads/ISIC2018_Task3_Test_Images.zip": test_zip,
-                          "ISIC2018_Task3_Test_GroundTruth.csv": gt},
+                          "downloads/ISIC2018_Task3_Test_GroundTruth.csv": gt, "ISIC2018_Task3_Test_GroundTruth.csv": gt},
     }
     return dv, complete, downloaded
 
