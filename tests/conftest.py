@@ -8,8 +8,11 @@ repository); only tests that need them skip cleanly when it is absent.
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
+import pickle
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,43 @@ WEIGHTS_035 = SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.h5"
 WEIGHTS_100 = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5"
 
 
+def built_once(tmp_path_factory, name: str, build):
+    """``build(folder)`` run once for the whole test session, its result shared by every pytest-xdist worker.
+
+    Each worker is a process with its own session and module fixtures, so a trained run or a conversion would be
+    built once per worker. The first worker to ask builds it in a folder of the session's shared temp root under
+    a lock and pickles the result; the others wait on the lock and read that. A build that raised (or skipped)
+    leaves no result, and the next worker to ask tries again. Results must not be changed by the tests.
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    root.mkdir(exist_ok=True)
+    folder, result = root / name, root / f".{name}.pickle"
+    with open(root / f".{name}.built-once-lock", "w") as lock:  # not melkit's own NAME.lock beside an output
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if result.exists():
+            return pickle.loads(result.read_bytes())
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        value = build(folder)
+        result.write_bytes(pickle.dumps(value))
+        return value
+
+
+BUILT_CHAIN = {"tiny_run", "converted"}  # the session's trained run and its conversions: minutes to build
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order for pytest-xdist's worksteal, where each worker starts on a contiguous part of this list: the
+    first part opens with the tests that need the session's trained run and conversions, so that one worker
+    builds them while the others run tests that need neither, instead of all waiting on the same lock. Which
+    test runs where never changes a result, only how long the session takes."""
+    chain = [item for item in items if BUILT_CHAIN & set(getattr(item, "fixturenames", ()))]
+    rest = [item for item in items if not BUILT_CHAIN & set(getattr(item, "fixturenames", ()))]
+    first = len(items) // max(1, getattr(config.option, "numprocesses", None) or 1)
+    items[:] = chain[:first] + rest + chain[first:]
+
+
 def need(path: Path):
     if not path.exists():
         pytest.skip(f"{path} not present (../shared is only beside the repository on project machines)")
@@ -35,9 +75,11 @@ def need(path: Path):
 def synth_dir(tmp_path_factory):
     from melkit.data.synth import write_synth_dataset
 
-    out = tmp_path_factory.mktemp("synth") / "data"
-    write_synth_dataset(out, n_lesions=60, seed=1)
-    return out
+    def build(folder):
+        write_synth_dataset(folder / "data", n_lesions=60, seed=1)
+        return folder / "data"
+
+    return built_once(tmp_path_factory, "synth_dir", build)
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +88,11 @@ def tiny_data(tmp_path_factory):
     validation images are too few to measure what a model learned (here ~50 validation images)."""
     from melkit.data.synth import write_synth_dataset
 
-    out = tmp_path_factory.mktemp("synth-train") / "data"
-    write_synth_dataset(out, n_lesions=160, seed=1)
-    return out
+    def build(folder):
+        write_synth_dataset(folder / "data", n_lesions=160, seed=1)
+        return folder / "data"
+
+    return built_once(tmp_path_factory, "tiny_data", build)
 
 
 def tiny_recipe(**kw):
@@ -77,8 +121,8 @@ def tiny_recipe(**kw):
 def tiny_run(tiny_data, tmp_path_factory):
     from melkit.train.trainer import TrainOptions, train
 
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    return train(TrainOptions(data=str(tiny_data), out=str(out), recipe=tiny_recipe(), weights=None, n_boot=200))
+    return built_once(tmp_path_factory, "tiny_run", lambda folder: train(TrainOptions(
+        data=str(tiny_data), out=str(folder / "tiny"), recipe=tiny_recipe(), weights=None, n_boot=200)))
 
 
 def subset_of(src: Path, dest: Path, n_lesions: int, seed=0, mel_share=0.3) -> Path:
@@ -104,9 +148,11 @@ LOOSE = 0.5
 
 @pytest.fixture(scope="session")
 def converted(tiny_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tflite")
     from melkit.convert.converter import ConvertOptions, convert_run
 
-    opts = ConvertOptions(variants=["float32", "fp16", "dynamic", "int8"], out=str(out), calibration_images=40,
-                          min_agreement=LOOSE, debug=True)
-    return convert_run(tiny_run.out_dir, opts), out
+    def build(out):
+        opts = ConvertOptions(variants=["float32", "fp16", "dynamic", "int8"], out=str(out), calibration_images=40,
+                              min_agreement=LOOSE, debug=True)
+        return convert_run(tiny_run.out_dir, opts), out
+
+    return built_once(tmp_path_factory, "converted", build)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import HAM, REPO, need
+from conftest import HAM, REPO, built_once, need
 
 from melkit.cli import main
 
@@ -95,11 +95,14 @@ def run_cli(*args):
 @pytest.fixture(scope="module")
 def core_classes(tmp_path_factory):
     need_jvm()
-    out = tmp_path_factory.mktemp("core_classes")
-    # --release 8: Java 8 language and library only, as on the phone.
-    sh("javac", "--release", "8", "-encoding", "UTF-8", "-Xlint:all", "-Werror", "-cp", cp(*JVM_CP), "-d", out,
-       *java_files(CORE, CORE_TESTS))
-    return out
+
+    def build(out):
+        # --release 8: Java 8 language and library only, as on the phone.
+        sh("javac", "--release", "8", "-encoding", "UTF-8", "-Xlint:all", "-Werror", "-cp", cp(*JVM_CP), "-d",
+           out, *java_files(CORE, CORE_TESTS))
+        return out
+
+    return built_once(tmp_path_factory, "core_classes", build)
 
 
 def run_junit(classes, golden_dirs):

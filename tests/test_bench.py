@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import HAM, need, subset_of
+from conftest import HAM, built_once, need, subset_of
 
 from melkit.benchmark import inputs, latency, parity
 from melkit.benchmark import report as reporting
@@ -294,11 +294,13 @@ def test_select_records_of_a_multi_source_run(synth_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def bench_out(tiny_run, converted, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench")
-    r = run("bench", tiny_run.out_dir, model_file(converted, "float32"), model_file(converted, "int8"),
-            "--out", out, *FAST, "--litert-benchmark")
-    assert r.exit_code == 0, r.output
-    return out, r.output
+    def build(out):
+        r = run("bench", tiny_run.out_dir, model_file(converted, "float32"), model_file(converted, "int8"),
+                "--out", out, *FAST, "--litert-benchmark")
+        assert r.exit_code == 0, r.output
+        return out, r.output
+
+    return built_once(tmp_path_factory, "bench_out", build)
 
 
 def test_bench_writes_parseable_reports(bench_out, tiny_run):

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import LOOSE, tiny_recipe
+from conftest import LOOSE, built_once, tiny_recipe
 from melkit.core.run import load_run, load_trained_model, predict_proba
 from melkit.data.imageio import read_rgb
 from melkit.data.preprocess import SHADES_OF_GRAY, resize_uint8, shades_of_gray
@@ -18,15 +18,17 @@ def sog_models(tiny_data, tmp_path_factory):
     from melkit.convert.converter import ConvertOptions, convert_run
     from melkit.train.trainer import TrainOptions, train
 
-    recipe = tiny_recipe()
-    recipe = replace(recipe, stages=[replace(recipe.stages[0], epochs=4)], color_constancy=False)
-    run = tmp_path_factory.mktemp("sog") / "run"
-    train(TrainOptions(data=str(tiny_data), out=str(run), recipe=recipe, weights=None, n_boot=50,
-                       color_constancy=True))
-    out = tmp_path_factory.mktemp("sog-tflite")
-    convert_run(run, ConvertOptions(variants=["float32"], out=str(out), calibration_images=10,
-                                    min_agreement=LOOSE))
-    return run, out
+    def build(folder):
+        recipe = tiny_recipe()
+        recipe = replace(recipe, stages=[replace(recipe.stages[0], epochs=4)], color_constancy=False)
+        run, out = folder / "run", folder / "tflite"
+        train(TrainOptions(data=str(tiny_data), out=str(run), recipe=recipe, weights=None, n_boot=50,
+                           color_constancy=True))
+        convert_run(run, ConvertOptions(variants=["float32"], out=str(out), calibration_images=10,
+                                        min_agreement=LOOSE))
+        return run, out
+
+    return built_once(tmp_path_factory, "sog_models", build)
 
 
 def test_the_run_and_its_card_state_the_step(sog_models):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import LOOSE, REPO
+from conftest import LOOSE, REPO, built_once
 from PIL import Image
 
 from melkit.benchmark.ood import generated
@@ -48,12 +48,14 @@ def model_file(out: Path, variant: str) -> Path:
 @pytest.fixture(scope="module")
 def guarded(tiny_run, tmp_path_factory):
     """The tiny run converted once with the guard: float32 and int8."""
-    out = tmp_path_factory.mktemp("guarded")
-    opts = ConvertOptions(variants=list(VARIANTS), out=str(out), calibration_images=40, min_agreement=LOOSE,
-                          domain_guard=True)
-    result = convert_run(tiny_run.out_dir, opts)
-    assert not result.failed, result.table
-    return out
+    def build(out):
+        opts = ConvertOptions(variants=list(VARIANTS), out=str(out), calibration_images=40, min_agreement=LOOSE,
+                              domain_guard=True)
+        result = convert_run(tiny_run.out_dir, opts)
+        assert not result.failed, result.table
+        return out
+
+    return built_once(tmp_path_factory, "guarded", build)
 
 
 @pytest.fixture(scope="module")

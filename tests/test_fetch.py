@@ -200,13 +200,26 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:  # the client hung up
                 return
 
+    # benchmarks/reliability.py's server trickles every body, so that a kill lands mid-download
+    trickle_chunk: int | None = None
+    trickle_every_s = 0.0
+
     def _answer(self, status, body, headers=None, send=None):
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body if send is None else body[:send])
+        body = body if send is None else body[:send]
+        if self.trickle_chunk is None:
+            self.wfile.write(body)
+            return
+        try:
+            for i in range(0, len(body), self.trickle_chunk):
+                self.wfile.write(body[i:i + self.trickle_chunk])
+                time.sleep(self.trickle_every_s)
+        except OSError:  # the client was killed mid-answer
+            pass
 
 
 class Dataverse:

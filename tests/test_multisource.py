@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import HAM, ISIC2016, need, subset_of, tiny_recipe
+from conftest import HAM, ISIC2016, built_once, need, subset_of, tiny_recipe
 
 from melkit.cli import main
 from melkit.core.errors import BadInputError
@@ -32,26 +32,28 @@ def _synth(path, source, prefix, **kw):
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sources")
-    return {
+    return built_once(tmp_path_factory, "multisource-sources", lambda root: {
         "a": _synth(root / "a", "clinic_a", "A", n_lesions=100, seed=11),
         # clinic_b prescribes its own split (as ISIC 2017 does) and has a colour cast
         "b": _synth(root / "b", "clinic_b", "B", n_lesions=60, seed=12, split_fractions=(0.6, 0.2, 0.2),
                     colour_cast=(1.1, 0.95, 0.85)),
         "c": _synth(root / "c", "clinic_c", "C", n_lesions=30, seed=13, vignette=0.5),
-    }
+    })
 
 
 @pytest.fixture(scope="module")
 def multi_run(sources, tmp_path_factory):
-    out = tmp_path_factory.mktemp("multi") / "run"
-    recipe = replace(tiny_recipe(), name="tiny-multi")
-    (out.parent / "recipe.json").write_text(json.dumps(recipe.to_dict()))
-    r = CliRunner().invoke(main, ["train", "--data", str(sources["a"]), "--data", str(sources["b"]),
-                                  "--external", str(sources["c"]), "--recipe", str(out.parent / "recipe.json"),
-                                  "--weights", "none", "--source-balance", "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    return out, r.output
+    def build(folder):
+        out = folder / "run"
+        recipe = replace(tiny_recipe(), name="tiny-multi")
+        (folder / "recipe.json").write_text(json.dumps(recipe.to_dict()))
+        r = CliRunner().invoke(main, ["train", "--data", str(sources["a"]), "--data", str(sources["b"]),
+                                      "--external", str(sources["c"]), "--recipe", str(folder / "recipe.json"),
+                                      "--weights", "none", "--source-balance", "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        return out, r.output
+
+    return built_once(tmp_path_factory, "multi_run", build)
 
 
 def _metadata(path):
