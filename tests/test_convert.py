@@ -352,3 +352,49 @@ def test_int8_scores_switch_exactly_at_the_threshold(converted, tiny_run):
         assert (p_mel >= card["threshold"]) == (z > 0) == (out_q[1] > out_q[0])  # never a tie
         gaps.append(abs(z))
     assert min(gaps) >= s * (1 - 1e-4)  # never closer than one step: rounding cannot move a decision
+
+
+def _described(data: bytes, images) -> dict:
+    """What a TFLite client can see of a model: ops, tensors with their quantization, I/O, signatures, outputs."""
+    interp = load_interpreter(data)
+    interp.allocate_tensors()
+    inp, outs = interp.get_input_details()[0], interp.get_output_details()
+    results = []
+    for image in images:
+        if inp["dtype"] != np.float32:
+            scale, zero = inp["quantization"]
+            image = np.clip(np.round(image / scale + zero), 0, 255).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], image[None])
+        interp.invoke()
+        results.append([interp.get_tensor(o["index"]).tobytes() for o in outs])
+    return {"ops": [op["op_name"] for op in interp._get_ops_details()],
+            "tensors": [(t["name"], tuple(t["shape_signature"]), t["quantization"])
+                        for t in interp.get_tensor_details()],
+            "io": [(d["name"], str(d["dtype"])) for d in [inp, *outs]],
+            "signatures": interp.get_signature_list(), "outputs": results}
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_keras_converter_gives_from_keras_models_graph(quantized):
+    """variants.keras_converter skips from_keras_model's whole-model SavedModel; what it converts must be the
+    same model: ops, tensor names, quantization, signature, output order and outputs to the bit."""
+    from melkit.convert.variants import _representative, keras_converter
+    from melkit.core.tf import keras, tf
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((16, 16, 3), name="image")
+    h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(x)))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.DepthwiseConv2D(3, padding="same")(h))
+    model = keras.Model(x, [keras.layers.Dense(2, activation="softmax", name="probabilities")(h),
+                            keras.layers.Dense(1, name="domain_score")(h)])
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 16, 16, 3)).astype(np.float32)
+    described = []
+    for conv in (tf.lite.TFLiteConverter.from_keras_model(model), keras_converter(model)):
+        if quantized:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = _representative(((images + 1) * 127.5).astype(np.uint8))
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = conv.inference_output_type = tf.uint8
+        described.append(_described(conv.convert(), images))
+    assert described[0]["signatures"]["serving_default"]["outputs"] == ["domain_score", "probabilities"]
+    assert described[1] == described[0]

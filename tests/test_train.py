@@ -9,6 +9,7 @@ import pytest
 from conftest import HAM, WEIGHTS_035, need, subset_of, tiny_recipe
 
 from melkit.core.errors import BadInputError
+from melkit.core.recipe import Stage
 from melkit.train import callbacks as cb
 from melkit.train.trainer import TrainOptions, train
 
@@ -90,7 +91,11 @@ def test_refuses_to_overwrite_a_run(synth_dir, tiny_run):
 
 def test_interrupted_run_resumes(synth_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    opts = TrainOptions(data=str(synth_dir), out=str(out), recipe=tiny_recipe(), weights=None, n_boot=100)
+    # Two short stages: what is tested is where the resume starts, not what the model learns (a fixed threshold:
+    # a 2-epoch model may not separate, and a Youden threshold of 0 or 1 is refused).
+    recipe = tiny_recipe(stages=[Stage("scratch", "all", 2, 2e-3), Stage("finetune", "from:block_15_expand", 2, 1e-4)],
+                         threshold_policy="fixed:0.5")
+    opts = TrainOptions(data=str(synth_dir), out=str(out), recipe=recipe, weights=None, n_boot=100)
     real = cb.HistoryLog.on_epoch_end
 
     def crash_in_finetune(self, epoch, logs=None):
@@ -111,7 +116,7 @@ def test_interrupted_run_resumes(synth_dir, tmp_path, monkeypatch):
     result = train(opts)
     assert (out / "model.keras").exists() and not partial.exists()
     rows = list(csv.DictReader(open(out / "history.csv")))
-    first = tiny_recipe().stages[0]
+    first = recipe.stages[0]
     assert [r["stage"] for r in rows].count(first.name) == first.epochs  # the first stage was not trained again
     assert {int(r["epoch"]) for r in rows if r["stage"] == "finetune"} == {first.epochs + 1, first.epochs + 2}
     assert result.metrics["test"]["auc"] is not None

@@ -52,12 +52,40 @@ def _representative(images_q):
     return gen
 
 
+def keras_converter(model):
+    """A TFLiteConverter for a one-input Keras model: from_keras_model's graph, in a fraction of its time.
+
+    from_keras_model first saves the whole Keras model as a SavedModel, which traces every layer's own call
+    functions: about 15 of the 17 s a conversion of the tests' 48-px alpha-0.35 model took on 2 CPU cores. Here
+    one inference function is traced and saved on a bare ``tf.Module`` that holds the model's variables. The
+    TFLite model has the same ops, tensor names, quantization parameters and ``serving_default`` signature
+    (outputs named as the model's), and the same outputs to the bit; only the converter's own record of what
+    it converted from differs (measured on float32 and int8: 3-4 s instead of 17-18 s).
+    """
+    from melkit.core.tf import tf  # TensorFlow: imported when first needed
+
+    if len(model.inputs) != 1:
+        raise ValueError(f"expected a model with one input, not {len(model.inputs)}")
+    names = list(model.output_names)
+    spec = tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, name=model.input_names[0])
+
+    @tf.function(input_signature=[spec])
+    def serve(image):
+        out = model(image, training=False)
+        return dict(zip(names, out if isinstance(out, (list, tuple)) else [out]))
+
+    root = tf.Module()
+    root.model_variables = list(model.variables)  # what the saved function reads
+    root.serve = serve
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], root)
+
+
 def convert(model, variant: str, images_q=None, input_type="uint8", output_type="uint8",
             float_layers=()) -> bytes:
     """Convert a Keras model (image -> [P(nv), P(mel)]) to TFLite bytes."""
     from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv = keras_converter(model)
     if variant == "float32":
         pass
     elif variant == "fp16":
@@ -114,7 +142,7 @@ def debug_report(model, images_q, out_csv) -> list:
     """Per-layer quantization error of the int8 model (TFLite QuantizationDebugger), worst first."""
     from melkit.core.tf import tf  # TensorFlow: imported when first needed
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv = keras_converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = _representative(images_q)
     dbg = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=_representative(images_q[:32]))
