@@ -76,7 +76,7 @@ def run_demo(opts: DemoOptions, echo=print) -> dict:
             raise BadInputError(f"{out} is not empty; choose another --out or remove it")
         t0 = time.time()
         with staging(out) as staged:
-            results = _steps(opts, staged, out, echo)
+            results = _steps(opts, staged, out, _published_echo(echo, _path_forms(staged, out)))
             _relocate(staged, out)
     results = _moved(results, _path_forms(staged, out))
     echo(f"\ndemo finished in {time.time() - t0:.0f} s; artifacts:")
@@ -182,6 +182,18 @@ def _relocate(staged: Path, out: Path) -> None:
         if new != data:
             with atomic_writer(path, "wb") as f:
                 f.write(new)
+
+
+def _published_echo(echo, forms: list):
+    """``echo`` that writes the staging folder's paths in each line as the published ones (``forms``: see
+    _path_forms): the progress lines of the steps themselves (bench's, predict's) name where files will be."""
+    def published(line=""):
+        line = str(line)
+        for a, b in forms:
+            line = line.replace(a, b)
+        echo(line)
+
+    return published
 
 
 def _moved(value, forms: list):

@@ -111,6 +111,7 @@ def test_demo_small(tmp_path):
                  "android_demo/app/src/main/assets/melkit_mnv2_0.35_32_int8.tflite"):
         assert (demo / name).exists(), name
     assert "demo finished" in r.output and "AUC" in r.output and "P(mel)" in r.output
+    assert "demo.partial" not in r.output  # what it prints names the published files
     # The bundled copy is the demo's model; the repository's own app is untouched.
     assert (demo / "android_demo" / ASSETS / "melkit_mnv2_0.35_32_int8.tflite").read_bytes() == \
         (demo / "tflite" / "melkit_mnv2_0.35_32_int8.tflite").read_bytes()
