@@ -76,9 +76,10 @@ def run_demo(opts: DemoOptions, echo=print) -> dict:
             raise BadInputError(f"{out} is not empty; choose another --out or remove it")
         t0 = time.time()
         with staging(out) as staged:
-            results = _steps(opts, staged, out, _published_echo(echo, _path_forms(staged, out)))
-            _relocate(staged, out)
-    results = _moved(results, _path_forms(staged, out))
+            forms = _path_forms(staged, out)
+            results = _steps(opts, staged, out, _published_echo(echo, forms))
+            _relocate(staged, forms)
+    results = _moved(results, forms)
     echo(f"\ndemo finished in {time.time() - t0:.0f} s; artifacts:")
     for name, path in results["artifacts"].items():
         echo(f"  {name:13s} {path}")
@@ -168,17 +169,23 @@ def _path_forms(staged: Path, out: Path) -> list:
     return sorted(pairs, key=lambda p: -len(p[0]))  # longest first: an absolute path before its relative tail
 
 
-def _relocate(staged: Path, out: Path) -> None:
-    """Make the text files under ``staged`` that name it name ``out`` instead, as the published folder will be:
-    e.g. ``run/config.json`` records its data directory, which ``melkit convert OUT/run`` reads again."""
-    pairs = [(a.encode(), b.encode()) for a, b in _path_forms(staged, out)]
+def _replaced(text, pairs: list):
+    """``text`` (str or bytes) with each pair's first form replaced by its second, in the pairs' order."""
+    for a, b in pairs:
+        text = text.replace(a, b)
+    return text
+
+
+def _relocate(staged: Path, forms: list) -> None:
+    """Make the text files under ``staged`` that name it name the published folder instead (``forms``: see
+    _path_forms): e.g. ``run/config.json`` records its data directory, which ``melkit convert OUT/run`` reads
+    again."""
+    pairs = [(a.encode(), b.encode()) for a, b in forms]
     for path in sorted(staged.rglob("*")):
         if path.suffix not in _TEXT_SUFFIXES or path.is_symlink() or not path.is_file():
             continue
         data = path.read_bytes()
-        new = data
-        for a, b in pairs:
-            new = new.replace(a, b)
+        new = _replaced(data, pairs)
         if new != data:
             with atomic_writer(path, "wb") as f:
                 f.write(new)
@@ -188,10 +195,7 @@ def _published_echo(echo, forms: list):
     """``echo`` that writes the staging folder's paths in each line as the published ones (``forms``: see
     _path_forms): the progress lines of the steps themselves (bench's, predict's) name where files will be."""
     def published(line=""):
-        line = str(line)
-        for a, b in forms:
-            line = line.replace(a, b)
-        echo(line)
+        echo(_replaced(str(line), forms))
 
     return published
 

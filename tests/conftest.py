@@ -59,8 +59,9 @@ def pytest_collection_modifyitems(config, items):
     first part opens with the tests that need the session's trained run and conversions, so that one worker
     builds them while the others run tests that need neither, instead of all waiting on the same lock. Which
     test runs where never changes a result, only how long the session takes."""
-    chain = [item for item in items if BUILT_CHAIN & set(getattr(item, "fixturenames", ()))]
-    rest = [item for item in items if not BUILT_CHAIN & set(getattr(item, "fixturenames", ()))]
+    chain, rest = [], []
+    for item in items:
+        (chain if BUILT_CHAIN & set(getattr(item, "fixturenames", ())) else rest).append(item)
     first = len(items) // max(1, getattr(config.option, "numprocesses", None) or 1)
     items[:] = chain[:first] + rest + chain[first:]
 
@@ -115,6 +116,17 @@ def tiny_recipe(**kw):
         bn_momentum=0.9,  # as the scratch recipe: BatchNorm statistics must catch up within a short run
     )
     return replace(r, **kw)
+
+
+def short_recipe(epochs: int, **kw):
+    """The tiny recipe with ``epochs`` epochs in each of its two stages and a fixed threshold, for tests of what
+    training does (resume, strategies), not of what it learns: a model of a few epochs may not separate the
+    classes, and a Youden threshold of 0 or 1 is refused."""
+    from melkit.core.recipe import Stage
+
+    return tiny_recipe(stages=[Stage("scratch", "all", epochs, 2e-3),
+                               Stage("finetune", "from:block_15_expand", epochs, 1e-4)],
+                       threshold_policy="fixed:0.5", **kw)
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,10 @@ if sys.argv[3] == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[4])
-from conftest import tiny_recipe
-from melkit.core.recipe import Stage
+from conftest import short_recipe
 from melkit.train.trainer import TrainOptions, train
 # one epoch per stage: what is tested is the strategy (replicas, one writer), not what the model learns
-recipe = tiny_recipe(stages=[Stage("scratch", "all", 1, 2e-3), Stage("finetune", "from:block_15_expand", 1, 1e-4)],
-                     threshold_policy="fixed:0.5")  # a 1-epoch model may not separate: no Youden gate
-r = train(TrainOptions(data=sys.argv[1], out=sys.argv[2], recipe=recipe, weights=None, strategy=sys.argv[3],
+r = train(TrainOptions(data=sys.argv[1], out=sys.argv[2], recipe=short_recipe(1), weights=None, strategy=sys.argv[3],
                        n_boot=50))
 print("RESULT", json.dumps({"replicas": r.config.training["replicas"], "auc": r.metrics["test"]["auc"]}))
 """

@@ -6,10 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import HAM, WEIGHTS_035, need, subset_of, tiny_recipe
+from conftest import HAM, WEIGHTS_035, need, short_recipe, subset_of, tiny_recipe
 
 from melkit.core.errors import BadInputError
-from melkit.core.recipe import Stage
 from melkit.train import callbacks as cb
 from melkit.train.trainer import TrainOptions, train
 
@@ -91,10 +90,7 @@ def test_refuses_to_overwrite_a_run(synth_dir, tiny_run):
 
 def test_interrupted_run_resumes(synth_dir, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    # Two short stages: what is tested is where the resume starts, not what the model learns (a fixed threshold:
-    # a 2-epoch model may not separate, and a Youden threshold of 0 or 1 is refused).
-    recipe = tiny_recipe(stages=[Stage("scratch", "all", 2, 2e-3), Stage("finetune", "from:block_15_expand", 2, 1e-4)],
-                         threshold_policy="fixed:0.5")
+    recipe = short_recipe(2)  # what is tested is where the resume starts
     opts = TrainOptions(data=str(synth_dir), out=str(out), recipe=recipe, weights=None, n_boot=100)
     real = cb.HistoryLog.on_epoch_end
 

@@ -510,19 +510,18 @@ def _fetch_into(root: Path, source, base: str, chosen: list, keep_archives: bool
         # melkit's readers take for a data set, so tables move beside the images last (a kill before that
         # leaves no folder that reads as a half data set).
         dest = downloads / wanted.save_as
-        final = root / wanted.save_as
-        if wanted.kind != "archive" and final.exists() and file_digest(final, f.hash_name) == f.checksum:
+        # a table an earlier fetch already moved beside the images counts as downloaded too
+        places = ([root / wanted.save_as] if wanted.kind != "archive" else []) + [dest]
+        done = next((p for p in places if p.exists() and file_digest(p, f.hash_name) == f.checksum), None)
+        if done is not None:
             echo(f"{wanted.save_as}: already downloaded and verified")
-            local[wanted.save_as] = final
+            local[wanted.save_as] = done
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists() and file_digest(dest, f.hash_name) == f.checksum:
-            echo(f"{wanted.save_as}: already downloaded and verified")
-        else:
-            dest.unlink(missing_ok=True)
-            echo(f"{wanted.save_as}: downloading {_human(f.size)} (file id {f.id})")
-            download(download_url(base, f), dest, f, patience)
-            echo(f"{wanted.save_as}: {f.hash_name} verified")
+        dest.unlink(missing_ok=True)
+        echo(f"{wanted.save_as}: downloading {_human(f.size)} (file id {f.id})")
+        download(download_url(base, f), dest, f, patience)
+        echo(f"{wanted.save_as}: {f.hash_name} verified")
         local[wanted.save_as] = dest
 
     for wanted, _ in chosen:
