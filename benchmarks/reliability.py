@@ -27,6 +27,13 @@ about a minute per run, so ``--minutes`` may cap its kills.
 
     .venv/bin/python benchmarks/reliability.py --kills 50 [--commands train convert ...] [--seed 0] [--jobs 2]
         [--minutes M]
+
+Two more checks of issue 24, no kills: ``--race RUNS`` runs predict and bench RUNS times each while another
+writer replaces their model and its card with another model of the same run (no answer may come from a model
+other than the one whose card was checked), and ``--out-cases`` runs each writing command with its output equal
+to, inside or holding one of its inputs (refused with exit 2, every input intact). Given alone, they run alone:
+
+    .venv/bin/python benchmarks/reliability.py --race 20 --out-cases [--work DIR]
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ import time
 import zipfile
 from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -799,12 +808,166 @@ def setup(work: Path, say) -> dict:
     return base
 
 
+# --------------------------------------------------------------------------- issue 24: read-once race, --out vs inputs
+
+RACE_IMAGES = 24  # predict's images: decoding them is the window between the card check and the model's use
+
+
+def put(src: Path, dest: Path) -> None:
+    """``dest`` becomes a copy of ``src`` by one atomic rename, as ``melkit bundle`` or a careful copy would."""
+    tmp = dest.with_name(f".{dest.name}.swapping")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def race_answer(command: str, r: subprocess.CompletedProcess, out: Path, target: Path):
+    """(variant of the card the command checked, P(mel) per image it answered) from its JSON or report."""
+    if command == "predict":
+        result = json.loads(r.stdout)
+        return result["variant"], [p["p_mel"] for p in result["predictions"]]
+    report = load_json(out / "report.json")
+    entry = next(m for m in report["models"] if m["path"] == str(target))
+    return entry["variant"], [float(row[f"p_mel_{entry['name']}"]) for row in csv_rows(out / "predictions.csv")]
+
+
+def race(base: dict, work: Path, runs: int, seed: int, say) -> dict:
+    """``predict`` and ``bench`` on RACE.tflite while a thread of this process replaces it and its card, by
+    atomic renames in random order at random moments, with the float32 or the dynamic-range model of the same
+    run (different outputs, different cards). An answer (exit 0) whose P(mel) are not those of the model its
+    card names (its ``variant``) ran a model that was not checked: ``wrong``. Exit 2 is ``refused`` (the model
+    did not match its card when read); any other exit is ``other`` (a crash: also a failure)."""
+    folder = work / "race"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (work / "logs").mkdir(exist_ok=True)
+    target, out = folder / "RACE.tflite", folder / "bench"
+    models = {v: base[v] for v in ("float32", "dynamic")}
+    images = sorted(Path(base["data"]).rglob("*.jpg"))[:RACE_IMAGES]  # data synth writes JPEGs
+    argv = {"predict": ["predict", target, *images, "--json"],
+            # the run as reference: the raced model's bench name (its card's variant) never collides with it
+            "bench": ["bench", target, "--reference", base["run"], "--data", base["data"], "--out", out,
+                      "--no-latency", "--bootstrap", 20]}
+
+    def call(command):
+        with open(work / "logs" / f"race-{command}.log", "w") as log:
+            return subprocess.run(MELKIT + [str(a) for a in argv[command]], stdout=subprocess.PIPE, stderr=log,
+                                  text=True, env=ENV)
+
+    refs = {}
+    for command in argv:
+        for variant, model in models.items():
+            put(model, target)
+            put(model.with_suffix(".json"), target.with_suffix(".json"))
+            r = call(command)
+            if r.returncode:
+                raise SystemExit(f"race: {command} on the {variant} model failed (exit {r.returncode})")
+            refs[command, variant] = np.array(race_answer(command, r, out, target)[1])
+        if np.abs(refs[command, "float32"] - refs[command, "dynamic"]).max() < 1e-4:
+            raise SystemExit(f"race: {command} cannot tell the two models apart")
+    stop, rng = threading.Event(), random.Random(f"{seed}:race")
+
+    def swapper():  # another writer of the model's folder, e.g. a `melkit bundle` into it
+        current = "float32"
+        while not stop.is_set():
+            current = "dynamic" if current == "float32" else "float32"
+            pair = [(models[current], target), (models[current].with_suffix(".json"), target.with_suffix(".json"))]
+            for src, dest in rng.sample(pair, 2):
+                put(src, dest)
+                stop.wait(rng.uniform(0, 0.05))
+            stop.wait(rng.uniform(0, 0.2))
+
+    thread = threading.Thread(target=swapper, daemon=True)
+    thread.start()
+    res = {}
+    try:
+        for command in argv:
+            counts = res[command] = Counter(runs=0, right=0, wrong=0, refused=0, other=0)
+            for _ in range(runs):
+                r = call(command)
+                counts["runs"] += 1
+                if r.returncode:
+                    counts["refused" if r.returncode == 2 else "other"] += 1
+                    continue
+                variant, p = race_answer(command, r, out, target)
+                counts["right" if np.abs(np.array(p) - refs[command, variant]).max() < 5e-6 else "wrong"] += 1
+            say(f"race: {command} {dict(counts)}")
+    finally:
+        stop.set()
+        thread.join()
+    return res
+
+
+TRAIN_ARGS = ["--recipe", "scratch", "--epochs", 1, "--alpha", 0.35, "--image-size", 32, "--batch-size", 16,
+              "--weights", "none"]
+BENCH = ["--no-latency", "--bootstrap", 20]
+CALIBRATE = ["--force", "--bootstrap", 20]  # --force: the case where a folder was deleted whole
+# (command, the case, argv): {data} is a copy of the base data set at CASE/x/data, {run} of the base run at
+# CASE/x/run, {model} of the float32 model (and card) at CASE/m/, {app} of android_demo at CASE/app; {x} and {m}
+# are the folders that hold them.
+OUT_CASES = [
+    ("train", "out is the data", ["train", "--data", "{data}", "--out", "{data}", *TRAIN_ARGS]),
+    ("train", "out inside the data", ["train", "--data", "{data}", "--out", "{data}/run", *TRAIN_ARGS]),
+    ("train", "out holds the data", ["train", "--data", "{data}", "--out", "{x}", *TRAIN_ARGS]),
+    ("convert", "out is the run", ["convert", "{run}", "--float32", "--out", "{run}", "--min-agreement", 0.5]),
+    ("convert", "out holds the run", ["convert", "{run}", "--float32", "--out", "{x}", "--min-agreement", 0.5]),
+    ("bench", "out is the data", ["bench", "--reference", "{model}", "--data", "{data}", "--out", "{data}", *BENCH]),
+    ("bench", "out inside the data", ["bench", "--reference", "{model}", "--data", "{data}", "--out", "{data}/b",
+                                      *BENCH]),
+    ("bench", "out holds the data", ["bench", "--reference", "{model}", "--data", "{data}", "--out", "{x}", *BENCH]),
+    ("bench", "out holds the model", ["bench", "--reference", "{model}", "--data", "{data}", "--out", "{m}", *BENCH]),
+    ("calibrate", "out is the data", ["calibrate", "{model}", "--data", "{data}", "--out", "{data}", *CALIBRATE]),
+    ("calibrate", "out inside the data", ["calibrate", "{model}", "--data", "{data}", "--out", "{data}/c", *CALIBRATE]),
+    ("calibrate", "out holds the data", ["calibrate", "{model}", "--data", "{data}", "--out", "{x}", *CALIBRATE]),
+    ("calibrate", "out holds the model", ["calibrate", "{model}", "--data", "{data}", "--out", "{m}", *CALIBRATE]),
+    ("card", "out is the model", ["card", "{model}", "--out", "{model}"]),
+    ("card", "out is its card", ["card", "{model}", "--out", "{card}"]),
+    ("bundle", "goldens hold the model", ["bundle", "{model}", "--app", "{app}", "--golden-dir", "{m}"]),
+]
+
+
+def out_vs_inputs(base: dict, work: Path, say) -> list:
+    """Each writing command with its output equal to, inside or holding one of its inputs, on fresh copies of
+    the inputs: every input must be byte for byte intact afterwards and the exit code 2 (refused up front)."""
+    rows = []
+    (work / "logs").mkdir(exist_ok=True)
+    for i, (command, case, template) in enumerate(OUT_CASES):
+        c = work / "out-vs-inputs" / str(i)
+        shutil.rmtree(c, ignore_errors=True)
+        model = c / "m" / base["float32"].name
+        places = {"data": c / "x" / "data", "run": c / "x" / "run", "model": model,
+                  "card": model.with_suffix(".json"), "app": c / "app", "x": c / "x", "m": c / "m"}
+        used = {k for k in places if any(f"{{{k}}}" in str(a) for a in template)}
+        if used & {"model", "card"}:
+            model.parent.mkdir(parents=True)
+            for src in (base["float32"], base["float32"].with_suffix(".json")):
+                shutil.copy2(src, model.parent / src.name)
+        for k in used & {"data", "run"}:
+            shutil.copytree(base[k], places[k], symlinks=True)
+        if "app" in used:
+            shutil.copytree(REPO / "android_demo", places["app"], ignore=shutil.ignore_patterns(".toolchain", "build",
+                                                                                                 ".gradle"))
+        inputs = [places[k] for k in ("data", "run", "model", "card") if k in used]  # the app is an output
+        before = snapshot(inputs)
+        log = work / "logs" / f"out-case-{i}.log"
+        rc = melkit([str(a).format(**places) for a in template], log, check=False)
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+        intact = snapshot(inputs) == before
+        rows.append({"command": command, "case": case, "exit": rc, "intact": intact,
+                     "ok": rc == 2 and intact, "said": lines[-1][-160:] if lines else ""})
+        say(f"out vs inputs: {command}, {case}: exit {rc}, inputs {'intact' if intact else 'CHANGED'}")
+    return rows
+
+
 def table(results: dict) -> str:
-    head = ["command", "runs", "kills", "old", "new", "absent", "mixed", "journal", "reruns ok"]
-    rows = [[name, r["runs"], r["kills"], r["old"], r["new"], r["absent"], r["mixed"], r["journal"],
-             f"{r['reruns_ok']}/{r['reruns']}"] for name, r in results.items()]
+    return plain(["command", "runs", "kills", "old", "new", "absent", "mixed", "journal", "reruns ok"],
+                 [[name, r["runs"], r["kills"], r["old"], r["new"], r["absent"], r["mixed"], r["journal"],
+                   f"{r['reruns_ok']}/{r['reruns']}"] for name, r in results.items()])
+
+
+def plain(head, rows, left=1) -> str:
+    """A plain-text table, its first ``left`` columns left-aligned, the others right-aligned."""
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+    line = lambda cells: "  ".join(str(c).ljust(w) if i < left else str(c).rjust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
@@ -812,8 +975,13 @@ def table(results: dict) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=50, help="kills per command (default 50)")
-    ap.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=list(COMMANDS), metavar="CMD",
-                    help=f"some of: {', '.join(repr(c) for c in COMMANDS)}")
+    ap.add_argument("--commands", nargs="+", choices=list(COMMANDS), metavar="CMD",
+                    help=f"some of: {', '.join(repr(c) for c in COMMANDS)} (default: all, unless --race or "
+                         f"--out-cases is given)")
+    ap.add_argument("--race", type=int, default=0, metavar="RUNS",
+                    help="runs of predict and of bench while their model is replaced (issue 24's read-once race)")
+    ap.add_argument("--out-cases", action="store_true",
+                    help="each writing command with its output equal to, inside or holding one of its inputs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     ap.add_argument("--jobs", type=int, default=1, help="commands benchmarked at once (default 1)")
     ap.add_argument("--minutes", type=float, help="stop killing a command once this many minutes have passed since "
@@ -822,6 +990,8 @@ def main(argv=None):
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one, removed at the end); "
                                               "a given one keeps its base run between invocations")
     args = ap.parse_args(argv)
+    if args.commands is None:
+        args.commands = [] if args.race or args.out_cases else list(COMMANDS)
     work = args.work or Path(tempfile.mkdtemp(prefix="melkit-reliability-"))
     work.mkdir(parents=True, exist_ok=True)
     # Temp folders of killed runs (demo's latency processes make some) stay in the working folder.
@@ -834,7 +1004,10 @@ def main(argv=None):
             print(msg, flush=True)
 
     try:
-        base = setup(work, say) if any(COMMANDS[n].needs_base for n in args.commands) else {}
+        needs_base = args.race or args.out_cases or any(COMMANDS[n].needs_base for n in args.commands)
+        base = setup(work, say) if needs_base else {}
+        raced = race(base, work, args.race, args.seed, say) if args.race else {}
+        cases = out_vs_inputs(base, work, say) if args.out_cases else []
         cmds = [COMMANDS[n](work, base) for n in args.commands]
         with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
             futures = {c.name: pool.submit(run_command, c, args.kills, args.seed, say, args.minutes) for c in cmds}
@@ -849,6 +1022,22 @@ def main(argv=None):
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+    wrong = sum(c["wrong"] + c["other"] for c in raced.values()) + sum(not c["ok"] for c in cases)
+    if raced:
+        print("\n" + plain(["command", "runs", "right", "wrong", "refused", "other"],
+                           [[name, *(c[k] for k in ("runs", "right", "wrong", "refused", "other"))]
+                            for name, c in raced.items()]))
+    if cases:
+        print("\n" + plain(["command", "case", "exit", "inputs intact", "ok"],
+                           [[c["command"], c["case"], c["exit"], "yes" if c["intact"] else "NO", "yes" if c["ok"]
+                             else "NO"] for c in cases], left=2))
+        for c in cases:
+            if not c["ok"]:
+                print(f"{c['command']}, {c['case']}: {c['said']}")
+    if not results:
+        print(f"\nwrong answers or crashes in the race, and cases not refused with their inputs intact: {wrong} "
+              f"(must be 0)")
+        return 1 if wrong else 0
     print()
     print(table(results))
     for name, r in results.items():
@@ -863,7 +1052,7 @@ def main(argv=None):
     mixed = sum(r["mixed"] for r in results.values())
     failed = sum(r["reruns"] - r["reruns_ok"] for r in results.values())
     print(f"\nmixed states: {mixed} (must be 0); failed reruns: {failed}")
-    return 1 if mixed or failed else 0
+    return 1 if mixed or failed or wrong else 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from melkit.benchmark.host import host_line
 from melkit.convert.options import ConvertOptions
 from melkit.core.card import ModelCard, load_card, sha256
 from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.files import atomic_writer, exclusive, read_json, sweep_temps, writable_dir
+from melkit.core.files import atomic_writer, check_out_apart, exclusive, read_json, sweep_temps, writable_dir
 from melkit.core.options import cli_fields, flag_name, opt, option_of
 from melkit.core.recipe import PRESETS
 from melkit.data.sources import training_licence
@@ -262,9 +262,18 @@ def load_inputs(opts: CardOptions) -> CardInputs:
     out = Path(opts.out) if opts.out else card_path.parent / OUT_NAME
     if out.is_dir():
         raise BadInputError(f"--out {out} is a directory; give the file to write (e.g. {out / OUT_NAME})")
+    siblings = _siblings(card, card_path)
+    # MODEL_CARD.md beside the model is the default; the model, a card or a report it is made from never is
+    read = [("the model", card_path.parent / card.model_file), ("the model card", card_path),
+            ("the notes", notes_path)]
+    read += [("a bench report", b.dir / REPORT_NAME) for b in benches + compare_benches]
+    read += [("a model card", card_path.parent / name) for name, _ in siblings]
+    if compare_path is not None:
+        read += [("the compared card", compare_path), ("the compared model", compare_path.parent / compare.model_file)]
+    check_out_apart(out, read=read)
     return CardInputs(card=card, card_path=card_path, out=out, benches=benches, notes=notes, notes_path=notes_path,
                       compare=compare, compare_path=compare_path, compare_benches=compare_benches,
-                      license_id=opts.license_id, siblings=_siblings(card, card_path))
+                      license_id=opts.license_id, siblings=siblings)
 
 
 # --------------------------------------------------------------------------- YAML (a small, deterministic emitter)
@@ -970,9 +979,10 @@ def _convert_command(card: ModelCard) -> str | None:
     guard = card.domain_guard
     if guard:
         values["domain_guard"] = True
-        quantile = re.match(r"quantile ([0-9.]+)", str(guard.get("threshold_policy", "")))
+        quantile = re.search(r"quantile ([0-9.]+)", str(guard.get("threshold_policy", "")))
         if quantile:
             values["domain_guard_quantile"] = float(quantile.group(1))
+        values["domain_guard_balance"] = guard.get("balance", "none")  # cards from before the option: none
         if isinstance(guard.get("shrinkage"), (int, float)):
             values["domain_guard_shrinkage"] = guard["shrinkage"]
     if card.author is not None:

@@ -1,15 +1,20 @@
 """melkit's command line: parse options, call the library, print. No logic lives here.
 
-Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage.
+Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, 130 / 143 interrupted (SIGINT / SIGTERM).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import shlex
+import signal
 import sys
+import threading
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import click
 
@@ -20,7 +25,8 @@ from melkit.bundle import bundle
 from melkit.card_md import CardOptions, write_model_card
 from melkit.convert.converter import convert_run
 from melkit.convert.options import ConvertOptions
-from melkit.core.errors import MelkitError, QualityGateError
+from melkit.core.errors import Interrupted, MelkitError, QualityGateError
+from melkit.core.files import WRITE_ERRNOS
 from melkit.core.options import click_options, default_of, opt
 from melkit.core.progress import progress_bar
 from melkit.data.fetch import fetch_set
@@ -35,27 +41,75 @@ def _one_line(e: BaseException) -> str:
     if isinstance(e, UnicodeDecodeError):
         text = f"a file is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
     elif isinstance(e, OSError) and e.strerror:
-        text = e.strerror + (f": {e.filename}" if e.filename else "")
+        # A copy that fails for want of space (shutil names source, then destination) names the destination.
+        where = e.filename2 if e.filename2 and e.errno in WRITE_ERRNOS else e.filename
+        text = e.strerror + (f": {where}" if where else "")
     else:
         text = f"{type(e).__name__}: {e}"
     return "".join(c if c.isprintable() else " " for c in text)[:300]
+
+
+def _kept_run(e: BaseException) -> Path | None:
+    """The unfinished train run ``e`` left for --resume, if it is still there (the demo removes its staging)."""
+    run = getattr(e, "unfinished", None)
+    return Path(run) if run is not None and Path(run).is_dir() else None
+
+
+def _again(ctx, e: BaseException) -> str:
+    """What to run next after a command stopped on ``e``: for an unfinished train run it kept (the library
+    sets ``e.unfinished``), the same command line with ``--resume``; otherwise the same command line."""
+    args = [a for a in ctx.meta.get("melkit.args", []) if a not in ("--resume", "--no-resume")]
+    run = _kept_run(e)
+    if run is not None:
+        return f"the unfinished run is kept in {run}; continue it with: melkit {shlex.join(args + ['--resume'])}"
+    return f"nothing half-written was published and the outputs are as they were; run it again with: " \
+           f"melkit {shlex.join(args)}"
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(install: bool):
+    """While a command runs, SIGTERM raises :class:`Interrupted` where Ctrl-C raises KeyboardInterrupt, so
+    writers clean up the same way (their BaseException handlers) instead of the process dying mid-write."""
+    if not install or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 class MelkitGroup(click.Group):
     """The one error boundary: MelkitError becomes a clear one-line message and its exit code (1 or 2); so do,
     with exit code 2, what the machine or a file can throw at any command: OSError (no space left, read-only,
     permission), undecodable text, malformed JSON or CSV. Writers stage their output and remove it on the way
-    out, so nothing half-written is left (see melkit.core.files)."""
+    out, so nothing half-written is left (see melkit.core.files). Ctrl-C (SIGINT) and SIGTERM stop a command
+    the same way, with one line that says what to run next, and exit 130 or 143 (128 + the signal's number)."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta.setdefault("melkit.args", list(args))  # the top group's: the whole command line, for _again
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _sigterm_interrupts(ctx.parent is None):
+                return super().invoke(ctx)
         except MelkitError as e:
             click.echo(f"melkit: error: {e}", err=True)
             ctx.exit(e.exit_code)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
-            click.echo(f"melkit: error: {_one_line(e)}", err=True)
+            kept = f"; {_again(ctx, e)}" if _kept_run(e) is not None else ""
+            click.echo(f"melkit: error: {_one_line(e)}{kept}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            click.echo(f"melkit: interrupted ({signal.Signals(signum).name}); {_again(ctx, e)}", err=True)
+            ctx.exit(128 + signum)
 
 
 def _echo(msg):

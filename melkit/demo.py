@@ -25,7 +25,7 @@ from melkit.benchmark.predict import predict_files, text
 from melkit.bundle import bundle
 from melkit.convert.converter import ConvertOptions, convert_run
 from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.files import atomic_writer, exclusive, staging
+from melkit.core.files import atomic_writer, check_out_apart, exclusive, staging
 from melkit.core.options import SEED, Epochs, default_of, opt
 from melkit.data.readers import read_dataset
 from melkit.data.split import read_split_csv
@@ -71,6 +71,8 @@ def run_demo(opts: DemoOptions, echo=print) -> dict:
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a folder")
+    weights = opts.weights if opts.weights and Path(opts.weights).is_file() else None
+    check_out_apart(out, read=[("the weights file", weights)], data=[("the data folder", opts.data_dir)])
     with exclusive(out):
         if out.exists() and any(out.iterdir()):
             raise BadInputError(f"{out} is not empty; choose another --out or remove it")

@@ -369,8 +369,10 @@ def test_gates_exit_1_and_still_write_the_report(bench_out, converted, tiny_run,
     ref_card = json.loads(model_file(converted, "float32").with_suffix(".json").read_text())
     ref_thr = ref_card["threshold_fold"]["threshold"]  # predictions.csv holds the unfolded (shown) P(mel)
     ref_mel = [float(r["p_mel_float32"]) >= ref_thr for r in rows]
-    # A model whose threshold calls everything the opposite of some reference decision: agreement < 1.
-    forced = 0.0 if not all(ref_mel) else 1.5
+    # A model whose threshold calls everything the opposite of some reference decision: agreement < 1. Not 0 or
+    # 1 (a card that calls every image one class is refused): above the uint8 output's top value 255/256, every
+    # image is nevus-like; just above 0, every image with an output above 0.
+    forced = 1 - 1e-9 if any(ref_mel) else 1e-9
     model = copy_model(converted, "int8", tmp_path / "m", threshold=forced)
     common = ["bench", "--reference", model_file(converted, "float32"), model, "--data",
               json.loads((tiny_run.out_dir / "config.json").read_text())["data"]["dir"], "--split-csv",

@@ -180,7 +180,8 @@ def test_calibrate_the_int8_release_on_a_synthetic_set(synth_dir, tmp_path, vali
     assert "halfway between the outputs" in r.stdout and "sensitivity" in r.stdout and "[" in r.stdout
     assert listing(model.parent) == before  # the input is untouched
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [model.name, model.with_suffix(".json").name, "labels.txt", "calibration.json", "predictions.csv"])
+        [model.name, model.with_suffix(".json").name, "labels.txt", "calibration.json", "predictions.csv",
+         ".melkit-output"])  # the marker: a later calibrate --force may replace this folder
     assert (out / model.name).read_bytes() == model.read_bytes()  # a byte copy
     assert (out / "labels.txt").read_bytes() == (model.parent / "labels.txt").read_bytes()
     card = check_card_file(out / model.with_suffix(".json").name, validator)
@@ -305,7 +306,7 @@ def test_refusals_exit_2_with_one_line(synth_dir, tmp_path):
     refusal(run(changed, "--data", synth_dir, "--out", tmp_path / "o"), "does not match its card")
     refusal(run(model.parent, "--data", synth_dir, "--out", tmp_path / "o"), "is a folder")
     for out in (model.parent, tmp_path):  # the input's folder, or one that holds it: even with --force
-        refusal(run(model, "--data", synth_dir, "--out", out, "--force"), "input model's folder")
+        refusal(run(model, "--data", synth_dir, "--out", out, "--force"), "holds the input model")
     refusal(run(model, "--out", tmp_path / "o"), "no calibration images")
     assert listing(model.parent) == before and not (tmp_path / "o").exists()
 
@@ -360,9 +361,14 @@ def test_isic2017_val_to_test_with_the_release_model(tmp_path, validator):
     meta = data / "metadata.csv"
     before = digest(RELEASE)
     out = tmp_path / "out"
-    r = run(RELEASE, "--data", data, "--split-csv", meta, "--split", "val", "--eval-data", data,
-            "--eval-split-csv", meta, "--eval-split", "test", "--out", out)
+    args = [RELEASE, "--data", data, "--split-csv", meta, "--split", "val", "--eval-data", data,
+            "--eval-split-csv", meta, "--eval-split", "test", "--out", out]
+    # ISIC 2017's val split is the release's own val split (tflite_models/split.csv): refused, then allowed
+    refusal(run(*args), "106 of 106 images of the calibration set (--data) are in the model's training split")
+    r = run(*args, "--allow-overlap")
     assert r.exit_code == 0, r.output
+    assert card_dict(out / RELEASE.with_suffix(".json").name)["calibration"]["overlap"]["calibration_set"] == {
+        "images": 106, "in_training_split": 106, "val": 106}
     assert digest(RELEASE) == before == digest(out / RELEASE.name)
     card = check_card_file(out / RELEASE.with_suffix(".json").name, validator)
     check_halfway(card)

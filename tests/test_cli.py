@@ -66,17 +66,19 @@ def test_train_bad_usage_exits_2(synth_dir, tmp_path, args, message):
 
 
 def test_missing_columns_exit_2(tmp_path):
-    (tmp_path / "metadata.csv").write_text("lesion,img,diagnosis\n")
-    r = run("train", "--data", tmp_path, "--out", tmp_path / "o", "--weights", "none")
+    (tmp_path / "d").mkdir()  # the data beside the output: an output inside its data folder is refused first
+    (tmp_path / "d" / "metadata.csv").write_text("lesion,img,diagnosis\n")
+    r = run("train", "--data", tmp_path / "d", "--out", tmp_path / "o", "--weights", "none")
     assert r.exit_code == 2 and "missing column" in r.output
 
 
 def test_class_folders_with_an_empty_class_exit_2(tmp_path):
-    (tmp_path / "nv").mkdir()
-    (tmp_path / "mel").mkdir()
+    d = tmp_path / "d"  # the data beside the output: an output inside its data folder is refused first
+    (d / "nv").mkdir(parents=True)
+    (d / "mel").mkdir()
     for i in range(5):
-        Image.fromarray(np.full((20, 20, 3), i * 40, np.uint8)).save(tmp_path / "nv" / f"n{i}.jpg")
-    r = run("train", "--data", tmp_path, "--out", tmp_path / "o", *TINY)
+        Image.fromarray(np.full((20, 20, 3), i * 40, np.uint8)).save(d / "nv" / f"n{i}.jpg")
+    r = run("train", "--data", d, "--out", tmp_path / "o", *TINY)
     assert r.exit_code == 2 and "no readable mel images" in r.output
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "melkit"
 STAGES = {"train", "convert", "benchmark"}
 APPS = {"cli", "demo", "bundle", "golden", "report", "__main__"}
-CORE_LEAVES = {"melkit.core.errors", "melkit.core.files", "melkit.core.progress", "melkit.core.tf"}
+CORE_LEAVES = {"melkit.core.errors", "melkit.core.files", "melkit.core.progress", "melkit.core.tf",
+               "melkit.core.native_logs"}
 HEAVY_EXTERNAL = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "ai_edge_litert.interpreter",
                   "matplotlib")
 

@@ -53,8 +53,10 @@ def test_mediapipe_image_classifier_agrees(converted, variant, tmp_path, synth_d
 @pytest.mark.parametrize("variant", ["float32", "fp16", "dynamic", "int8"])
 def test_mediapipe_top_category_is_melkits_decision(converted, variant, synth_dir):
     """Every image: MediaPipe's top category == melkit's decision (raw P(mel) >= the card's threshold), on the
-    synthetic set and, with ../shared, real dermoscopy images at the model size. Among them, the images an
-    unfolded model's argmax would decide against its threshold (calibrated P(mel) between 0.5 and it)."""
+    synthetic set and, with ../shared, real dermoscopy images at the model size, including any image an
+    unfolded model's argmax would decide against its threshold (calibrated P(mel) between 0.5 and it). How
+    many such images there are depends on the threshold this machine's tiny run chose (close to 0.5 on some
+    seeds): the test on the release below counts them."""
     if not MP_PYTHON.exists():
         pytest.skip("no mediapipe venv (bash setup.sh --with-mediapipe)")
     from conftest import SHARED
@@ -85,6 +87,34 @@ def test_mediapipe_top_category_is_melkits_decision(converted, variant, synth_di
     calibrated = shown_p_mel(card, p)
     t = card.threshold_fold["threshold"]
     band = (calibrated > min(0.5, t)) & (calibrated < max(0.5, t))
-    if real.exists():
-        assert band.sum() >= 5
     assert (top[band] == np.where(calibrated[band] >= t, "mel", "nv")).all()
+
+
+def test_mediapipe_decides_as_melkit_where_the_releases_argmax_would_not():
+    """Release 2.1.0's int8 model (committed: the same on every machine; threshold 0.588 folded in) on real
+    ISIC 2017 images: MediaPipe's top category is melkit's decision on every image, among them those whose
+    calibrated P(mel) lies between 0.5 and the threshold, where an unfolded model's argmax would say melanoma."""
+    if not MP_PYTHON.exists():
+        pytest.skip("no mediapipe venv (bash setup.sh --with-mediapipe)")
+    from conftest import SHARED, need
+
+    from melkit.benchmark.inputs import open_tflite
+    from melkit.core.litert import predict_p_mel
+    from melkit.core.probability import shown_p_mel
+    from melkit.data.pipeline import load_images
+    from melkit.data.readers import read_dataset
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from mediapipe_agreement import mediapipe_top
+
+    model = open_tflite(REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite")
+    card = model.card
+    records = read_dataset(need(SHARED / "data" / "isic2017-nv-mel")).records[:400]
+    images = load_images(records, card.preprocessing).images
+    p = predict_p_mel(load_interpreter(model.path), images, p_mel_index=card.p_mel_index)
+    top = np.array(mediapipe_top(model.path, images))
+    melkit = np.where(p >= card.threshold, "mel", "nv")
+    assert (top == melkit).all(), np.flatnonzero(top != melkit)
+    calibrated, t = shown_p_mel(card, p), card.threshold_fold["threshold"]
+    band = (calibrated > 0.5) & (calibrated < t)
+    assert band.sum() >= 5 and (top[band] == "nv").all()

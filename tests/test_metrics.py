@@ -155,6 +155,7 @@ def test_bootstrap_bad_arguments():
         ("youden", ("youden", None)),
         (" Youden ", ("youden", None)),
         ("sensitivity:0.90", ("sensitivity", 0.9)),
+        ("sensitivity-every-source:0.9", ("sensitivity-every-source", 0.9)),
         ("specificity:0.95", ("specificity", 0.95)),
         ("fixed:0.5", ("fixed", 0.5)),
     ],
@@ -218,6 +219,31 @@ def test_specificity_policy_reaches_target_on_random_data():
     lower = np.max(p[p < t])
     c2 = confusion_at(y, p, lower)
     assert c2["tn"] / (c2["tn"] + c2["fp"]) < 0.9
+
+
+def test_every_source_sensitivity_policy_meets_the_target_on_each_source():
+    """Two sources whose melanomas score differently: the pooled sensitivity:0.9 threshold misses many of
+    the low-scoring source's melanomas, the every-source one reaches 0.9 on each, and is the highest that does."""
+    rng = np.random.default_rng(3)
+    y = np.r_[rng.random(400) < 0.4, rng.random(600) < 0.14].astype(int)
+    groups = np.array(["bcn"] * 400 + ["ham"] * 600)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.12) - 0.2 * (groups == "ham") * y, 0, 1)  # ham's melanomas lower
+    pooled = choose_threshold(y, p, "sensitivity:0.9")
+    every = choose_threshold(y, p, "sensitivity-every-source:0.9", groups=groups)
+
+    def sens(t, g):
+        c = confusion_at(y[groups == g], p[groups == g], t)
+        return c["tp"] / (c["tp"] + c["fn"])
+
+    assert sens(pooled, "ham") < 0.85 and every < pooled
+    assert min(sens(every, "bcn"), sens(every, "ham")) >= 0.9
+    assert min(sens(np.min(p[p > every]), g) for g in ("bcn", "ham")) < 0.9  # the highest such threshold
+    # one group, or none given: the pooled policy
+    assert choose_threshold(y, p, "sensitivity-every-source:0.9") == pooled
+    assert choose_threshold(y, p, "sensitivity-every-source:0.9", groups=["x"] * len(y)) == pooled
+    assert choose_threshold(Y7, P7, "sensitivity-every-source:0.6") == choose_threshold(Y7, P7, "sensitivity:0.6")
+    with pytest.raises(BadInputError, match="groups has 3 entries"):
+        choose_threshold(y, p, "sensitivity-every-source:0.9", groups=["a", "b", "c"])
 
 
 def test_threshold_is_clipped_to_unit_interval():

@@ -17,7 +17,7 @@ import numpy as np
 from melkit.benchmark import evaluate, host, inputs, latency, litert_tool, parity, plots
 from melkit.benchmark import report as reporting
 from melkit.core.errors import BadInputError
-from melkit.core.files import exclusive, keep_the_rest, staging
+from melkit.core.files import check_out_apart, exclusive, keep_the_rest, staging
 from melkit.core.metrics import N_BOOT, reliability_curve
 from melkit.core.options import SEED, check, opt
 from melkit.core.probability import shown_p_mel
@@ -56,8 +56,8 @@ class BenchOptions:
     n_boot: int = opt(N_BOOT, flag="--bootstrap", min=1, max=100000,
                       help="Bootstrap resamples (lesions) for the AUC CI.")
     seed: int = opt(SEED)
-    skip_unreadable: bool = opt(False, help="Leave unreadable images out (counted in the report) instead of "
-                                            "exiting 2.")
+    skip_unreadable: bool = opt(False, help="Leave unreadable images, and images the metadata lists but no file "
+                                            "holds, out (counted in the report) instead of exiting 2.")
 
     def __post_init__(self):
         self.data = [self.data] if isinstance(self.data, (str, Path)) else list(self.data or [])
@@ -135,6 +135,16 @@ def _load_images(source, contracts: dict, echo, skip_unreadable=False):
     return arrays
 
 
+def _check_out(out: Path, opts: BenchOptions, models: list, run) -> None:
+    """OUT apart from every input (melkit.core.files.check_out_apart): the models, their cards, the split file
+    and the data folders read. RUN/bench, inside the run directory, is fine."""
+    read = [("the run directory" if m.kind == "keras" else "the model", m.path) for m in models]
+    read += [("the model card", m.path.with_suffix(".json")) for m in models if m.kind == "tflite"]
+    read.append(("the split file", opts.split_csv))
+    dirs = opts.data or (run.config.data_dirs if run else [])
+    check_out_apart(out, read=read, data=[("the data folder", d) for d in dirs])
+
+
 def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
 
     opts.validate()
@@ -146,8 +156,13 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     out = Path(opts.out or (run.path / "bench" if run else "melkit-bench"))
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a folder")
+    _check_out(out, opts, models, run)
     source = inputs.select_records(run.path if run else None, run.config if run else None, opts.split,
                                    opts.data, opts.split_csv)
+    if not opts.skip_unreadable:
+        source.refuse_skipped("fix the data, or measure without them with --skip-unreadable")
+    elif source.skipped:
+        echo(f"skipped {len(source.skipped)} listed image(s) that cannot be used, e.g. {source.skipped[0][1]}")
     arrays = _load_images(source, {m.input_key: m.contract for m in models}, echo, opts.skip_unreadable)
     records = arrays[reference.input_key].records
     labels = np.array([r.label for r in records], int)
@@ -191,7 +206,8 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
 
     report = reporting.build(
         models=models, reference=reference, source=source, records=records, labels=labels,
-        skipped=arrays[reference.input_key].skipped, results=results, subgroups=groups, by_source=sources,
+        skipped=source.skipped + arrays[reference.input_key].skipped, results=results, subgroups=groups,
+        by_source=sources,
         latency=lat, host=host.host_info(with_tensorflow=keras_model is not None), opts=opts, failures=failures,
         timings=timings, domain=domain)
     # Plots and reports are staged and published together (under a lock): never plots without a report, and a
@@ -216,10 +232,11 @@ def _latency(opts, models, arrays, keras_model, echo) -> dict:
         echo(f"latency {m.name}: {opts.runs} runs at {threads} thread(s)"
              + (f", sweep 1..{top}" if sweep else "") + (", XNNPACK off" if opts.xnnpack_off else ""))
         sample = arrays[m.input_key].images[0]
+        # the bytes checked against the card, not the path again (it may hold another model by now)
         per_model[m.name] = latency.measure_in_child(m.path, sample, threads, opts.runs, opts.warmup, sweep,
-                                                     opts.xnnpack_off)
+                                                     opts.xnnpack_off, data=m.data)
         if opts.litert_benchmark:
-            litert[m.name] = litert_tool.run(m.path, threads, opts.runs, opts.warmup)
+            litert[m.name] = litert_tool.run(m.path, threads, opts.runs, opts.warmup, data=m.data)
     keras = None
     if keras_model is not None:
         echo(f"latency keras: {opts.runs} single-image runs, batches of {opts.keras_batch}")

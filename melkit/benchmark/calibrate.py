@@ -35,16 +35,27 @@ its raw output like any other, and the temperature to its unfolded, calibrated P
 the new threshold is 0.5's grid neighbour, which calibrate says.
 
 Numbers on the calibration set are optimistic: the threshold was chosen on them. ``--eval-data`` measures
-before and after on a separate set. Every image must be readable: a photo that cannot be decoded is bad
-input (exit 2), as in predict, never silently left out of a set this small.
+before and after on a separate set.
+
+Images the model has already seen are refused (exit 2, saying how many), before any is decoded: calibration
+images the model's ``split.csv`` lists as train or val (the model learned on train and chose its threshold
+and stopping point on val, so its answers there are better than on new images and the threshold would move
+for that alone), and evaluation images that are also calibration images (same id or same file) or in that
+train/val split. The split travels with the model: ``split.csv`` beside it (a release, tflite_models/) or, for
+a run's own conversions in RUN/tflite/, RUN/split.csv; it is taken for the model's only when its counts per
+split are the card's (``training_data.split.counts``). Without one, calibrate says it could not check.
+``--allow-overlap`` goes on anyway: each overlap is a warning and is recorded in the card
+(``calibration.overlap``). Every image must be readable: a photo that cannot be decoded, or one the metadata
+lists that no file holds, is bad input (exit 2), as in predict, never silently left out of a set this small.
 """
 
 from __future__ import annotations
 
-import csv
 import math
+import os
 import shutil
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -57,8 +68,16 @@ from melkit import __version__
 from melkit.benchmark import evaluate
 from melkit.benchmark.inputs import ImageSource, ModelRef, open_tflite, select_records
 from melkit.core.card import ModelCard, sha256, write_card
-from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer, exclusive, staging, write_json
+from melkit.core.errors import BadInputError, QualityGateError
+from melkit.core.files import (
+    atomic_writer,
+    check_out_apart,
+    check_replaceable,
+    exclusive,
+    mark_output,
+    staging,
+    write_json,
+)
 from melkit.core.metrics import (
     N_BOOT,
     binary_report,
@@ -69,13 +88,16 @@ from melkit.core.metrics import (
 )
 from melkit.core.options import SEED, check, opt
 from melkit.core.probability import fold_logit, logit_clip, tempered, unfold
+from melkit.core.spreadsheet import SpreadsheetWriter
 from melkit.data.pipeline import load_images
-from melkit.data.split import SPLITS
+from melkit.data.split import SPLITS, read_split_csv
 
 MIN_PER_CLASS = 20  # fewer melanomas or nevi than this: the threshold would be chosen on noise
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 CV_FOLDS = 5  # folds of the out-of-sample check of a temperature
 RATES = ("sensitivity", "specificity", "balanced_accuracy")
+TRAINED_ON = ("train", "val")  # splits of the model's split.csv it has seen (learned on, chose its threshold on)
+CALIB_SET, EVAL_SET = "the calibration set (--data)", "the evaluation set (--eval-data)"
 NOTE = "Research model, not a medical device: it gives no diagnosis."
 
 
@@ -97,12 +119,14 @@ class CalibrateOptions:
                                      "fixed:X (X in (0, 1)).")
     temperature: bool = opt(True, flag="--no-temperature",
                             help="Re-fit the threshold only: no temperature for the displayed probability.")
-    force: bool = opt(False, help="Replace OUT if it exists.")
+    force: bool = opt(False, help="Replace OUT if it exists (only a folder melkit wrote).")
     eval_data: list = opt(default_factory=list, type=click.Path(), multiple=True,
                           help="A separate labelled set to measure before/after on (not used for fitting).")
     eval_split_csv: str | None = opt(None, type=click.Path(dir_okay=False), help="As --split-csv, for --eval-data.")
     eval_split: str | None = opt(None, choices=SPLITS,
                                  help="As --split, for --eval-data (default test with --eval-split-csv).")
+    allow_overlap: bool = opt(False, help="Go on although images are in the model's train/val split, or in both "
+                                          "--data and --eval-data (warned, and recorded in the new card).")
     n_boot: int = opt(N_BOOT, flag="--bootstrap", min=1, max=100000,
                       help="Bootstrap resamples (lesions) for the 95 % CIs.")
     seed: int = opt(SEED, help="Seed of the bootstrap resamples.")
@@ -169,13 +193,23 @@ def _records(dirs: list, split_csv, split, default_split: str, flags: str) -> tu
     records = [r for r in source.records if r.fixed_split == split]
     if not records:
         raise BadInputError(f"{flags}: split {split} of {' + '.join(map(str, dirs))} is empty")
-    return ImageSource(records, f"split {split} (metadata) of {' + '.join(map(str, dirs))}"), f"{name} {split}"
+    return (ImageSource(records, f"split {split} (metadata) of {' + '.join(map(str, dirs))}", source.skipped,
+                        source.other_dx), f"{name} {split}")
 
 
-def load_set(model: ModelRef, dirs: list, split_csv, split, default_split: str, flags: str) -> LabelledSet:
-    """P(mel) of every image of the set through the card's contract; BadInputError if one is unreadable."""
+def select_set(dirs: list, split_csv, split, default_split: str, flags: str) -> tuple[ImageSource, str]:
+    """The records of a set and its short name, with enough of each class (no image decoded yet)."""
     source, name = _records(dirs, split_csv, split, default_split, flags)
+    source.refuse_skipped(f"fix or remove them from {flags} (calibrate leaves no image out)")
     _check_counts(source, flags)  # before minutes of decoding
+    return source, name
+
+
+def load_set(model: ModelRef, dirs: list, split_csv, split, default_split: str, flags: str,
+             selected: tuple[ImageSource, str] | None = None) -> LabelledSet:
+    """P(mel) of every image of the set through the card's contract; BadInputError if one is unreadable.
+    ``selected``: the set's :func:`select_set`, when the caller already has it."""
+    source, name = selected or select_set(dirs, split_csv, split, default_split, flags)
     arr = load_images(source.records, model.contract, desc=f"images {model.image_size}px")
     if arr.skipped:
         image_id, reason = arr.skipped[0]
@@ -346,20 +380,84 @@ def measure(s: LabelledSet, before: float, after: float, temperature: float | No
     }
 
 
+# --------------------------------------------------------------------------- images the model has seen
+
+
+def training_split(model_path: Path, card: ModelCard) -> tuple[Path | None, dict | None]:
+    """(split.csv, image_id -> split) of the split the model was trained with, or (None, None) when there is
+    none beside it (see the module docstring: beside the model, or RUN/split.csv for RUN/tflite/) whose counts
+    per split are the card's."""
+    candidates = [model_path.parent / "split.csv"]
+    if model_path.parent.name == "tflite":
+        candidates.append(model_path.parent.parent / "split.csv")
+    counts = (card.training_data.get("split") or {}).get("counts") or {}
+    want = {s: c.get("images") for s, c in counts.items() if s in SPLITS and isinstance(c, dict)}
+    for path in candidates:
+        if path.is_file():
+            mapping = read_split_csv(path)
+            have = Counter(mapping.values())
+            if all(have.get(s, 0) == n for s, n in want.items()):
+                return path, mapping
+    return None, None
+
+
+def _shared(a: list, b: list) -> int:
+    """How many records of ``b`` are also in ``a``: the same image id, or the same file."""
+    ids, files = {r.image_id for r in a}, {os.path.realpath(r.path) for r in a}
+    return sum(r.image_id in ids or os.path.realpath(r.path) in files for r in b)
+
+
+def check_overlap(model_path: Path, card: ModelCard, calib: list, evaluation: list | None, allow: bool,
+                  echo=print) -> dict:
+    """The record of which images the model (or the calibration) has already seen; BadInputError naming how
+    many when any has, unless ``allow`` (then one warning each, and ``allowed`` is True)."""
+    split_path, mapping = training_split(model_path, card)
+    record = {"split_csv": None if split_path is None else split_path.name, "allowed": False}
+    found = []
+    if mapping is None:
+        echo(f"note: no split.csv of the model's training beside {model_path.name} (or in its run): calibrate "
+             f"cannot check that these images are new to the model")
+    for key, records, flags in (("calibration_set", calib, CALIB_SET), ("evaluation_set", evaluation, EVAL_SET)):
+        if mapping is None or records is None:
+            continue
+        seen = Counter(mapping.get(r.image_id) for r in records)
+        seen = {s: seen[s] for s in TRAINED_ON if seen[s]}
+        if seen:
+            record[key] = {"images": len(records), "in_training_split": sum(seen.values()), **seen}
+            found.append(f"{sum(seen.values())} of {len(records)} images of {flags} are in the model's training "
+                         f"split ({', '.join(f'{n} {s}' for s, n in seen.items())} in {split_path})")
+    if evaluation is not None:
+        both = _shared(calib, evaluation)
+        if both:
+            record["evaluation_in_calibration_set"] = both
+            found.append(f"{both} of {len(evaluation)} images of {EVAL_SET} are also in {CALIB_SET}")
+    if found and not allow:
+        raise BadInputError("; ".join(found) + ": numbers on images the model or the threshold was fitted on are "
+                            "optimistic; use images it has not seen, or --allow-overlap to go on (warned, and "
+                            "recorded in the card)")
+    for line in found:
+        warnings.warn(f"{line} (--allow-overlap: recorded in the card's calibration.overlap)", stacklevel=2)
+    record["allowed"] = bool(found)
+    return record
+
+
 # --------------------------------------------------------------------------- the command
 
 
-def _out_dir(opts: CalibrateOptions, model_path: Path) -> Path:
+def _out_dir(opts: CalibrateOptions, model_path: Path, card: ModelCard) -> Path:
+    """OUT, checked before anything is written: apart from every input (the model's own folder, a data folder
+    or one holding it would be replaced whole), and with --force only a folder melkit wrote (its marker)."""
     out = Path(opts.out)
-    src = model_path.resolve().parent
-    target = out.resolve()
-    if target == src or target in src.parents:
-        raise BadInputError(f"--out {out} is the input model's folder or holds it: calibrate writes a new folder "
-                            f"and never touches the input")
+    read = [("the input model", model_path), ("the input model's card", model_path.with_suffix(".json")),
+            ("the split file", opts.split_csv), ("the split file", opts.eval_split_csv)]
+    if card.labels_file:
+        read.append(("the input model's labels", model_path.parent / card.labels_file))
+    check_out_apart(out, read=read, data=[("the data folder", d) for d in opts.data + opts.eval_data])
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} exists and is not a folder")
     if out.exists() and not opts.force:
         raise BadInputError(f"--out {out} exists: choose a new folder, or --force to replace it")
+    check_replaceable(out)
     return out
 
 
@@ -398,7 +496,7 @@ def _card(card: ModelCard, set_name: str, opts: CalibrateOptions, threshold: flo
 
 def _write_predictions(path: Path, s: LabelledSet, before: float, after: float, temperature, eps) -> None:
     with atomic_writer(path) as f:
-        w = csv.writer(f, lineterminator="\n")
+        w = SpreadsheetWriter(f)
         w.writerow(["image_id", "lesion_id", "label", "p_mel", "p_shown", "decision_before", "decision_after"])
         for r, p, ps in zip(s.records, s.p, shown(s.calibrated, temperature, eps)):
             w.writerow([r.image_id, r.lesion_id, r.dx, f"{p:.6f}", f"{ps:.6f}",
@@ -412,9 +510,14 @@ def calibrate(opts: CalibrateOptions, echo=print) -> CalibrateResult:
         raise BadInputError(f"{model_path} is a folder: calibrate takes a .tflite with its card (<model>.json)")
     model = open_tflite(model_path)  # card present, matching (sha256) and checked against the interpreter
     card = model.card
-    out = _out_dir(opts, model_path)
+    out = _out_dir(opts, model_path, card)
 
-    calib_set = load_set(model, opts.data, opts.split_csv, opts.split, "val", "the calibration set (--data)")
+    calib_pick = select_set(opts.data, opts.split_csv, opts.split, "val", CALIB_SET)
+    eval_pick = (select_set(opts.eval_data, opts.eval_split_csv, opts.eval_split, "test", EVAL_SET)
+                 if opts.eval_data else None)
+    overlap = check_overlap(model_path, card, calib_pick[0].records, eval_pick and eval_pick[0].records,
+                            opts.allow_overlap, echo)  # before any image is decoded
+    calib_set = load_set(model, opts.data, opts.split_csv, opts.split, "val", CALIB_SET, selected=calib_pick)
     c = calib_set.counts()
     echo(f"{c['n']} images ({c['n_mel']} mel, {c['n_nv']} nv, {c['lesions']} lesions) from {calib_set.description}")
 
@@ -426,6 +529,10 @@ def calibrate(opts: CalibrateOptions, echo=print) -> CalibrateResult:
     if grid is not None and not grid["halfway"]:
         echo(f"note: the policy calls every image melanoma (threshold {chosen:.4f}); there is no output value "
              f"below it to place the threshold above")
+    if not 0.0 < threshold < 1.0:  # every image one class: no reader takes such a card (ModelCard.from_json)
+        raise QualityGateError(f"the {opts.policy} threshold on {calib_set.description} is {threshold:g}: it calls "
+                               f"every image one class (the model does not separate the classes there); no card "
+                               f"written")
     temp = (fit_temperature(calib_set.labels, calib_set.calibrated, eps, calib_set.lesions, seed=opts.seed)
             if opts.temperature else None)
     temperature = temp["fitted"] if temp and temp["kept"] else None
@@ -438,10 +545,12 @@ def calibrate(opts: CalibrateOptions, echo=print) -> CalibrateResult:
     calib = measure(calib_set, old, threshold, temperature, eps, opts.n_boot, opts.seed)
     evaluation = None
     if opts.eval_data:
-        eval_set = load_set(model, opts.eval_data, opts.eval_split_csv, opts.eval_split, "test",
-                            "the evaluation set (--eval-data)")
+        eval_set = load_set(model, opts.eval_data, opts.eval_split_csv, opts.eval_split, "test", EVAL_SET,
+                            selected=eval_pick)
         evaluation = measure(eval_set, old, threshold, temperature, eps, opts.n_boot, opts.seed)
     new_card = _card(card, calib_set.name, opts, threshold, grid, temp, calib, evaluation, eps)
+    if overlap["allowed"]:  # --allow-overlap went on past an overlap: the card says so
+        new_card = replace(new_card, calibration={**new_card.calibration, "overlap": overlap})
 
     report = {
         "model": str(model_path),
@@ -452,26 +561,30 @@ def calibrate(opts: CalibrateOptions, echo=print) -> CalibrateResult:
         "temperature": temp,
         "calibration_set": calib,
         "evaluation_set": evaluation,
+        "overlap": overlap,
         "n_boot": opts.n_boot,
         "seed": opts.seed,
         "note": NOTE,
     }
-    written = _write(out, model_path, card, new_card, report, calib_set, old, threshold, temperature, eps)
+    written = _write(out, model_path, card, new_card, report, calib_set, old, threshold, temperature, eps,
+                     data=model.data)
     return CalibrateResult(report, new_card, out, text(report, new_card), written)
 
 
 def _write(out: Path, model_path: Path, card: ModelCard, new_card: ModelCard, report: dict,
-           calib_set: LabelledSet, old: float, threshold: float, temperature, eps) -> list:
-    """Everything into a staging folder, checked there, then swapped in as OUT (never half written)."""
+           calib_set: LabelledSet, old: float, threshold: float, temperature, eps, data: bytes) -> list:
+    """Everything into a staging folder, checked there, then swapped in as OUT (never half written). ``data``:
+    the model's bytes as checked and measured (ModelRef.data), copied as they are (never the path again)."""
     names = [model_path.name, model_path.with_suffix(".json").name]
     labels = model_path.parent / card.labels_file if card.labels_file else None
     # Under OUT's lock (as convert and bench): a second calibrate into OUT exits 2 instead of removing this
     # one's staging folder, and what a killed earlier one left there is this one's to remove.
     with exclusive(out), staging(out) as staged:
-        shutil.copyfile(model_path, staged / names[0])
+        (staged / names[0]).write_bytes(data)
         if sha256((staged / names[0]).read_bytes()) != card.sha256:
-            raise BadInputError(f"{model_path} changed while it was being copied")
+            raise BadInputError(f"the copy of {model_path} does not read back as the model checked and measured")
         write_card(staged / names[1], new_card)
+        mark_output(staged, "calibrate")  # melkit's: a later calibrate --force may replace it
         if labels is not None and labels.is_file():
             shutil.copyfile(labels, staged / labels.name)
             names.append(labels.name)

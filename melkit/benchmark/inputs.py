@@ -3,7 +3,9 @@
 A model is either a train run directory (its Keras model, threshold from ``metrics.json``) or a .tflite
 file with its card. A .tflite is only used when its card matches it (sha256) and the interpreter's
 actual input agrees with what the card promises: the app reads the card, so a mismatch would make the
-phone feed the model something else than what bench measured.
+phone feed the model something else than what bench measured. Its bytes are read once, checked, and kept
+on the :class:`ModelRef`: every interpreter (and every copy or temp file a tool measures) is made from
+them, so a file replaced on disk after the check never runs under the old card.
 
 Images come from, in this order of precedence: ``--data DIR`` with ``--split-csv`` (one split of DIR),
 ``--data DIR`` alone (every image of DIR), or the reference run's own split of its data directories.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melkit.core.card import ModelCard, load_card
+from melkit.core.card import ModelCard, read_model
 from melkit.core.errors import BadInputError
 from melkit.core.files import read_json
 from melkit.core.litert import load_interpreter
@@ -37,6 +39,14 @@ class ModelRef:
     card: ModelCard | None = None  # tflite only
     config: RunConfig | None = None  # keras only (the run's config.json)
     extra: dict = field(default_factory=dict)
+    # tflite only: the model's bytes as read once and checked against the card (never the path again)
+    data: bytes | None = field(default=None, repr=False)
+
+    def interpreter(self, num_threads: int | None = None):
+        """A LiteRT interpreter built from the checked bytes."""
+        if self.data is None:
+            raise ValueError(f"{self.path}: no checked bytes (open it with open_tflite)")
+        return load_interpreter(self.data, num_threads=num_threads)
 
     @property
     def contract(self) -> Contract:
@@ -50,7 +60,9 @@ class ModelRef:
 
     @property
     def size_bytes(self) -> int | None:
-        return self.path.stat().st_size if self.kind == "tflite" else None
+        if self.kind != "tflite":
+            return None
+        return len(self.data) if self.data is not None else self.path.stat().st_size
 
 
 def open_run(path) -> ModelRef:
@@ -69,14 +81,16 @@ def open_run(path) -> ModelRef:
 
 def open_tflite(path) -> ModelRef:
     """A .tflite with its card, checked: card present and matching, model loadable, I/O as the card says
-    (ModelCard.check_against: the same check as melkit bundle and the app)."""
+    (ModelCard.check_against: the same check as melkit bundle and the app). The bytes checked are the
+    ModelRef's ``data``, what every later use of the model runs."""
 
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"model file not found: {path}")
-    card = load_card(path)
-    card.check_against(load_interpreter(path), path)
-    return ModelRef("tflite", path, card.variant or path.stem, float(card.threshold), card.image_size, card=card)
+    card, data = read_model(path)
+    card.check_against(load_interpreter(data), path)
+    return ModelRef("tflite", path, card.variant or path.stem, float(card.threshold), card.image_size, card=card,
+                    data=data)
 
 
 def open_model(path) -> ModelRef:
@@ -110,6 +124,16 @@ def unique_names(models: list) -> None:
 class ImageSource:
     records: list
     description: str  # said in the report: where the images came from
+    # (image_id, reason) of what the data lists (in the split chosen) but cannot be used: an image the metadata
+    # lists and no file holds, a file in a class folder that is not an image. The caller refuses or reports it.
+    skipped: list = field(default_factory=list)
+    other_dx: dict = field(default_factory=dict)  # diagnosis -> rows of the data folders left out (not nv/mel)
+
+    def refuse_skipped(self, remedy: str) -> None:
+        """BadInputError when some listed image cannot be used: no row is left out in silence."""
+        if self.skipped:
+            raise BadInputError(f"{len(self.skipped)} image(s) of {self.description} cannot be used, e.g. "
+                                f"{self.skipped[0][1]}; {remedy}")
 
 
 def select_records(run: Path | None, config: RunConfig | None, split: str, data=None, split_csv=None) -> ImageSource:
@@ -134,11 +158,14 @@ def select_records(run: Path | None, config: RunConfig | None, split: str, data=
         joined = " + ".join(map(str, dirs))
         where = f"split {split} of {split_csv} over {joined}" if split_csv else f"all images of {joined}"
     dataset = read_sources(dirs)
-    records = dataset.records
+    records, skipped = dataset.records, dataset.skipped
     if split_csv:
         mapping = read_split_csv(split_csv)
         check_split_labels(records, mapping)
         records = [r for r in records if mapping.get(r.image_id) == split]
+        skipped = [s for s in skipped if mapping.get(s[0]) == split]
     if not records:
-        raise BadInputError(f"no images to benchmark: {where} is empty")
-    return ImageSource(records, where)
+        raise BadInputError(f"no images to benchmark: {where} is empty"
+                            + (f" ({len(skipped)} listed image(s) cannot be used, e.g. {skipped[0][1]})"
+                               if skipped else ""))
+    return ImageSource(records, where, list(skipped), dict(dataset.other_dx))

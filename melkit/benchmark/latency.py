@@ -7,6 +7,9 @@ and LiteRT only (no TensorFlow), like a lean app would.
 
 Per model: init (construct + allocate tensors), first inference, warm-up, then N timed single-image
 invokes at ``threads``; then a thread sweep and the same runs with XNNPACK off (the builtin kernels).
+
+The child measures the bytes bench checked against the card (``data``), written to a file in its own
+private temp folder: never the user's path, which may hold another model by then.
 """
 
 from __future__ import annotations
@@ -124,12 +127,18 @@ def measure_tflite(path, image_q, threads, runs, warmup, sweep, xnnpack_off) -> 
     return result
 
 
-def measure_in_child(path, image_q, threads, runs, warmup, sweep, xnnpack_off, timeout=900) -> dict:
-    """:func:`measure_tflite` in a fresh Python process; raises MelkitError with its stderr if it fails."""
+def measure_in_child(path, image_q, threads, runs, warmup, sweep, xnnpack_off, timeout=900, data=None) -> dict:
+    """:func:`measure_tflite` in a fresh Python process; raises MelkitError with its stderr if it fails.
+    ``data``: the model's checked bytes (ModelRef.data), measured from a private temp copy; ``path`` then only
+    names the model in messages. Without ``data`` the file at ``path`` is measured."""
     with tempfile.TemporaryDirectory(prefix="melkit-latency-") as tmp:
         tmp = Path(tmp)
         np.save(tmp / "image.npy", np.asarray(image_q, np.uint8))
-        spec = {"path": str(Path(path).resolve()), "image": str(tmp / "image.npy"), "threads": threads,
+        model = Path(path).resolve()
+        if data is not None:
+            model = tmp / "model.tflite"
+            model.write_bytes(data)
+        spec = {"path": str(model), "image": str(tmp / "image.npy"), "threads": threads,
                 "runs": runs, "warmup": warmup, "sweep": list(sweep), "xnnpack_off": xnnpack_off,
                 "out": str(tmp / "result.json")}
         (tmp / "spec.json").write_text(json.dumps(spec))

@@ -23,12 +23,17 @@ def available() -> bool:
         return False
 
 
-def run(path, threads: int, runs: int, warmup: int, timeout=900) -> dict:
+def run(path, threads: int, runs: int, warmup: int, timeout=900, data=None) -> dict:
     """Its result JSON (``latency.avg_ms`` etc.), or ``{"error": ...}``: a failing second opinion is
-    reported, not fatal."""
+    reported, not fatal. ``data``: the model's checked bytes (ModelRef.data), which the tool runs from a private
+    temp copy (the recorded command still names ``path``); without it, the file at ``path``."""
     with tempfile.TemporaryDirectory(prefix="melkit-litert-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", MODULE, f"--model={path}", f"--num_threads={threads}", f"--num_runs={runs}",
+        model = path
+        if data is not None:
+            model = Path(tmp) / "model.tflite"
+            model.write_bytes(data)
+        cmd = [sys.executable, "-m", MODULE, f"--model={model}", f"--num_threads={threads}", f"--num_runs={runs}",
                f"--warmup_runs={warmup}", f"--result_json={out}"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -37,5 +42,5 @@ def run(path, threads: int, runs: int, warmup: int, timeout=900) -> dict:
         if proc.returncode != 0 or not out.is_file():
             return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-400:]}"}
         result = json.loads(out.read_text())
-    result["command"] = " ".join(["python", "-m", MODULE] + cmd[3:-1])
+    result["command"] = " ".join(["python", "-m", MODULE, f"--model={path}"] + cmd[4:-1])
     return result

@@ -1,7 +1,11 @@
 """``melkit predict``: P(mel) and the decision for single photos, exactly as the app computes them.
 
-Every image is decoded before any model runs, so an unreadable file is reported as bad input (exit 2)
-rather than after minutes of work, and never silently dropped: a person asked about that photo.
+An unreadable image is bad input (exit 2), never silently dropped: a person asked about that photo. Images
+stream through the model a chunk of CHUNK at a time (decoded, run, then let go), so memory stays flat in the
+number of images. Before any model runs, a first pass opens every file and reads its header (no pixels):
+a missing file, a folder or a file that is not an image is reported then, not after minutes of work. A file
+whose pixels then fail to decode (a truncated download) still raises mid-way, and since the result is
+printed only once every image has run, nothing is printed for any image: exit 2, one line.
 
 A model converted with ``--domain-guard`` also says, for each image, whether it looks like a dermoscopic
 lesion image (``in_domain`` and the ``domain_score`` behind it). When it does not, the decision is
@@ -19,16 +23,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from melkit.benchmark import evaluate
 from melkit.benchmark.inputs import open_model
 from melkit.core.card import NOT_ASSESSED
 from melkit.core.errors import BadInputError
 from melkit.core.probability import shown_p_mel
+from melkit.core.progress import progress_bar
+from melkit.core.run import predict_proba
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import Contract
 
 DECISIONS = {True: ("mel", "melanoma-suspicious"), False: ("nv", "nevus-like")}
+CHUNK = 64  # images decoded and held at once: 64 x 224 x 224 x 3 bytes = 9.6 MB, whatever the number of images
 
 
 def contract_images(paths, contract: Contract) -> np.ndarray:
@@ -42,16 +50,48 @@ def contract_images(paths, contract: Contract) -> np.ndarray:
     return np.stack(out)
 
 
+def check_headers(paths) -> None:
+    """The cheap first pass: each file is there and Pillow reads its header (no pixels are decoded);
+    BadInputError (as for an unreadable image) naming the first that is not."""
+    for p in paths:
+        try:
+            if not Path(p).is_file():
+                read_rgb(p)  # not a regular file: read_rgb's own message (missing, a folder, ...)
+            with Image.open(p):
+                pass
+        except UnreadableImage as e:
+            raise BadInputError(f"unreadable image: {e}") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise BadInputError(f"unreadable image: {p}: cannot decode ({e})") from None
+
+
+def model_outputs(model, image_paths) -> tuple[np.ndarray, np.ndarray | None]:
+    """(P(mel), domain score or None) for every image, streamed: CHUNK images decoded at a time, run through
+    one model (the tflite's interpreter built once from its checked bytes), then let go."""
+    probs, scores = [], []
+    keras_model = evaluate.load_keras(model) if model.kind == "keras" else None
+    interp = model.interpreter() if keras_model is None else None
+    with progress_bar(total=len(image_paths), desc="predict", unit="img") as bar:
+        for start in range(0, len(image_paths), CHUNK):
+            images = contract_images(image_paths[start:start + CHUNK], model.contract)
+            if keras_model is not None:
+                probs.append(predict_proba(keras_model, images, progress=bar.update))
+            else:
+                p, score = evaluate.run_tflite(model, interp, images, progress=bar.update)
+                probs.append(p)
+                scores.append(score)
+            del images
+    guard = bool(scores) and scores[0] is not None
+    return np.concatenate(probs), (np.concatenate(scores) if guard else None)
+
+
 def predict_files(model_path, image_paths) -> dict:
     if not image_paths:
         raise BadInputError("no images given")
     model = open_model(model_path)
-    images = contract_images(image_paths, model.contract)
-    scores = None
-    if model.kind == "keras":
-        probs = evaluate.keras_probs(evaluate.load_keras(model), images, desc="predict")
-    else:
-        probs, scores = evaluate.tflite_outputs(model, images, desc="predict")
+    image_paths = list(image_paths)
+    check_headers(image_paths)
+    probs, scores = model_outputs(model, image_paths)
     rows = []
     shown = shown_p_mel(model.card, probs)  # None for a Keras run: its raw P(mel)
     mapped = model.card is not None and (model.card.threshold_fold is not None
@@ -77,16 +117,24 @@ def predict_files(model_path, image_paths) -> dict:
             "note": "Research model, not a medical device: it gives no diagnosis."}
 
 
+def shown_name(name: str) -> str:
+    """A file name for one row of text: a newline, tab or other control character in it is written as its
+    escape (``\\n``, ``\\x1b``), so one image is one row and nothing in a name can move the cursor. The JSON
+    output keeps the true name."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+
+
 def text(result: dict) -> str:
     guard = (f", domain guard threshold {result['domain_threshold']:.3f}" if "domain_threshold" in result else "")
     threshold = result.get("threshold_shown", result["threshold"])  # on the scale of the P(mel) shown
-    lines = [f"{result['model']} ({result['variant']}, threshold {threshold:.3f}{guard})"]
-    width = max(len(r["image"]) for r in result["predictions"])
-    for r in result["predictions"]:
+    lines = [f"{shown_name(result['model'])} ({result['variant']}, threshold {threshold:.3f}{guard})"]
+    names = [shown_name(r["image"]) for r in result["predictions"]]
+    width = max(map(len, names))
+    for name, r in zip(names, result["predictions"]):
         if r.get("in_domain") is False:
-            lines.append(f"{r['image']:<{width}}  P(mel)   -     {r['meaning']} "
+            lines.append(f"{name:<{width}}  P(mel)   -     {r['meaning']} "
                          f"(domain score {r['domain_score']:.3g} > {result['domain_threshold']:.3g})")
         else:
-            lines.append(f"{r['image']:<{width}}  P(mel) {r['p_mel']:.4f}  {r['meaning']}")
+            lines.append(f"{name:<{width}}  P(mel) {r['p_mel']:.4f}  {r['meaning']}")
     lines.append(result["note"])
     return "\n".join(lines)

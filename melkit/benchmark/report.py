@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from dataclasses import asdict
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from melkit.benchmark.host import host_line
 from melkit.core.files import atomic_writer, write_json
+from melkit.core.spreadsheet import SpreadsheetWriter
 
 REPORT_VERSION = 1
 FLIPS_IN_MARKDOWN = 20
@@ -83,7 +83,9 @@ def build(models, reference, source, records, labels, skipped, results, subgroup
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "images": {"source": source.description, "n": len(records), "n_mel": int(labels.sum()),
                    "n_nv": int(len(labels) - labels.sum()), "lesions": len({r.lesion_id for r in records}),
-                   "skipped": [{"image_id": i, "reason": why} for i, why in skipped]},
+                   "skipped": [{"image_id": i, "reason": why} for i, why in skipped],
+                   # rows of the data folders with another diagnosis: every row is used, skipped or counted here
+                   "other_dx_left_out": dict(getattr(source, "other_dx", {}))},
         "reference": reference.name,
         "models": entries,
         "subgroups": subgroups,
@@ -254,6 +256,9 @@ def markdown(report) -> str:
            f"{im['source']}. Reference: **{report['reference']}**. Created {report['created']}.", ""]
     if im["skipped"]:
         out += [f"{len(im['skipped'])} image(s) could not be read and were left out (see report.json).", ""]
+    if im.get("other_dx_left_out"):
+        other = ", ".join(f"{dx} {n}" for dx, n in sorted(im["other_dx_left_out"].items()))
+        out += [f"Left out, other diagnoses than nevus and melanoma in the data folders: {other}.", ""]
     out += ["## Parity with the reference", "",
             "ΔAUC = model − reference; agreement = same decision at each model's own threshold; flips = images "
             "whose decision changed. AUC CI: 95 % bootstrap over lesions.", ""]
@@ -361,7 +366,7 @@ def write(out, report, records, probs) -> list:
     with atomic_writer(out / "report.md") as f:
         f.write(markdown(report))
     with atomic_writer(out / "predictions.csv") as f:
-        w = csv.writer(f, lineterminator="\n")
+        w = SpreadsheetWriter(f)
         names = list(probs)
         w.writerow(["image_id", "lesion_id", "label"] + [f"p_mel_{n}" for n in names])
         for i, r in enumerate(records):

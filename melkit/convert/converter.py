@@ -37,7 +37,7 @@ from melkit.convert.selfcheck import Check, compare, table
 from melkit.convert.variants import VARIANTS, check_input_quantization, convert, debug_report
 from melkit.core import card as cards
 from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer, exclusive, keep_the_rest, read_json, staging
+from melkit.core.files import atomic_writer, check_out_apart, exclusive, keep_the_rest, read_json, staging
 from melkit.core.litert import io_details, load_interpreter, predict_p_mel, predict_with_domain
 from melkit.core.metrics import roc_auc
 from melkit.core.probability import unfold
@@ -74,6 +74,7 @@ class Source:
     val_images: np.ndarray
     val_labels: np.ndarray
     p_keras: np.ndarray  # the float Keras model's P(mel) on val, what every variant must agree with
+    val_records: list  # the validation images' records (label, source: the guard's groups)
     contract_change: dict | None = None  # --contract-version: the card's record of the change (contract.py)
     provenance: Provenance | None = None  # licence, author, versions: what the metadata and cards state
     guard: guards.DomainGuard | None = None  # --domain-guard: fitted, and built into ``export``
@@ -116,7 +117,7 @@ def load_source(run_dir, logit_model, config: RunConfig, metrics: dict, opts: Co
     export = with_two_scores(logit_model)
     val = load_images(split_records(run_dir, config, "val", opts.data_dir), config.preprocessing, desc="val images")
     return Source(Path(run_dir), config, metrics, name, export, val.images, val.labels,
-                  predict_proba(logit_model, val.images))
+                  predict_proba(logit_model, val.images), val.records)
 
 
 def guard_pass(source: Source, opts: ConvertOptions, echo) -> None:
@@ -126,8 +127,11 @@ def guard_pass(source: Source, opts: ConvertOptions, echo) -> None:
         return
     train = load_images(split_records(source.run_dir, source.config, "train", opts.data_dir),
                         source.config.preprocessing, desc="guard: train images")
+    balance = opts.domain_guard_balance
     guard = guards.fit_on_images(source.export, train.images, source.val_images, opts.domain_guard_components,
-                                 opts.domain_guard_shrinkage, opts.domain_guard_quantile)
+                                 opts.domain_guard_shrinkage, opts.domain_guard_quantile,
+                                 train_groups=guards.group_names(train.records, balance),
+                                 val_groups=guards.group_names(source.val_records, balance), balance=balance)
     source.export = guards.with_domain_guard(source.export, guard)
     source.guard = guard
     _, source.guard_keras = guards.keras_outputs(source.export, source.val_images)
@@ -316,12 +320,15 @@ def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     """Convert a run. The output folder is built in a staging folder and published in one step, under a lock:
     a crash keeps the previous models and cards, a second convert into the same folder exits 2."""
     opts.validate()
-    load_run(run_dir)  # a missing or unfinished run is named before the lock creates anything beside it
+    config = load_run(run_dir)  # a missing or unfinished run is named before the lock creates anything beside it
     if opts.report_only:
         return _convert(run_dir, opts, None, echo)
     out = Path(opts.out or Path(run_dir) / "tflite")
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a folder")
+    # RUN/tflite (inside the run) is the default; the run itself, or a folder holding it or a data folder, is not
+    check_out_apart(out, read=[("the run directory", run_dir)],
+                    data=[("the data folder", d) for d in ([opts.data_dir] if opts.data_dir else config.data_dirs)])
     with exclusive(out):
         return _convert(run_dir, opts, out, echo)
 
@@ -347,7 +354,9 @@ def _convert(run_dir, opts: ConvertOptions, out: Path | None, echo) -> ConvertRe
     checks = [b.check for b in built.values()]
     skipped_qat = "" if opts.report_only else drop_unhelpful_qat(built)
     written, models = [], {}
-    if out is not None:
+    # Every variant failed the gate: nothing to publish (a folder of labels.txt alone looked like a conversion),
+    # and a previous conversion in ``out`` stays exactly as it was.
+    if out is not None and any(b.check.passed for b in built.values()):
         with staging(out) as staged:
             (staged / "labels.txt").write_text("\n".join(LABELS) + "\n")
             for b in built.values():

@@ -15,6 +15,13 @@ about 1 per component on average; the threshold is the ``quantile`` of the valid
 image is in the model's domain when its score is at most the threshold; otherwise the app and ``melkit
 predict`` give no melanoma score ("not assessed").
 
+``balance`` (``--domain-guard-balance``): fitted on every training image alike ("none"), the mean and the
+covariance are mostly those of the largest group, nevi of the largest source; melanomas, atypical by nature,
+and the smaller sources then sit far from that mean, and a guard that drops them drops the lesions that
+matter. "class" and "class-source" weight each group (class, or class and source) equally in the mean and the
+covariance, and take the threshold as the highest of the groups' validation quantiles, so that each group
+keeps at least ``quantile`` of its validation images in the domain.
+
 Why these layers and not the classifier's own pooled features: on the final 1280 features a fine-tuned
 classifier maps noise, flat colours, text and photographs *closer* to the dermoscopy mean than many real
 lesions (the whitened distance of out-of-domain images is below the validation median), while the pooled
@@ -46,6 +53,7 @@ from melkit.data.preprocess import normalize
 LAYERS = ("block_9_add", "block_12_add", "block_15_add")
 SCORE_NAME = "domain_score"
 METHOD = "mahalanobis"
+BALANCES = ("none", "class", "class-source")  # what the fit weights equally (module docstring)
 Z_RANGE = 12.0  # int8 range of each whitened component: +-12 (a narrower one clips what out-of-domain images reach)
 SCORE_RANGE = 4.0  # int8 range of the score: 0 .. 4 x the threshold
 
@@ -63,6 +71,8 @@ class DomainGuard:
     threshold: float
     n_fit: int
     val_in_domain: float  # the float model's in-domain rate on the validation split
+    balance: str = "none"  # BALANCES: the groups weighted equally in the fit and the threshold
+    val_in_domain_by_group: dict | None = None  # group name -> the float model's in-domain rate (balanced fits)
 
     @property
     def components(self) -> int:
@@ -97,15 +107,41 @@ def pooled_features(model, images_q, layers=LAYERS, batch_size=32, desc="guard f
     return np.concatenate(parts)
 
 
+def group_names(records, balance: str) -> list | None:
+    """Each record's group under ``balance`` ("mel", "bcn20000/nv", ...); None for "none"."""
+    if balance not in BALANCES:
+        raise BadInputError(f"unknown guard balance {balance!r}: one of {', '.join(BALANCES)}")
+    if balance == "none":
+        return None
+    label = ("nv", "mel")
+    return [(f"{r.source}/" if balance == "class-source" and r.source else "") + label[int(r.label)] for r in records]
+
+
+def _equal_group_weights(groups, n: int) -> np.ndarray:
+    """Weights summing to 1 in which every group counts alike (uniform without groups)."""
+    if groups is None:
+        return np.full(n, 1.0 / n)
+    g = np.asarray(groups, dtype=object)
+    if len(g) != n:
+        raise ValueError(f"{len(g)} group names for {n} feature rows")
+    names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    return 1.0 / (len(names) * counts[inverse])
+
+
 def fit(train_features, val_features, layers, dims, components=None, shrinkage=0.1,
-        quantile=0.995) -> DomainGuard:
-    """Mean and whitening from the training features; the threshold at ``quantile`` of the validation scores."""
+        quantile=0.995, train_groups=None, val_groups=None, balance="none") -> DomainGuard:
+    """Mean and whitening from the training features; the threshold at ``quantile`` of the validation scores.
+
+    With groups (``balance`` other than "none": one group name per row, :func:`group_names`), every group
+    weighs alike in the mean and the covariance, and the threshold is the highest of the groups' validation
+    quantiles."""
     x = np.asarray(train_features, np.float64)
     n, d = x.shape
     if n < 2:
         raise BadInputError("--domain-guard needs at least 2 training images")
-    mean = x.mean(axis=0)
-    cov = np.cov(x, rowvar=False).reshape(d, d)
+    w = _equal_group_weights(train_groups, n)
+    mean = w @ x
+    cov = np.cov(x, rowvar=False, aweights=w).reshape(d, d)
     values, vectors = np.linalg.eigh(cov)
     order = np.argsort(values)[::-1]
     values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
@@ -113,20 +149,26 @@ def fit(train_features, val_features, layers, dims, components=None, shrinkage=0
     k = d if components is None else min(int(components), d)
     projection = vectors[:, :k] / np.sqrt(values[:k] + ridge)
     guard = DomainGuard(tuple(layers), tuple(int(v) for v in dims), mean, projection, float(shrinkage),
-                        float(quantile), 0.0, n, 0.0)
+                        float(quantile), 0.0, n, 0.0, balance=balance)
     val = guard.scores(val_features)
-    guard.threshold = float(np.quantile(val, quantile))
+    if val_groups is None:
+        guard.threshold = float(np.quantile(val, quantile))
+    else:
+        g = np.asarray(val_groups, dtype=object)
+        names = sorted(set(g.tolist()))
+        guard.threshold = max(float(np.quantile(val[g == name], quantile)) for name in names)
+        guard.val_in_domain_by_group = {name: float(np.mean(val[g == name] <= guard.threshold)) for name in names}
     guard.val_in_domain = float(np.mean(val <= guard.threshold))
     return guard
 
 
 def fit_on_images(model, train_q, val_q, components=None, shrinkage=0.1, quantile=0.995,
-                  layers=LAYERS) -> DomainGuard:
+                  layers=LAYERS, train_groups=None, val_groups=None, balance="none") -> DomainGuard:
     """:func:`fit` on the pooled features ``model`` (the float export model) gives for the images."""
     dims = [int(_model_layer(model, n).output.shape[-1]) for n in layers]
     train = pooled_features(model, train_q, layers, desc="guard: training images")
     val = pooled_features(model, val_q, layers, desc="guard: validation images")
-    return fit(train, val, layers, dims, components, shrinkage, quantile)
+    return fit(train, val, layers, dims, components, shrinkage, quantile, train_groups, val_groups, balance)
 
 
 def with_domain_guard(model, guard: DomainGuard):
@@ -272,11 +314,17 @@ def record(guard: DomainGuard, io_output: dict, scores: np.ndarray, keras_scores
         "threshold": guard.threshold,
         "decision": "in domain when domain_score <= threshold; otherwise not assessed (no melanoma score is given)",
         "method": METHOD,
+        "balance": guard.balance,
         "layers": list(guard.layers),
         "components": guard.components,
         "shrinkage": guard.shrinkage,
-        "fitted_on": f"train split ({guard.n_fit} images)",
-        "threshold_policy": f"quantile {guard.quantile:g} of the validation split's scores (float model)",
+        "fitted_on": f"train split ({guard.n_fit} images)"
+                     + ("" if guard.balance == "none" else f", each {guard.balance} group weighted alike"),
+        "threshold_policy": (f"quantile {guard.quantile:g} of the validation split's scores (float model)"
+                             if guard.balance == "none" else
+                             f"the highest of each {guard.balance} group's quantile {guard.quantile:g} of its "
+                             "validation scores (float model)"),
+        **({"val_in_domain_by_group": guard.val_in_domain_by_group} if guard.val_in_domain_by_group else {}),
         "val_in_domain": float(np.mean(in_domain)),
         "val_in_domain_float": guard.val_in_domain,
         "agreement": float(np.mean(in_domain == keras_in)),  # in-domain decisions, vs the float Keras guard

@@ -53,6 +53,11 @@ class ConvertOptions:
                                          "split, threshold on validation).")
     domain_guard_quantile: float = opt(0.995, min=0.5, max=1.0,
                                        help="The guard's threshold: this quantile of the validation split's scores.")
+    domain_guard_balance: str = opt("class-source", choices=("none", "class", "class-source"),
+                                    help="What the guard's fit weights alike: every training image (none), each "
+                                         "class, or each class of each source; the threshold then keeps the "
+                                         "quantile of every group's validation images (so melanomas are not "
+                                         "the lesions it drops).")
     domain_guard_components: int | None = opt(None, type=int, min=1,
                                               help="Principal components the guard whitens (default: all features).")
     domain_guard_shrinkage: float = opt(0.1, min=0.0, max=10.0,
@@ -86,7 +91,8 @@ class ConvertOptions:
             raise BadInputError("--float-layer needs --int8-mixed")
         if self.domain_guard and "qat" in self.variants:
             raise BadInputError("--domain-guard does not support --qat (QAT trains on the probabilities only)")
-        tuned = [f for f, default in (("quantile", 0.995), ("components", None), ("shrinkage", 0.1))
+        tuned = [f for f, default in (("quantile", 0.995), ("components", None), ("shrinkage", 0.1),
+                                      ("balance", "class-source"))
                  if getattr(self, f"domain_guard_{f}") != default]
         if tuned and not self.domain_guard:
             raise BadInputError(f"--domain-guard-{tuned[0]} needs --domain-guard")

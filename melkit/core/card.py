@@ -303,8 +303,10 @@ class ModelCard:
         if not labels:
             raise BadInputError("model card field 'labels' is empty")
         threshold = _get(d, "threshold", "", "a number")
-        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
-            raise BadInputError(f"model card field 'threshold' must be a probability in [0, 1], not {threshold}")
+        if not (math.isfinite(threshold) and 0.0 < threshold < 1.0):
+            # 0 or 1 calls every image one class (melkit train fails such a run's gate): no reader may use it
+            raise BadInputError(f"model card field 'threshold' must be a probability strictly between 0 and 1 "
+                                f"(0 or 1 calls every image one class), not {threshold}")
         known = {f for f in cls.__dataclass_fields__ if f != "extra"} | {"melkit_card"}
         return cls(
             name=s("name", True), version=s("version", True), variant=s("variant"), model_file=s("model_file", True),
@@ -448,8 +450,9 @@ class ModelCard:
             raise BadInputError(f"{where}card image_size {size} does not fit input shape {shape_in}")
         if "mel" not in self.labels or shape_out[-1] != len(self.labels) or math.prod(shape_out) != len(self.labels):
             raise BadInputError(f"{where}labels {list(self.labels)} do not fit output shape {shape_out}")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise BadInputError(f"{where}card threshold {self.threshold} is not a probability")
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise BadInputError(f"{where}card threshold {self.threshold} is not a probability strictly between 0 "
+                                f"and 1")
 
 
 def _validation(m: dict) -> dict:
@@ -527,6 +530,14 @@ def write_card(path, card: ModelCard) -> None:
 
 def load_card(model_path) -> ModelCard:
     """The card of a .tflite (``<model>.json``), validated and checked against the file's sha256."""
+    return read_model(model_path)[0]
+
+
+def read_model(model_path) -> tuple[ModelCard, bytes]:
+    """The card of a .tflite and the model's bytes, read once and checked against the card's sha256.
+
+    Whoever runs, measures or copies the model uses these bytes, never the path again: a file replaced after
+    this check (a ``melkit bundle`` or a copy into the same folder) could otherwise run under the old card."""
     model_path = Path(model_path)
     card_path = model_path.with_suffix(".json")
     if not card_path.is_file():
@@ -539,6 +550,13 @@ def load_card(model_path) -> ModelCard:
         card = ModelCard.from_json(d)
     except BadInputError as e:
         raise BadInputError(f"{card_path}: {e}") from None
-    if sha256(model_path.read_bytes()) != card.sha256:
+    try:
+        data = model_path.read_bytes()
+    except FileNotFoundError:  # its card is there: the model was removed (or never copied beside it)
+        raise BadInputError(f"model file not found: {model_path} (its card is there: was the model removed?)"
+                            ) from None
+    except OSError as e:
+        raise BadInputError(f"cannot read the model {model_path}: {e.strerror or e}") from None
+    if sha256(data) != card.sha256:
         raise BadInputError(f"{model_path} does not match its card (sha256 differs)")
-    return card
+    return card, data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -26,6 +27,16 @@ FILE_MODE = 0o666 & ~_UMASK
 # behind; this one pattern lets the next writer of the folder find exactly those and nothing else.
 _TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[^./]+)?")
 
+# What a write fails with because of where it writes (a full disk or quota, a read-only mount, a file too large).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def name_destination(e: BaseException, *paths) -> None:
+    """Let a write-side OSError that names no file name where it was writing: ``f.write`` on a full disk raises
+    ENOSPC without a file name, and the one line the CLI prints should say where space ran out."""
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS and not e.filename:
+        e.filename = " or ".join(str(p) for p in paths)
+
 
 @contextlib.contextmanager
 def atomic_writer(path, mode="w", **kwargs):
@@ -39,9 +50,10 @@ def atomic_writer(path, mode="w", **kwargs):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        name_destination(e, path)
         raise
 
 
@@ -75,6 +87,56 @@ def writable_dir(path) -> Path:
     return path
 
 
+def _real(path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+
+
+def check_out_apart(out, *, read=(), data=(), flag="--out") -> None:
+    """Refuse (BadInputError naming both paths) an output that would overwrite or mix with what the command
+    reads; call it before anything is created. Each input is ``(what, path)``, e.g. ``("the model", p)``;
+    a None path is skipped. Paths are compared resolved (symlinks, ``..``).
+
+    ``read``: files and folders read by name (models, cards, split files, run directories, bench reports).
+    ``out`` may not be one nor hold one: a published output replaces its folder, and a file written there
+    replaces the input. It may lie inside one that is a folder (convert's RUN/tflite, bench's RUN/bench).
+    ``data``: data folders, every image below them read. ``out`` may not be, hold or lie inside one either:
+    the next run would read melkit's plots there as images."""
+    target = _real(out)
+    for kind, inputs in (("read", read), ("data", data)):
+        for what, path in inputs:
+            if path is None or path == "":
+                continue
+            source = _real(path)
+            if target == source:
+                raise BadInputError(f"{flag} {out} is {what} {path}: write the output apart from the inputs")
+            if source.is_relative_to(target):
+                raise BadInputError(f"{flag} {out} holds {what} {path}: write the output apart from the inputs")
+            if kind == "data" and target.is_relative_to(source):
+                raise BadInputError(f"{flag} {out} is inside {what} {path}: what melkit writes there would be read "
+                                    f"as data; write the output outside it")
+
+
+# The file melkit writes into an output folder that a later run may replace whole (calibrate --force, bundle's
+# golden folder). A folder without it is not melkit's to delete: it may hold a user's images.
+OUTPUT_MARKER = ".melkit-output"
+
+
+def mark_output(folder, command: str) -> None:
+    """Say in ``folder`` (a staging folder, before it is published) that ``melkit command`` wrote it."""
+    with atomic_writer(Path(folder) / OUTPUT_MARKER) as f:
+        f.write(f"written by melkit {command}; melkit may replace this folder whole\n")
+
+
+def check_replaceable(folder, flag="--out") -> None:
+    """BadInputError unless ``folder`` is missing, empty or marked as melkit's (:func:`mark_output`): a folder
+    melkit did not write is never replaced, since replacing it deletes every file in it."""
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / OUTPUT_MARKER).is_file() or not any(folder.iterdir()):
+        return
+    raise BadInputError(f"{flag} {folder} holds files melkit did not write (no {OUTPUT_MARKER} in it), and "
+                        f"replacing it would delete them; choose a new folder")
+
+
 def write_json(path, obj) -> None:
     with atomic_writer(path) as f:
         json.dump(obj, f, indent=2, sort_keys=False, default=_jsonable)
@@ -93,12 +155,35 @@ def _jsonable(o):
 
 
 def read_json(path):
-    """A JSON file's content; BadInputError naming the file if it is not valid JSON (a torn or edited file)."""
+    """A JSON file's content; BadInputError naming the file if it is not valid JSON (a torn or edited file), or
+    nested more than MAX_JSON_DEPTH levels deep: a crafted card would otherwise stop the parser, or whatever
+    walks the content later (a copy of a card's extra fields), with a RecursionError and a traceback."""
     with open(path, encoding="utf-8") as f:
         try:
-            return json.load(f)
+            obj, deep = json.load(f), False
         except json.JSONDecodeError as e:
             raise BadInputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except RecursionError:  # deeper than the parser goes: deeper than the limit too
+            obj, deep = None, True
+    if deep or _deeper_than(obj, MAX_JSON_DEPTH):
+        raise BadInputError(f"{path}: JSON nested more than {MAX_JSON_DEPTH} levels deep (melkit's files nest a "
+                            f"few); not a file melkit wrote")
+    return obj
+
+
+MAX_JSON_DEPTH = 100  # melkit's own JSON files nest fewer than 10 levels
+
+
+def _deeper_than(obj, limit: int) -> bool:
+    """Whether lists and objects in ``obj`` nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, depth = stack.pop()
+        if isinstance(o, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return False
 
 
 @contextlib.contextmanager
@@ -111,9 +196,10 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        name_destination(e, path)
         raise
 
 
@@ -217,9 +303,10 @@ def staging_many(finals):
             s.mkdir()
             staged.append(s)
         yield staged
-    except BaseException:
+    except BaseException as e:
         for s in staged:
             shutil.rmtree(s, ignore_errors=True)
+        name_destination(e, *finals)  # whatever the command was writing, it was writing into these
         raise
     # Not under the cleanup above: once the journal exists the staged folders belong to it (recover).
     publish(list(zip(staged, finals)), journal)

@@ -10,8 +10,11 @@ each output by the tensor name the card gives (``output_index``), never by posit
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from melkit.core.native_logs import quiet
 from melkit.core.errors import BadInputError
 from melkit.data.preprocess import normalize
 
@@ -19,6 +22,10 @@ from melkit.data.preprocess import normalize
 def load_interpreter(model, num_threads: int | None = None):
     from ai_edge_litert.interpreter import Interpreter  # LiteRT: imported when first needed
 
+    quiet()  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on stderr
+    if not isinstance(model, (bytes, bytearray)) and not os.path.exists(model):
+        # LiteRT says "Could not open" of a file that is not there: that is not a model that fails to load
+        raise BadInputError(f"model file not found: {model} (was it removed?)")
     try:
         if isinstance(model, (bytes, bytearray)):
             interp = Interpreter(model_content=bytes(model), num_threads=num_threads)

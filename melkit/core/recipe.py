@@ -10,11 +10,11 @@ A JSON file with the same fields is also a recipe.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from melkit.core.errors import BadInputError
+from melkit.core.files import read_json
 from melkit.data.augment import AugmentParams
 from melkit.data.preprocess import CONTRACT, Contract
 
@@ -169,8 +169,5 @@ def load_recipe(name_or_path: str) -> Recipe:
         return PRESETS[name_or_path]().validate()
     path = Path(name_or_path)
     if path.suffix == ".json" and path.is_file():
-        try:
-            return Recipe.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as e:
-            raise BadInputError(f"{path}: not valid JSON ({e})") from None
+        return Recipe.from_dict(read_json(path))  # BadInputError for a torn or too deeply nested file
     raise BadInputError(f"unknown recipe {name_or_path!r}: use {', '.join(PRESETS)} or a recipe .json file")

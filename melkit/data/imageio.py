@@ -27,7 +27,8 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # took 2.6 GB). Pillow's own bomb check stays in force above it.
 MAX_PIXELS = 50_000_000
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# What the readers take as images; melkit predict decodes any file it is given. GIF: its first frame.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
 class UnreadableImage(Exception):
@@ -81,7 +82,9 @@ def read_rgb(path, exif_transpose: bool = True, contract=None) -> np.ndarray:
         raise UnreadableImage(f"{path}: a folder, not an image file (give the images; bench --data DIR measures "
                               f"a folder)")
     if not path.is_file():
-        raise UnreadableImage(f"{path}: file not found")
+        # A FIFO, socket or device named x.jpg is there but never opened: reading a FIFO would wait forever.
+        raise UnreadableImage(f"{path}: not a regular file (a pipe, socket or device), not an image file"
+                              if path.exists() else f"{path}: file not found")
     min_short = contract.decode_min_short_side if contract is not None else None
     try:
         with Image.open(path) as img:

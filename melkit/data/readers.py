@@ -63,6 +63,35 @@ def _row_split(metadata: Path, row: dict) -> str:
     return value
 
 
+def read_table(f, path) -> tuple[list, list]:
+    """(columns, rows) of a CSV table open as ``f``: each row a dict of every column, values stripped ("" for a
+    short row). One row per line, so that every line of the file is a row melkit uses or accounts for:
+    refused (BadInputError naming the line) are a field running over several lines (a quote never closed
+    makes the csv module read the rest of the file into one field) and a row with more fields than the header
+    (an unquoted comma would shift the columns). Blank lines are skipped."""
+    reader = csv.reader(f)
+    columns, rows = None, []
+    while True:
+        line = reader.line_num + 1  # where the next row starts (blank lines before it are skipped below)
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        if not fields:
+            continue
+        if any("\n" in v or "\r" in v for v in fields):
+            raise BadInputError(f"{path}: line {line}: a field runs over {reader.line_num - line + 1} lines (a quote "
+                                f"that is never closed?); every row must be on one line")
+        if columns is None:
+            columns = [c.strip() for c in fields]
+            continue
+        if len(fields) > len(columns):
+            raise BadInputError(f"{path}: line {line} has {len(fields)} fields, the header {len(columns)}: quote a "
+                                f"value that holds a comma")
+        rows.append(dict(zip(columns, [v.strip() for v in fields] + [""] * (len(columns) - len(fields)))))
+    return columns or [], rows
+
+
 def find_metadata(root: Path) -> Path | None:
     for name in METADATA_NAMES:
         if (root / name).is_file():
@@ -96,19 +125,17 @@ def read_ham10000(root, metadata: Path | None = None) -> DataSet:
         raise BadInputError(f"{root}: no {' or '.join(METADATA_NAMES)} found")
     try:
         with open(metadata, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            if missing:
-                raise BadInputError(
-                    f"{metadata}: missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}; "
-                    f"expected HAM10000 columns lesion_id,image_id,dx[,dx_type,age,sex,localization]"
-                )
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            columns, rows = read_table(f, metadata)
     except UnicodeDecodeError as e:
         raise BadInputError(f"{metadata}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     except csv.Error as e:
         raise BadInputError(f"{metadata}: malformed CSV ({e})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise BadInputError(
+            f"{metadata}: missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}; "
+            f"expected HAM10000 columns lesion_id,image_id,dx[,dx_type,age,sex,localization]"
+        )
     ids = Counter(r["image_id"] for r in rows)
     dups = sorted(i for i, n in ids.items() if n > 1)
     if dups:
@@ -129,7 +156,8 @@ def read_ham10000(root, metadata: Path | None = None) -> DataSet:
             continue
         path = index.get(row["image_id"])
         if path is None:
-            skipped.append((row["image_id"], "image file listed in metadata not found"))
+            skipped.append((row["image_id"], f"image file not found: no {row['image_id']}.* under {root} "
+                                             f"(listed in {metadata.name})"))
             continue
         if row["image_id"] in others:
             raise BadInputError(f"image id {row['image_id']} has two files, {path} and {others[row['image_id']][0]}: "
@@ -160,22 +188,29 @@ def _source_dirs(records, root) -> dict:
 
 
 def read_class_folders(root) -> DataSet:
+    """Every file below a class folder (nv/, mel/) is accounted for: an image, or in ``skipped`` with its
+    reason (a file melkit does not read as an image; hidden ones, like .DS_Store, are not the data set's)."""
     root = Path(root)
-    records, other, seen = [], Counter(), {}
+    records, other, seen, skipped = [], Counter(), {}, []
     source = folder_source(root)
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = [p for p in sorted(sub.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        every = [p for p in sorted(sub.rglob("*")) if p.is_file()]
+        files = [p for p in every if p.suffix.lower() in IMAGE_SUFFIXES]
         name = sub.name.lower()
         if name not in LABELS:
             other[sub.name] += len(files)
             continue
+        skipped += [(str(p.relative_to(root)), f"{p}: not an image file melkit reads (it reads "
+                                               f"{', '.join(IMAGE_SUFFIXES)})") for p in every
+                    if p.suffix.lower() not in IMAGE_SUFFIXES
+                    and not any(part.startswith(".") for part in p.relative_to(sub).parts)]
         for path in files:
             if path.stem in seen:
                 raise BadInputError(f"duplicate image id {path.stem!r}: {seen[path.stem]} and {path}")
             seen[path.stem] = path
             records.append(Record(path.stem, path.stem, LABELS.index(name), str(path), {"dataset": root.name},
                                   source=source))
-    return DataSet(str(root), "folders", records, dict(other), [], [str(root)], _source_dirs(records, root),
+    return DataSet(str(root), "folders", records, dict(other), skipped, [str(root)], _source_dirs(records, root),
                    without_lesion_id=len(records))
 
 

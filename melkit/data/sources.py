@@ -14,6 +14,7 @@ from pathlib import Path
 
 from melkit.core.errors import BadInputError
 from melkit.core.files import atomic_writer
+from melkit.data.readers import read_table
 
 DEFAULT_BASE_URL = "https://dataverse.harvard.edu"
 DOI = "doi:10.7910/DVN/DBW86T"
@@ -101,9 +102,7 @@ def write_metadata_from_ground_truth(src: Path, dest: Path) -> int:
     Returns the number of rows. The verified original stays beside it untouched.
     """
     with open(src, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+        columns, rows = read_table(f, src)  # a quote never closed is refused, never the rest of the file in one row
     if "image_id" in columns and "dx" in columns:
         out_cols, out_rows = columns, rows
     elif "image" in columns and all(c in columns for c in _ONE_HOT):

@@ -39,7 +39,13 @@ def _one_grouped_fold(labels, groups, fraction, seed):
     sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has fewer members than n_splits"
-        rest, held = next(sgkf.split(np.zeros(len(labels)), labels, groups))
+        try:
+            rest, held = next(sgkf.split(np.zeros(len(labels)), labels, groups))
+        except ValueError:  # "n_splits=k cannot be greater than the number of members in each class"
+            counts = ", ".join(f"{n} {LABELS[c] if isinstance(c, (int, np.integer)) else c}"
+                               for c, n in zip(*np.unique(labels, return_counts=True)))
+            raise BadInputError(f"too few images for a {fraction:.0%} lesion-grouped split ({counts}): it needs "
+                                f"at least {k} of one class") from None
     return rest, held
 
 

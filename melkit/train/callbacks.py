@@ -11,14 +11,15 @@ import math
 import time
 from pathlib import Path
 
-from melkit.core.files import read_json, write_json
+from melkit.core.files import atomic_writer, read_json, write_json
 from melkit.core.tf import keras
 
 HISTORY_COLUMNS = ("stage", "epoch", "loss", "auc", "val_loss", "val_auc", "learning_rate", "seconds")
 
 
 class HistoryLog(keras.callbacks.Callback):
-    """Appends one row per epoch to history.csv (flushed, so a crash loses at most the current epoch)."""
+    """Adds one row per epoch to history.csv, the whole file written again atomically (a few rows): a crash
+    or a full disk loses at most the current epoch's row, and never leaves half a row for --resume to extend."""
 
     def __init__(self, path, stage: str, offset: int = 0):
         super().__init__()
@@ -39,7 +40,9 @@ class HistoryLog(keras.callbacks.Callback):
         }
         for k in ("loss", "auc", "val_loss", "val_auc"):
             row[k] = float(logs[k]) if k in logs else ""
-        with open(self.path, "a", newline="") as f:
+        before = "" if new else self.path.read_text(encoding="utf-8")
+        with atomic_writer(self.path) as f:
+            f.write(before)
             w = csv.DictWriter(f, HISTORY_COLUMNS, lineterminator="\n")
             if new:
                 w.writeheader()

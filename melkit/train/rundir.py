@@ -13,7 +13,6 @@ OUT/
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from melkit.core.errors import BadInputError
 from melkit.core.files import atomic_path, atomic_writer, read_json, sweep_temps, writable_dir, write_json
 from melkit.core.model import build_model
 from melkit.core.run import RunConfig
+from melkit.core.spreadsheet import SpreadsheetWriter
 from melkit.data.records import LABELS
 from melkit.train.curves import plot_curves
 
@@ -44,7 +44,11 @@ def claim(out, resume: bool) -> Path:
     """Check the output paths and return the partial dir to build in. Nothing is ever overwritten."""
     out = Path(out)
     partial = partial_dir(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    for path in (out, partial):
+        if path.exists() and not path.is_dir():
+            raise BadInputError(f"{path} is a file, not a folder: --out names the run folder to create; choose "
+                                "another --out")
+    if out.exists() and any(out.iterdir()):
         what = "a melkit run" if (out / "config.json").exists() else "files"
         raise BadInputError(f"{out} already holds {what}; choose another --out or remove it")
     if partial.exists() and not resume:
@@ -54,8 +58,25 @@ def claim(out, resume: bool) -> Path:
     if resume:  # under the run's lock: temp files in it are a killed earlier run's, never to be published
         sweep_temps(partial)
         sweep_temps(partial / "checkpoints")
+        sweep_tf_temps(partial)
         (partial / ".model.tmp.keras").unlink(missing_ok=True)  # the fixed temp name earlier versions used
     return writable_dir(partial)
+
+
+def worth_resuming(run: Path) -> bool:
+    """Whether an unfinished run holds training to continue: an epoch logged (its checkpoint came first), a
+    finished stage, or the trained model."""
+    return any((run / p).exists() for p in ("history.csv", "checkpoints/state.json", "model.keras"))
+
+
+def sweep_tf_temps(run: Path) -> None:
+    """Remove the ``<checkpoint>_temp`` folders TensorFlow writes a checkpoint in before it renames the files
+    into place: one is left when a disk fills or a kill comes mid-save, and it is never a checkpoint to load."""
+    ckpts = run / "checkpoints"
+    if ckpts.is_dir():
+        for d in sorted(ckpts.rglob("*_temp"), reverse=True):
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def versions() -> dict:
@@ -180,7 +201,7 @@ def finish(run: Path, out: Path, model, config: RunConfig, metrics, parts, probs
         model.save(tmp)
     write_json(run / "metrics.json", metrics)
     with atomic_writer(run / "predictions.csv") as f:
-        w = csv.writer(f, lineterminator="\n")
+        w = SpreadsheetWriter(f)
         w.writerow(["image_id", "lesion_id", "split", "label", "p_mel"])
         for name in ("val", "test"):
             for r, p in zip(parts[name].records, probs[name]):

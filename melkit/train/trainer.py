@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.files import exclusive, read_json, write_json
+from melkit.core.files import check_out_apart, exclusive, read_json, write_json
 from melkit.core.metrics import N_BOOT, binary_report, choose_threshold, parse_threshold_policy
 from melkit.core.model import build_model, resolve_weights
 from melkit.core.options import SEED, Epochs, opt
@@ -50,7 +50,8 @@ class TrainOptions:
     image_size: int | None = opt(None, type=int, min=32, max=1024, help="Input size in pixels (recipe's if omitted).")
     batch_size: int | None = opt(None, type=int, min=1, max=4096)
     epochs: list | None = opt(None, type=Epochs(), help="Epochs per stage, comma-separated (e.g. 15,10).")
-    threshold_policy: str | None = opt(None, help="youden, sensitivity:0.90, specificity:0.90 or fixed:0.5.")
+    threshold_policy: str | None = opt(None, help="youden, sensitivity:0.90, sensitivity-every-source:0.90 (each "
+                                                  "source's validation melanomas), specificity:0.90 or fixed:0.5.")
     oversample: bool | None = opt(None, is_flag=True,
                                   help="Balance classes by oversampling instead of class weights.")
     source_balance: bool | None = opt(None, is_flag=True,
@@ -68,6 +69,9 @@ class TrainOptions:
     external: list = opt(default_factory=list, type=click.Path(), multiple=True,
                          help="An external test set (repeatable): never trained on, evaluated once after "
                               "training at the run's threshold.")
+    skip_unreadable: bool = opt(False, help="Leave out images the metadata lists but no file holds (and files in "
+                                            "nv/, mel/ that are not images), counted in config.json, instead of "
+                                            "exiting 2. Undecodable images are always left out and counted.")
     n_boot: int = N_BOOT
 
     RECIPE_OVERRIDES: ClassVar[tuple] = ("alpha", "image_size", "batch_size", "threshold_policy", "oversample",
@@ -92,6 +96,7 @@ class RunResult:
 
 def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
     dataset = read_sources(opts.data)
+    _refuse_skipped(opts, dataset)
     external = _read_external(opts, dataset)
     records = dataset.records
     if opts.augment_before_split:
@@ -156,9 +161,19 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
     return arr, splits, parts, summary, external
 
 
+def _refuse_skipped(opts: TrainOptions, dataset) -> None:
+    """No row of the data is left out in silence: an image the metadata lists and no file holds is bad input
+    (a wrong folder, an unfinished download) unless --skip-unreadable says to leave such images out."""
+    if dataset.skipped and not opts.skip_unreadable:
+        raise BadInputError(f"{len(dataset.skipped)} image(s) of {dataset.root} cannot be used, e.g. "
+                            f"{dataset.skipped[0][1]}; fix the data, or train without them with --skip-unreadable")
+
+
 def _read_external(opts: TrainOptions, training) -> list:
     """The external test sets, read before training so a bad one fails in seconds, not after the run."""
     sets = [read_dataset(d) for d in opts.external]
+    for ds in sets:
+        _refuse_skipped(opts, ds)
     seen = {r.image_id: training.root for r in training.records}
     for ds in sets:
         shared = [r.image_id for r in ds.records if r.image_id in seen]
@@ -215,6 +230,11 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
     parse_threshold_policy(recipe.threshold_policy)
     resolve_weights(opts.weights)  # a missing or 0-byte --weights file: refused before OUT.partial exists
     out = Path(opts.out)
+    weights = opts.weights if opts.weights and Path(opts.weights).is_file() else None
+    # OUT inside a data folder: its plots would be read as images by the next run (counted as melanomas)
+    check_out_apart(out, read=[("the split file", opts.split_csv), ("the weights file", weights)],
+                    data=[("the data folder", d) for d in opts.data]
+                    + [("the external test set", d) for d in opts.external])
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TensorFlow work.
     strategy, is_chief = distribute.make_strategy(opts.strategy)
     # Only the chief writes the run; other workers of a multi-worker job write to a scratch directory.
@@ -224,7 +244,7 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
 
 
 def _train(opts, recipe, out, strategy, is_chief, echo) -> RunResult:
-    from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
+    from melkit.core.tf import keras, tf, writing  # TensorFlow: imported when first needed
     from melkit.train import stages  # imports TensorFlow at its top: imported when training starts
 
     run = rundir.claim(out, opts.resume) if is_chief else Path(tempfile.mkdtemp(prefix="melkit-worker-"))
@@ -255,9 +275,10 @@ def _train(opts, recipe, out, strategy, is_chief, echo) -> RunResult:
             else:
                 echo(f"stage {stage.name}: {stage.trainable}, {stage.epochs} epochs, lr {stage.learning_rate:g}"
                      + (", augmented" if stage.augment else ""))
-                stages.run_stage(model, stage, recipe, parts, cw, ckpt, run / "history.csv", offset,
-                                 strategy, distributed=opts.strategy != "auto", seed=opts.seed)
-                model.save_weights(str(ckpt / "final.ckpt"))
+                with writing(ckpt):  # TensorFlow's own error for a full disk: the OSError it is, naming ckpt
+                    stages.run_stage(model, stage, recipe, parts, cw, ckpt, run / "history.csv", offset,
+                                     strategy, distributed=opts.strategy != "auto", seed=opts.seed)
+                    model.save_weights(str(ckpt / "final.ckpt"))
                 state["done"].append(stage.name)
                 write_json(state_path, state)
             offset += stage.epochs
@@ -266,7 +287,8 @@ def _train(opts, recipe, out, strategy, is_chief, echo) -> RunResult:
         export = rundir.float32_copy(model, recipe) if policy != "float32" else model
         probs = {name: predict_proba(export, parts[name].images, recipe.batch_size)
                  for name in ("val", "test")}
-        threshold = choose_threshold(parts["val"].labels, probs["val"], recipe.threshold_policy)
+        threshold = choose_threshold(parts["val"].labels, probs["val"], recipe.threshold_policy,
+                                     groups=[r.source for r in parts["val"].records])
         if not 0.0 < threshold < 1.0 and not recipe.threshold_policy.startswith("fixed:"):
             # A threshold at 0 or 1 calls every image one class: convert would refuse it minutes later.
             raise QualityGateError(
@@ -292,11 +314,17 @@ def _train(opts, recipe, out, strategy, is_chief, echo) -> RunResult:
         if fresh and is_chief:
             shutil.rmtree(run, ignore_errors=True)
         raise
-    except OSError:
-        # A full or read-only disk: a run with a finished stage is kept for --resume (its writes are atomic, so
-        # nothing in it is torn); one with none holds nothing worth resuming and is removed like bad input.
-        if fresh and is_chief and not (run / "checkpoints" / "state.json").exists():
-            shutil.rmtree(run, ignore_errors=True)
+    except (OSError, KeyboardInterrupt) as e:
+        # Ctrl-C or SIGTERM: the run is kept for --resume, as after a kill. A full or read-only disk: a run with a
+        # trained epoch is kept too; one without holds nothing worth resuming and is removed like bad input. A
+        # kept run's writes are atomic, so nothing in it is torn, and what TensorFlow left of a checkpoint it was
+        # writing is removed. The CLI names the kept run (``unfinished``) with the command that continues it.
+        if is_chief:
+            if fresh and isinstance(e, OSError) and not rundir.worth_resuming(run):
+                shutil.rmtree(run, ignore_errors=True)
+            else:
+                rundir.sweep_tf_temps(run)
+                e.unfinished = run
         raise
     finally:
         if not is_chief:

@@ -172,8 +172,10 @@ public final class ModelCard {
         if (melIndex < 0 || output.shape[output.shape.length - 1] != ls.size() || output.elements() != ls.size()) {
             throw new IllegalArgumentException("output " + output + " does not fit labels " + ls);
         }
-        if (!(threshold >= 0 && threshold <= 1)) {
-            throw new IllegalArgumentException("threshold " + threshold + " is not a probability");
+        // 0 or 1 would call every image one class: refused, as melkit (ModelCard.from_json) refuses it.
+        if (!(threshold > 0 && threshold < 1)) {
+            throw new IllegalArgumentException("model card field 'threshold' must be a probability strictly "
+                    + "between 0 and 1 (0 or 1 calls every image one class), not " + threshold);
         }
     }
 

@@ -55,6 +55,23 @@ public class CoreTest {
         }
     }
 
+    @Test
+    public void aThresholdOfZeroOrOneIsRefused() {
+        // 0 or 1 calls every image one class: the app refuses such a card, as melkit predict and bench do.
+        String[] degenerate = {"0", "0.0", "-0.0", "1", "1.0"};
+        for (String t : degenerate) {
+            try {
+                ModelCard.parse(card(t, "melkit-v1"));
+                fail("accepted threshold " + t);
+            } catch (IllegalArgumentException expected) {
+                assertTrue(expected.getMessage(), expected.getMessage().contains("'threshold'"));
+            }
+        }
+        assertEquals(0.001, ModelCard.parse(card("0.001", "melkit-v1")).threshold, 0);
+        assertEquals(0.999, ModelCard.parse(card("0.999", "melkit-v1")).threshold, 0);
+        System.out.println("degenerate thresholds refused: " + degenerate.length);
+    }
+
     static String cardWithGuard(String guard) {
         return card("0.5", "melkit-v1").replace("\"not_a_medical_device\":\"research only\"}",
                 "\"not_a_medical_device\":\"research only\",\"domain_guard\":" + guard + "}");
