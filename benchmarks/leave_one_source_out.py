@@ -27,7 +27,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from dataclasses import replace  # noqa: E402
+
 from melkit.core.files import write_json  # noqa: E402
+from melkit.core.recipe import multisource_recipe  # noqa: E402
 from melkit.train.trainer import TrainOptions, train  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -37,10 +40,18 @@ SOURCES = {"ham10000": DATA / "ham10000-nv-mel", "isic2017": DATA / "isic2017-nv
 ISIC2016 = DATA / "isic2016-nv-mel"
 WEIGHTS = {1.0: SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5",
            0.35: SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.h5"}
-# Recipe arms: train options beside the sources (a recipe name or file, and overrides).
+
+
+def _multisource(**augment):
+    recipe = multisource_recipe()
+    return replace(recipe, augment=replace(recipe.augment, **augment))
+
+
+# Recipe arms: train options beside the sources (a recipe name or object, and overrides).
 ARMS = {
     "multisource": dict(recipe="multisource"),
-    "multisource+every-source-90": dict(recipe="multisource", threshold_policy="sensitivity-every-source:0.90"),
+    # the sharp sources sometimes as blurry as BCN's 84-px images, against "blur = melanoma"
+    "multisource+lowres": dict(recipe=_multisource(lowres=84)),
 }
 
 

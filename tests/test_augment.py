@@ -10,7 +10,7 @@ from melkit.data.augment import CAMERA_ORDER, AugmentParams, build_augmenter
 OLD_FIELDS = {"flip": True, "rotation": 0.5, "zoom": 0.15, "brightness": 0.1, "contrast": 0.1}
 GEOMETRY_OFF = dict(flip=False, rotation=0.0, zoom=0.0, brightness=0.0, contrast=0.0)
 ON = {"hue": 0.1, "saturation": 0.5, "gamma": 0.5, "temperature": 0.2, "blur": 1.5, "jpeg": 10, "noise": 8.0,
-      "vignette": 1.0}
+      "vignette": 1.0, "lowres": 8}
 
 
 def _batch(n=8, size=32, seed=0):
@@ -81,7 +81,7 @@ def test_each_op_changes_images_and_stays_in_range(name):
     assert y.shape == x.shape and y.dtype == np.float32
     assert np.isfinite(y).all() and y.min() >= 0 and y.max() <= 255
     changed = _changed(x, y)
-    if name in ("blur", "jpeg", "vignette"):  # a random half of the images
+    if name in ("blur", "jpeg", "vignette", "lowres"):  # a random half of the images
         assert 0 < changed.sum() < len(x), changed
     else:
         assert changed.all(), changed
@@ -188,6 +188,20 @@ def test_blur_smooths_and_keeps_the_mean():
     np.testing.assert_allclose(y[on].mean(axis=(1, 2, 3)), x[on].mean(axis=(1, 2, 3)), rtol=0.02)
 
 
+def test_lowres_takes_detail_away_as_a_downscaled_source_has_none():
+    """Half the images lose their finest detail (area-downscaled to a side in [8, 32) pixels, then bilinear
+    back up); the mean stays, the other half is untouched; images no larger than the amount stay as they are."""
+    x = np.zeros((16, 32, 32, 3), np.float32)
+    x[:, ::2] = 255.0  # stripes one pixel wide: gone at any downscale
+    y = _run(_only("lowres", 8), x, seed=2)
+    on = _changed(x, y)
+    assert 0 < on.sum() < len(x)
+    np.testing.assert_array_equal(y[~on], x[~on])
+    assert (np.abs(np.diff(y[on], axis=1)).mean(axis=(1, 2, 3)) < 0.6 * 255).all()
+    np.testing.assert_allclose(y[on].mean(axis=(1, 2, 3)), x[on].mean(axis=(1, 2, 3)), rtol=0.05)
+    np.testing.assert_array_equal(_run(_only("lowres", 32), x, seed=2), x)
+
+
 def test_noise_std_is_bounded_and_random_per_image():
     x = np.full((16, 32, 32, 3), 128.0, np.float32)
     y = _run(_only("noise", 8.0), x, seed=0)
@@ -221,7 +235,7 @@ def test_camera_preset():
 
 
 @pytest.mark.parametrize("bad", [dict(hue=-0.1), dict(jpeg=99), dict(jpeg=-1), dict(saturation=1.5),
-                                 dict(vignette=2.0), dict(noise=-1.0)])
+                                 dict(vignette=2.0), dict(noise=-1.0), dict(lowres=1), dict(lowres=-8)])
 def test_bad_values_are_refused(bad):
     with pytest.raises(ValueError):
         build_augmenter(AugmentParams(**bad), 0)

@@ -349,7 +349,11 @@ def test_calibrate_a_converted_tiny_int8_model(converted, tiny_data, tmp_path):
     assert ("no longer equals melkit's decision" in r.output) == (card.threshold != 0.5)
     rows = list(csv.DictReader(open(tmp_path / "out" / "predictions.csv")))
     raw = np.array([float(x["p_mel"]) for x in rows])
-    assert [float(x["p_shown"]) for x in rows] == pytest.approx(shown_p_mel(card, raw).tolist(), abs=2e-6)
+    # both columns are rounded to 6 decimals: the shown value lies between those of raw -+ half a unit, as
+    # steep as the unfolding and the temperature make the map on this machine's tiny model
+    ends = np.sort([shown_p_mel(card, raw - 5e-7), shown_p_mel(card, raw + 5e-7)], axis=0)
+    shown = np.array([float(x["p_shown"]) for x in rows])
+    assert ((ends[0] - 5e-7 - 1e-12 <= shown) & (shown <= ends[1] + 5e-7 + 1e-12)).all()
     assert [x["decision_after"] for x in rows] == ["mel" if v >= card.threshold else "nv" for v in raw]
 
 

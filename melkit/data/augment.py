@@ -39,6 +39,10 @@ class AugmentParams:
     jpeg: int = 0  # min JPEG quality (1..95): a random half re-encoded at quality in [jpeg, 95]
     noise: float = 0.0  # max std of additive Gaussian sensor noise, 0..255 units
     vignette: float = 0.0  # max darkening of a dermatoscope's circular border (1 = black), random half
+    # Low resolution: a random half downscaled to a side in [lowres, the image's) pixels and back (0 = off). A
+    # source only at hand downscaled (BCN20000 at 84 px) is blurry after the contract's resize: without this,
+    # blur itself becomes a cue for that source's labels. In pixels, so one recipe means the same at any size.
+    lowres: int = 0
 
     def to_dict(self):
         return asdict(self)
@@ -63,7 +67,7 @@ class AugmentParams:
 
 def _check(params: AugmentParams):
     for name in ("rotation", "zoom", "brightness", "contrast", "hue", "saturation", "gamma", "temperature",
-                 "blur", "jpeg", "noise", "vignette"):
+                 "blur", "jpeg", "noise", "vignette", "lowres"):
         if getattr(params, name) < 0:
             raise ValueError(f"augment.{name} must be >= 0, got {getattr(params, name)}")
     if params.jpeg and not 1 <= params.jpeg <= 95:
@@ -71,6 +75,8 @@ def _check(params: AugmentParams):
     for name in ("saturation", "temperature", "vignette"):
         if getattr(params, name) > 1:
             raise ValueError(f"augment.{name} must be <= 1, got {getattr(params, name)}")
+    if params.lowres and params.lowres < 2:
+        raise ValueError(f"augment.lowres is the smallest side in pixels, at least 2 (0 = off), got {params.lowres}")
 
 
 @lru_cache(maxsize=None)
@@ -203,14 +209,40 @@ def _camera_layers():
             out = tf.map_fn(one, (x, quality, on), fn_output_signature=tf.float32)
             return tf.ensure_shape(out, x.shape)
 
+    class RandomLowres(_PerImage):
+        """A random half of the images downscaled (area-averaged) to a side uniform in [amount, theirs) pixels,
+        then resized back up bilinearly, as an image only at hand at low resolution reaches the model through
+        the contract's resize. Images no larger than ``amount`` are left as they are."""
+
+        def apply(self, x):
+            side = tf.cast(tf.shape(x)[1], tf.float32)
+            lo = tf.minimum(tf.constant(self.amount, tf.float32), side)
+            small = tf.cast(tf.floor(self.uniform(x, 0.0, 1.0)[:, 0, 0, 0] * (side - lo) + lo), tf.int32)
+            on = self.coin(x)[:, 0, 0, 0] > 0
+            full = tf.shape(x)[1:3]
+
+            def one(args):
+                image, s, do = args
+
+                def degrade():
+                    down = tf.image.resize(image, tf.stack([s, s]), method="area")
+                    return tf.image.resize(down, full, method="bilinear")
+
+                return tf.cond(do, degrade, lambda: image)
+
+            out = tf.map_fn(one, (x, small, on), fn_output_signature=tf.float32)
+            return tf.ensure_shape(out, x.shape)
+
     return {
         "blur": RandomBlur, "vignette": RandomVignette, "temperature": RandomTemperature, "hue": RandomHue,
         "saturation": RandomSaturation, "gamma": RandomGamma, "noise": RandomNoise, "jpeg": RandomJpeg,
+        "lowres": RandomLowres,
     }
 
 
-# Camera layers in application order, each with its seed offset from build_augmenter's seed.
-CAMERA_ORDER = ("blur", "vignette", "temperature", "hue", "saturation", "gamma", "noise", "jpeg")
+# Camera layers in application order, each with its seed offset from build_augmenter's seed (new layers go
+# last, so that the others keep their seeds and a recipe without them augments exactly as before).
+CAMERA_ORDER = ("blur", "vignette", "temperature", "hue", "saturation", "gamma", "noise", "jpeg", "lowres")
 
 
 def build_augmenter(params: AugmentParams, seed: int = 0):
