@@ -50,6 +50,8 @@ def _multisource(**augment):
 # Recipe arms: train options beside the sources (a recipe name or object, and overrides).
 ARMS = {
     "multisource": dict(recipe="multisource"),
+    # each batch equal parts of each source's nevi and melanomas: a source's prior is no cue
+    "multisource+oversample": dict(recipe="multisource", oversample=True),
     # the sharp sources sometimes as blurry as BCN's 84-px images, against "blur = melanoma"
     "multisource+lowres": dict(recipe=_multisource(lowres=84)),
 }
