@@ -363,7 +363,29 @@ def test_bench_reports_the_in_domain_rate(guarded, synth_dir, tmp_path):
         assert g["n"] == report["images"]["n"] and 0 <= g["n_in_domain"] <= g["n"]
         assert g["in_domain_rate"] == pytest.approx(g["n_in_domain"] / g["n"])
         assert g["threshold"] == load_card(entry["path"]).guard_threshold
-    assert "## Input-domain guard" in (out / "report.md").read_text() and "input-domain guard" in r.output
+        n_mel = report["images"]["n_mel"]
+        assert round(g["not_assessed_mel"] * n_mel + g["not_assessed_nv"] * (g["n"] - n_mel)) == g["n"] - g["n_in_domain"]
+    text = (out / "report.md").read_text()
+    assert "## Input-domain guard" in text and "mel not assessed %" in text and "input-domain guard" in r.output
+
+
+def test_the_guard_summary_counts_melanomas_and_nevi_apart_per_source():
+    """bench's domain summary: the share of each class not assessed, overall and per source."""
+    from types import SimpleNamespace
+
+    from melkit.benchmark.report import domain_summary
+
+    card = SimpleNamespace(guard_threshold=1.0, in_domain=lambda s: np.asarray(s) <= 1.0)
+    scores = [0.5, 2.0, 0.5, 0.5, 3.0, 0.5, 0.5, 0.5]
+    labels = [1, 1, 0, 0, 0, 0, 1, 0]
+    sources = ["a", "a", "a", "a", "b", "b", "b", "b"]
+    g = domain_summary(card, scores, [f"i{k}" for k in range(8)], labels, sources)
+    assert (g["not_assessed_mel"], g["not_assessed_nv"]) == (pytest.approx(1 / 3), pytest.approx(1 / 5))
+    assert g["by_source"] == {"a": {"not_assessed_mel": 0.5, "not_assessed_nv": 0.0},
+                              "b": {"not_assessed_mel": 0.0, "not_assessed_nv": pytest.approx(1 / 3)}}
+    assert [x["image_id"] for x in g["not_assessed"]] == ["i4", "i1"]
+    one = domain_summary(card, scores[:4], ["x"] * 4, [0] * 4, ["a"] * 4)
+    assert one["not_assessed_mel"] is None and "by_source" not in one
 
 
 def test_convert_refuses_guard_options_it_cannot_honour(tiny_run, tmp_path):

@@ -182,7 +182,8 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
         else:
             probs[m.name], score = evaluate.tflite_outputs(m, images, threads=latency.usable_cores())
             if score is not None:  # a --domain-guard model: how many of these images it would assess
-                domain[m.name] = reporting.domain_summary(m.card, score, image_ids)
+                domain[m.name] = reporting.domain_summary(m.card, score, image_ids, labels,
+                                                          [parity.record_source(r) for r in records])
         timings[f"eval_{m.name}_s"] = time.perf_counter() - t
     timings["evaluation_s"] = time.perf_counter() - t0
 

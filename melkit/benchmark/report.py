@@ -44,16 +44,31 @@ def latency_ratios(models: list, latency: dict | None) -> dict:
     return out
 
 
-def domain_summary(card, scores, image_ids, worst: int = 20) -> dict:
+def _not_assessed_by_class(inside, labels) -> dict:
+    """The share of melanomas and of nevi the guard would not assess (None for a class with no image): a guard
+    that drops melanomas more often than nevi drops exactly the lesions a screening aid is for."""
+    labels = np.asarray(labels, int)
+    return {f"not_assessed_{name}": (float(np.mean(~inside[labels == c])) if (labels == c).any() else None)
+            for c, name in ((1, "mel"), (0, "nv"))}
+
+
+def domain_summary(card, scores, image_ids, labels, sources=None, worst: int = 20) -> dict:
     """A --domain-guard model's in-domain rate on the benchmarked images (a real dermoscopy set should be
-    ~97-100 %), and the images it would not assess, highest score first."""
+    ~97-100 %), the share of melanomas and of nevi it would not assess (also per source, with ``sources``: one
+    name per image, when there are several), and the images it would not assess, highest score first."""
     scores = np.asarray(scores, float)
     inside = card.in_domain(scores)
     order = [i for i in np.argsort(-scores) if not inside[i]][:worst]
-    return {"threshold": card.guard_threshold, "n": int(len(scores)), "n_in_domain": int(inside.sum()),
-            "in_domain_rate": float(inside.mean()) if len(scores) else None,
-            "score_p50": float(np.median(scores)) if len(scores) else None,
-            "not_assessed": [{"image_id": image_ids[i], "domain_score": float(scores[i])} for i in order]}
+    out = {"threshold": card.guard_threshold, "n": int(len(scores)), "n_in_domain": int(inside.sum()),
+           "in_domain_rate": float(inside.mean()) if len(scores) else None,
+           **_not_assessed_by_class(inside, labels),
+           "score_p50": float(np.median(scores)) if len(scores) else None,
+           "not_assessed": [{"image_id": image_ids[i], "domain_score": float(scores[i])} for i in order]}
+    if sources is not None and len(set(sources)) > 1:
+        sources, labels = np.asarray(sources, dtype=object), np.asarray(labels, int)
+        out["by_source"] = {s: _not_assessed_by_class(inside[sources == s], labels[sources == s])
+                            for s in sorted(set(sources))}
+    return out
 
 
 def build(models, reference, source, records, labels, skipped, results, subgroups, latency, host, opts, failures,
@@ -151,10 +166,19 @@ def _by_source_rows(report):
         for k, e in enumerate(report["models"]):
             r = s["models"][e["name"]]
             m, vs = r["metrics"], r["vs_reference"]
+            g = ((e.get("domain_guard") or {}).get("by_source") or {}).get(source, {})
             yield ([source, s["n"], s["n_pos"]] if k == 0 else ["", "", ""]) + [
                 e["name"], _auc_ci(m), "reference" if vs is None else _f(vs["delta_auc"], "+.4f"),
                 _pct(m["balanced_accuracy"]), _pct(m["sensitivity"]), _pct(m["specificity"]),
-                "" if vs is None else _pct(vs["agreement"])]
+                _pct(m["specificity_at_90_sensitivity"]), "" if vs is None else _pct(vs["agreement"]),
+                _not_assessed_cell(g)]
+
+
+def _not_assessed_cell(g: dict) -> str:
+    """"mel % / nv %" not assessed by a guard; empty for a model without one."""
+    if not g or "not_assessed_mel" not in g:
+        return ""
+    return f"{_pct(g['not_assessed_mel'])} / {_pct(g['not_assessed_nv'])}"
 
 
 def _latency_rows(report):
@@ -184,8 +208,9 @@ PARITY_HEAD = ["model", "AUC [95% CI]", "ΔAUC", "agree %", "flips", "mean|Δp|"
 CLINICAL_HEAD = ["model", "thr", "sens %", "spec %", "bal.acc %", "sens@90spec %", "spec@90sens %", "acc %",
                  "majority %", "ECE", "Brier"]
 BY_SOURCE_HEAD = ["source", "n", "mel", "model", "AUC [95% CI]", "ΔAUC", "bal.acc %", "sens %", "spec %",
-                  "agree %"]
-DOMAIN_HEAD = ["model", "threshold", "in domain %", "in domain", "not assessed", "score p50"]
+                  "spec@90sens %", "agree %", "not assessed mel / nv %"]
+DOMAIN_HEAD = ["model", "threshold", "in domain %", "in domain", "not assessed", "mel not assessed %",
+               "nv not assessed %", "score p50"]
 
 
 def _domain_rows(report):
@@ -193,7 +218,8 @@ def _domain_rows(report):
         g = e.get("domain_guard")
         if g:
             yield [e["name"], f"{g['threshold']:.3f}", _pct(g["in_domain_rate"]), g["n_in_domain"],
-                   g["n"] - g["n_in_domain"], _f(g["score_p50"], ".3f")]
+                   g["n"] - g["n_in_domain"], _pct(g.get("not_assessed_mel")), _pct(g.get("not_assessed_nv")),
+                   _f(g["score_p50"], ".3f")]
 
 
 def _domain_md(report) -> list:
