@@ -194,3 +194,26 @@ def one_line_error(r, *words):
     for w in words:
         assert w in lines[0], lines[0]
     return lines[0]
+
+
+def copy_model(model, dest):
+    """``model``, its card and labels.txt copied into a folder of their own (no split.csv); the copy's path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in (model, model.with_suffix(".json"), model.parent / "labels.txt"):
+        shutil.copy(src, dest / src.name)
+    return dest / model.name
+
+
+def class_copy(synth_dir, dest, per_class):
+    """nv/ and mel/ folders under ``dest`` with ``per_class`` copies each of ``synth_dir``'s images."""
+    with open(synth_dir / "metadata.csv", newline="") as f:
+        labels = {r["image_id"]: r["dx"] for r in csv.DictReader(f)}
+    want = {"nv": per_class, "mel": per_class}
+    for dx in want:
+        (dest / dx).mkdir(parents=True)
+    for image in sorted((synth_dir / "images").iterdir()):
+        dx = labels[image.stem]
+        if want[dx]:
+            shutil.copy(image, dest / dx / image.name)
+            want[dx] -= 1
+    return dest

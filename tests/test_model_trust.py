@@ -25,7 +25,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import REPO, cli
+from conftest import REPO, cli, copy_model
 from conftest import one_line_error as one_line_of
 from PIL import Image
 
@@ -54,14 +54,6 @@ def one_line_error(r, *words):
     line = one_line_of(r, *words)
     assert r.stdout == ""
     return line
-
-
-def copy_model(model, dest):
-    """``model``, its card and labels.txt in a folder of their own (no split.csv)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for src in (model, model.with_suffix(".json"), model.parent / "labels.txt"):
-        shutil.copy(src, dest / src.name)
-    return dest / model.name
 
 
 def replace_file(path, data: bytes):

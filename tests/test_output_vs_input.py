@@ -12,13 +12,13 @@ uses a run directory made by hand (refused before its model is read).
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
 
 import pytest
-from conftest import REPO, cli, one_line_error
+from conftest import REPO, cli, copy_model, one_line_error
+from conftest import class_copy as copy_classes
 
 from melkit.core.errors import BadInputError
 from melkit.core.files import OUTPUT_MARKER, check_out_apart
@@ -45,27 +45,9 @@ def tree(folder) -> dict:
     return out
 
 
-def copy_model(model, dest):
-    """The model, its card and labels.txt in a folder of their own."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for src in (model, model.with_suffix(".json"), model.parent / "labels.txt"):
-        shutil.copy(src, dest / src.name)
-    return dest / model.name
-
-
 def class_copy(synth_dir, dest, per_class=25):
-    """nv/ and mel/ folders with copies of synthetic images (calibrate needs 20 of each)."""
-    with open(synth_dir / "metadata.csv", newline="") as f:
-        labels = {r["image_id"]: r["dx"] for r in csv.DictReader(f)}
-    want = {"nv": per_class, "mel": per_class}
-    for dx in want:
-        (dest / dx).mkdir(parents=True)
-    for image in sorted((synth_dir / "images").iterdir()):
-        dx = labels[image.stem]
-        if want[dx]:
-            shutil.copy(image, dest / dx / image.name)
-            want[dx] -= 1
-    return dest
+    """conftest's, 25 of each class by default (calibrate needs 20 of each)."""
+    return copy_classes(synth_dir, dest, per_class)
 
 
 # --------------------------------------------------------------------------- the helper

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import pytest
-from conftest import REPO, cli, one_line_error, tiny_recipe
+from conftest import REPO, cli, one_line_error
+from conftest import class_copy as copy_classes, tiny_recipe
 from PIL import Image
 
 from melkit.core.errors import BadInputError
@@ -120,17 +120,8 @@ def test_a_ground_truth_table_with_a_quote_never_closed_is_refused(tmp_path):
 
 
 def class_copy(synth_dir, dest, per_class=6):
-    """nv/ and mel/ folders with copies of synthetic images."""
-    labels = {r["image_id"]: r["dx"] for r in rows_of(synth_dir)}
-    want = {"nv": per_class, "mel": per_class}
-    for dx in want:
-        (dest / dx).mkdir(parents=True)
-    for image in sorted((synth_dir / "images").iterdir()):
-        dx = labels[image.stem]
-        if want[dx]:
-            shutil.copy(image, dest / dx / image.name)
-            want[dx] -= 1
-    return dest
+    """conftest's, 6 of each class by default."""
+    return copy_classes(synth_dir, dest, per_class)
 
 
 def test_a_gif_in_a_class_folder_is_read_and_other_files_are_counted(synth_dir, tmp_path):
