@@ -24,6 +24,7 @@ from melkit.core.litert import load_interpreter
 from melkit.core.run import RunConfig, load_run
 from melkit.data.preprocess import Contract
 from melkit.data.readers import read_sources
+from melkit.data.records import refuse_unusable
 from melkit.data.split import SPLITS, check_split_labels, read_split_csv
 
 
@@ -131,9 +132,7 @@ class ImageSource:
 
     def refuse_skipped(self, remedy: str) -> None:
         """BadInputError when some listed image cannot be used: no row is left out in silence."""
-        if self.skipped:
-            raise BadInputError(f"{len(self.skipped)} image(s) of {self.description} cannot be used, e.g. "
-                                f"{self.skipped[0][1]}; {remedy}")
+        refuse_unusable(self.skipped, self.description, remedy)
 
 
 def select_records(run: Path | None, config: RunConfig | None, split: str, data=None, split_csv=None) -> ImageSource:

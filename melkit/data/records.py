@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from melkit.core.errors import BadInputError
+
 # Label index = position in this tuple; the exported models' outputs follow it ([P(nv), P(mel)]).
 LABELS = ("nv", "mel")
 NV, MEL = 0, 1
@@ -42,6 +44,13 @@ def count_records(records) -> dict:
         "mel": n_mel,
         "lesions": len({r.lesion_id for r in records}),
     }
+
+
+def refuse_unusable(skipped: list, where: str, remedy: str) -> None:
+    """BadInputError when ``skipped`` ((image_id, reason) of images the data lists but melkit cannot use) is not
+    empty: no row is left out in silence. ``where`` names the data, ``remedy`` says what the user can do."""
+    if skipped:
+        raise BadInputError(f"{len(skipped)} image(s) of {where} cannot be used, e.g. {skipped[0][1]}; {remedy}")
 
 
 @dataclass

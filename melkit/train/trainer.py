@@ -27,7 +27,7 @@ from melkit.core.run import RunConfig, predict_proba
 from melkit.data import split as splitting
 from melkit.data.pipeline import class_weights, load_images
 from melkit.data.readers import read_dataset, read_sources
-from melkit.data.records import LABELS
+from melkit.data.records import LABELS, refuse_unusable
 from melkit.train import distribute, rundir
 
 log = logging.getLogger("melkit.train")
@@ -164,9 +164,8 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
 def _refuse_skipped(opts: TrainOptions, dataset) -> None:
     """No row of the data is left out in silence: an image the metadata lists and no file holds is bad input
     (a wrong folder, an unfinished download) unless --skip-unreadable says to leave such images out."""
-    if dataset.skipped and not opts.skip_unreadable:
-        raise BadInputError(f"{len(dataset.skipped)} image(s) of {dataset.root} cannot be used, e.g. "
-                            f"{dataset.skipped[0][1]}; fix the data, or train without them with --skip-unreadable")
+    if not opts.skip_unreadable:
+        refuse_unusable(dataset.skipped, dataset.root, "fix the data, or train without them with --skip-unreadable")
 
 
 def _read_external(opts: TrainOptions, training) -> list:
