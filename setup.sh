@@ -11,6 +11,14 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
 echo "melkit installed in $here/.venv  (activate: source .venv/bin/activate)"
+# The browser page (web_demo/, README "Try it in a browser"): LiteRT.js and the tests' browser driver, exactly
+# the versions web_demo/package-lock.json pins. Skipped with a note where Node.js and npm are not installed.
+if command -v npm >/dev/null; then
+  (cd web_demo && npm ci --no-audit --no-fund --loglevel=error)
+  echo "web_demo: npm packages installed (melkit web serves the page)"
+else
+  echo "npm not found: the browser page (web_demo/) is not set up; install Node.js and npm, then run setup.sh again"
+fi
 # --with-mediapipe: a separate venv holding only MediaPipe, a real third-party client of melkit's .tflite
 # files for the tests (its absl/protobuf pins clash with tensorflow-model-optimization, so never in .venv).
 if [ "${1:-}" = "--with-mediapipe" ]; then

@@ -42,9 +42,14 @@ WEIGHTS = {1.0: SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5",
            0.35: SHARED / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.h5"}
 
 
-def _multisource(**augment):
+def _multisource(finetune_from=None, **augment):
+    """``multisource`` with its augmentation changed and/or its fine-tuning stage starting elsewhere."""
     recipe = multisource_recipe()
-    return replace(recipe, augment=replace(recipe.augment, **augment))
+    recipe = replace(recipe, augment=replace(recipe.augment, **augment))
+    if finetune_from:
+        recipe = replace(recipe, stages=[replace(s, trainable=f"from:{finetune_from}") if s.name == "finetune" else s
+                                         for s in recipe.stages])
+    return recipe
 
 
 # Recipe arms: train options beside the sources (a recipe name or object, and overrides).
@@ -54,6 +59,9 @@ ARMS = {
     "multisource+oversample": dict(recipe="multisource", oversample=True),
     # the sharp sources sometimes as blurry as BCN's 84-px images, against "blur = melanoma"
     "multisource+lowres": dict(recipe=_multisource(lowres=84)),
+    "multisource+oversample+lowres": dict(recipe=_multisource(lowres=84), oversample=True),
+    # more of the backbone adapts to the sources (block 6 of 16, not 10)
+    "multisource+oversample+block6": dict(recipe=_multisource("block_6_expand"), oversample=True),
 }
 
 

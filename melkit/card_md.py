@@ -32,6 +32,7 @@ from melkit.core.card import ModelCard, load_card, sha256
 from melkit.core.errors import BadInputError, QualityGateError
 from melkit.core.files import atomic_writer, check_out_apart, exclusive, read_json, sweep_temps, writable_dir
 from melkit.core.options import cli_fields, flag_name, opt, option_of
+from melkit.core.probability import PREVALENCES, post_test_probability
 from melkit.core.recipe import PRESETS
 from melkit.data.sources import training_licence
 from melkit.train.trainer import TrainOptions
@@ -564,6 +565,12 @@ def _model(inputs: CardInputs) -> list:
                 + (f", scale {q.scale:g}, zero point {q.zero_point}" if q else "")
                 + f"; an image whose domain score is above {card.guard_threshold:.4g} does not look like a "
                 "dermoscopic lesion image and is not assessed (no melanoma score)."]
+    if card.borderline is not None:
+        b, v = card.borderline, card.borderline.get("validation") or {}
+        out += [f"- Borderline band: an assessed image whose output P(mel) lies in [{b['low']:.4f}, {b['high']:.4f}] "
+                "is shown as \"borderline: nevus-like\" or \"borderline: melanoma-suspicious\" (the decision itself "
+                "is unchanged): there this model and the float model it came from were seen to disagree "
+                f"({_pct(v.get('share'))} of validation, {_int(v.get('flips'))} disagreement(s), all inside)."]
     if card.license is not None or card.author is not None:  # cards of 2.0.0 and older state neither
         out += [f"- Licence: {card.license or 'not stated'}; author: {card.author or 'not stated'} (as the "
                 "model's TFLite metadata states them)."]
@@ -581,7 +588,9 @@ def _model(inputs: CardInputs) -> list:
         items = []
         if "calibration_images" in conv:
             items.append(f"calibration: {_int(conv['calibration_images'])} images from the "
-                         f"{conv.get('calibration_split', '?')} split (seed {conv.get('seed', '?')})")
+                         f"{conv.get('calibration_split', '?')} split"
+                         + (", drawn equally from each source" if conv.get("calibration_sources") == "balanced" else "")
+                         + f" (seed {conv.get('seed', '?')})")
         eq = conv.get("range_equalization")
         items.append(f"ReLU6 range equalisation: {eq['layers']} layers, margin {eq['margin']:g}"
                      if isinstance(eq, dict) else "ReLU6 range equalisation: off")
@@ -742,6 +751,73 @@ def _subgroups(b: Bench) -> list:
                     "</summary>", ""]
             out += _table([field_name, "n", "mel", "AUC", "sens %", "spec %", "agreement %"], body)
             out += ["</details>", ""]
+    return out
+
+
+SCREENING_HEAD = ["set", "n", "mel", "AUC", "sens %", "spec %", "spec @ 90 % sens %", "mel not assessed %",
+                  "nv not assessed %", "borderline %", "agreement outside it %"]
+
+
+def _screening_row(label: str, n, n_pos, m: dict, guard: dict, band: dict) -> list:
+    return [label, _int(n), _int(n_pos), _f(m.get("auc")), _pct(m.get("sensitivity")), _pct(m.get("specificity")),
+            _pct(m.get("specificity_at_90_sensitivity")), _pct(guard.get("not_assessed_mel")),
+            _pct(guard.get("not_assessed_nv")), _pct(band.get("share")), _pct(band.get("agreement_outside"), 2)]
+
+
+def _screening(inputs: CardInputs) -> list:
+    """This model on every benchmarked set and source at its one threshold: what a screening aid is judged by
+    (melanomas found, at what specificity), the melanomas and nevi its guard would not assess, and the share of
+    images in its borderline band. Only for cards whose benches report the guard or the band (3.0.0 onwards)."""
+    if not any(b.entry.get("domain_guard") or b.entry.get("borderline") for b in inputs.benches):
+        return []
+    rows = []
+    for b in inputs.benches:
+        e, im = b.entry, b.report["images"]
+        guard, band = e.get("domain_guard") or {}, e.get("borderline") or {}
+        rows.append(_screening_row(f"**{b.label}**", im.get("n"), im.get("n_mel"), e.get("metrics") or {}, guard,
+                                   band))
+        for src, s in (b.report.get("by_source") or {}).items():
+            r = (s.get("models") or {}).get(e.get("name"))
+            if r is not None:
+                rows.append(_screening_row(f"{b.label}: {src}", s.get("n"), s.get("n_pos"), r.get("metrics") or {},
+                                           (guard.get("by_source") or {}).get(src, {}),
+                                           (band.get("by_source") or {}).get(src, {})))
+    return (["## Screening at the card's threshold", "",
+             f"This model ({inputs.card.variant}) at its one threshold ({_threshold_text(inputs.card)}), on each set "
+             "`melkit bench` measured and each source in it: melanomas found (sensitivity) and nevi cleared "
+             "(specificity), the specificity it would have at 90 % sensitivity, the share of melanomas and of nevi "
+             "its input-domain guard would not assess, and the share of images in its borderline band with the "
+             "agreement with the reference outside it. The metrics count every image, assessed or not.", ""]
+            + _table(SCREENING_HEAD, rows))
+
+
+def _risk(inputs: CardInputs) -> list:
+    """What an output means: the card's risk bands, each with its likelihood ratio on validation (and per source),
+    the probability of melanoma it gives at a few prevalences, and the ratios measured on each benched set."""
+    lr = inputs.card.likelihood_ratios
+    if lr is None:
+        return []
+    bands = lr["bands"]
+    sources = sorted({s for b in bands for s in (b.get("lr_by_source") or {})})
+    head = (["band (output P(mel))", "LR (validation)"] + [f"LR {s}" for s in sources]
+            + [f"P(melanoma) % at {100 * q:g} % prevalence" for q in PREVALENCES])
+    rows = [[f"{b['name']} [{b['low']:.3f}, {b['high']:.3f})", _f(b["lr"], ".2f")]
+            + [_f((b.get("lr_by_source") or {}).get(s), ".2f") for s in sources]
+            + [_pct(post_test_probability(b["lr"], q)) for q in PREVALENCES] for b in bands]
+    out = ["## What an output means", "",
+           "The P(mel) this model outputs is a score, not a probability: it was trained on sources with 14 % to 40 % "
+           "melanomas, so no single number is calibrated for every clinic or phone. Each output instead falls in one "
+           "of the risk bands below, whose likelihood ratio (how many times as common such an output is for "
+           "melanomas as for nevi; every source's classes weighted alike) holds whatever the prevalence of "
+           "melanoma where the model is used; the probability it gives follows from the prevalence (post-test "
+           "odds = prior odds x LR). `melkit predict` and the app show the band and its ratio. Ratios per source "
+           "show how much they move from one device to the next.", ""] + _table(head, rows)
+    measured = [(b.label, b.entry["risk_bands"]) for b in inputs.benches if b.entry.get("risk_bands")]
+    if measured:
+        out += ["Measured by `melkit bench` on each set (LR here / card):", ""]
+        out += _table(["set"] + [b["name"] for b in bands],
+                      [[label] + [f"{_f(x['lr'], '.2f')} / {_f(x['lr_card'], '.2f')}" for x in r["bands"]]
+                       for label, r in measured])
     return out
 
 
@@ -1056,7 +1132,7 @@ def render(inputs: CardInputs) -> str:
            f"# Model card: {_code(card.name)} {card.version} ({card.variant})", "",
            f"<!-- Generated by `melkit card` from {made_from}: edit those, not this file. -->", "",
            f"> **Not a medical device.** {card.not_a_medical_device}", ""]
-    for section in (_files, _model, _training, _validation, _results, _parity, _comparison, _latency, _notes,
+    for section in (_files, _model, _training, _validation, _screening, _risk, _results, _parity, _comparison, _latency, _notes,
                     _reproduce):
         out += section(inputs)
     while out and out[-1] == "":

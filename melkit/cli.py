@@ -21,7 +21,7 @@ import click
 from melkit.benchmark.bench import BenchOptions, run_bench
 from melkit.benchmark.calibrate import CalibrateOptions, calibrate
 from melkit.benchmark.predict import predict_files, text
-from melkit.bundle import bundle
+from melkit.bundle import bundle, bundle_web, serve_web
 from melkit.card_md import CardOptions, write_model_card
 from melkit.convert.converter import convert_run
 from melkit.convert.options import ConvertOptions
@@ -217,13 +217,37 @@ def convert_cmd(run_dir, opts):
               help="Where golden vectors go (default: the app's JVM test resources).")
 @click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
               help="Make goldens from these images instead of the synthetic set (needs --golden-dir).")
-def bundle_cmd(model, app_dir, golden_dir, images):
-    """Copy MODEL (.tflite), its card and labels.txt into the Android app, and write golden vectors."""
+@click.option("--web", "web_dir", type=click.Path(file_okay=False),
+              help="Instead of the app: a copy of the browser page (web_demo/) with MODEL and LiteRT.js in this new "
+                   "folder; serve it with melkit web DIR.")
+@click.pass_context
+def bundle_cmd(ctx, model, app_dir, golden_dir, images, web_dir):
+    """Copy MODEL (.tflite), its card and labels.txt into the Android app, and write golden vectors (or, with
+    --web, into a copy of the browser page)."""
+    if web_dir is not None:
+        if golden_dir or images or ctx.get_parameter_source("app_dir") != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--web makes the browser page: --app, --golden-dir and --image are for the app")
+        r = bundle_web(model, web_dir)
+        _echo(f"bundled {r['card'].name} {r['card'].version} ({r['card'].variant}) with LiteRT.js {r['litertjs']} "
+              f"into {r['dir']}; serve it with: melkit web {r['dir']}")
+        return
     r = bundle(model, app_dir, golden_dir=golden_dir, images=list(images) or None)
     card = r["card"]
     _echo(f"bundled {card.name} {card.version} ({card.variant}, {card.input.dtype} input, "
           f"threshold {card.threshold:.4f}) into {r['assets']}")
     _echo(f"wrote {r['images']} golden vectors to {r['golden']}")
+
+
+@main.command("web")
+@click.argument("target", required=False, type=click.Path())
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (0: any free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default answers this machine only.")
+def web_cmd(target, port, host):
+    """Serve the browser page until Ctrl-C: TARGET a folder made by melkit bundle --web, or a .tflite with its
+    card (bundled into a temporary folder first); default the released model in tflite_models/."""
+    serve_web(target, host=host, port=port, echo=_echo)
 
 
 @main.command("demo")

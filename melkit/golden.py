@@ -17,6 +17,15 @@ output's raw values, its ``domain_score`` and ``in_domain``, and the decision is
 image is out of the model's domain; the default set then adds out-of-domain images
 (:func:`out_of_domain_images`: noise and a page of text).
 
+For a model whose card has a ``borderline`` band (melkit/convert/borderline.py) each image also records
+``borderline`` (assessed and its raw P(mel) in the band) and ``meaning``, the decision as shown:
+"borderline: nevus-like", "borderline: melanoma-suspicious", else the decision itself (Prediction.meaning()).
+
+For a model whose card has risk bands (``likelihood_ratios``, melkit/core/likelihood.py) each image also records
+``risk_band`` (the band's index, null when not assessed), that band's ``likelihood_ratio`` (null likewise, or
+where the card has none) and ``post_test``: the probability of melanoma after the result at each of the
+index's ``risk_bands.prevalences`` (what the app shows; null without a likelihood ratio).
+
 Contract goldens (:func:`write_contract_goldens`) need no model: generated images and the contracts' (v1
 and v2) ``q`` for them, plain and with colour constancy, at small sizes; committed under
 ``android_demo/app/src/test/resources/contract`` (regenerate with ``python -m melkit.golden DIR``).
@@ -35,7 +44,7 @@ from melkit.core.card import ModelCard, sha256, write_card
 from melkit.core.errors import BadInputError
 from melkit.core.files import exclusive, staging, write_json
 from melkit.core.litert import output_index, to_input
-from melkit.core.probability import shown_p_mel
+from melkit.core.probability import post_test_probability, shown_p_mel
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import CONTRACTS, SHADES_OF_GRAY, SHADES_OF_GRAY_P, _root, box_factor
 from melkit.data.synth import write_synth_dataset
@@ -43,6 +52,8 @@ from melkit.data.synth import write_synth_dataset
 FORMAT = "melkit-golden-1"
 DECISIONS = ("nevus-like", "melanoma-suspicious")
 NOT_ASSESSED = "not assessed"  # the decision for an out-of-domain image (Prediction.NOT_ASSESSED in Java)
+BORDERLINE = "borderline: "  # the meaning's prefix for an image in the card's band (Prediction.BORDERLINE in Java)
+PREVALENCES = (0.05, 0.15, 0.40)  # where the app shows the post-test probability (MainActivity.PREVALENCES)
 _ORIENTATION = 0x0112
 
 
@@ -154,11 +165,21 @@ def golden_entry(name: str, data: bytes, suffix: str, card: ModelCard, interp, o
     if card.threshold_fold is not None or (card.calibration or {}).get("temperature") is not None:
         # what the app shows (Prediction.shownPMel); absent otherwise: the goldens of other models stay as they are
         entry["p_shown"] = float(shown_p_mel(card, [p_mel])[0])
+    in_domain = True
     if guard is not None:
         in_domain = bool(card.in_domain(guard[0]))
         entry.update(domain_output_raw=guard_raw.tolist(), domain_score=float(guard[0]), in_domain=in_domain)
         if not in_domain:
             entry["decision"] = NOT_ASSESSED
+    if card.borderline is not None:  # absent otherwise: the goldens of other models stay as they are
+        borderline = in_domain and bool(card.is_borderline(p_mel))
+        entry.update(borderline=borderline,
+                     meaning=BORDERLINE + entry["decision"] if borderline else entry["decision"])
+    if card.likelihood_ratios is not None:  # absent otherwise, as above
+        band = int(card.risk_band([p_mel])[0]) if in_domain else None
+        lr = None if band is None else card.likelihood_ratios["bands"][band]["lr"]
+        entry.update(risk_band=band, likelihood_ratio=lr,
+                     post_test=None if lr is None else [post_test_probability(lr, q) for q in PREVALENCES])
     return entry
 
 
@@ -190,6 +211,11 @@ def fill_goldens(staged: Path, model_path, card: ModelCard, interp, images=None)
     if card.domain_guard is not None:  # absent otherwise: the goldens of other models stay as they are
         index["domain_output"] = card.guard_output.to_json()
         index["domain_threshold"] = card.guard_threshold
+    if card.borderline is not None:
+        index["borderline"] = {"low": float(card.borderline["low"]), "high": float(card.borderline["high"])}
+    if card.likelihood_ratios is not None:
+        index["risk_bands"] = {"edges": card.risk_edges, "lr": [b["lr"] for b in card.likelihood_ratios["bands"]],
+                               "prevalences": list(PREVALENCES)}
     write_card(staged / "card.json", card)
     write_json(staged / "index.json", index)
     return index

@@ -127,29 +127,69 @@ def test_core_is_plain_java():
         assert "import android." not in text and "org.tensorflow" not in text, f"{f.name} is not plain Java"
 
 
+def edge_bands(outputs, threshold) -> dict:
+    """likelihood_ratios whose inner edges are the threshold and the raw ``outputs`` themselves, so that each of
+    those images lies exactly on an edge (and belongs to the band above it); band 1's LR is null."""
+    edges = sorted({0.0, 1.0, float(threshold), *(p for p in outputs if 0.0 < p < 1.0)})
+    return {"method": "test: an edge at each output", "bands": [
+        {"name": f"band {k}", "low": edges[k], "high": edges[k + 1], "lr": None if k == 1 else 0.5 * (k + 1)}
+        for k in range(len(edges) - 1)]}
+
+
 def test_jvm_core_matches_python_goldens(converted, core_classes, tmp_path):
+    """Every variant's goldens (the quantized ones' cards have a borderline band, float32's none; all have risk
+    bands), plus the int8 model under a band of every output, so that each image is borderline, and risk bands
+    with an edge at each image's output: the JVM's borderline, meaning, risk band, likelihood ratio and post-test
+    probabilities are Python's."""
+    from dataclasses import replace
+
     from melkit.bundle import check_model
     from melkit.golden import write_goldens
 
     _, out = converted
-    dirs, expected = [], 0
-    for variant in ("float32", "fp16", "dynamic", "int8"):  # float32 and uint8 input/output tensors
-        model = model_file(out, variant)
+    dirs, images, indexes = [], [], []
+    wide = {"low": 0.0, "high": 1.0, "method": "test: every output is borderline"}
+    for variant, band in (("float32", None), ("fp16", None), ("dynamic", None), ("int8", None), ("int8", wide)):
+        model = model_file(out, variant)  # float32 and uint8 input/output tensors
         card, interp = check_model(model)
-        expected += len(write_goldens(model, card, interp, tmp_path / variant)["images"])
-        dirs.append(tmp_path / variant)
+        assert (card.borderline is None) == (variant == "float32"), variant
+        assert card.likelihood_ratios is not None and len(card.likelihood_ratios["bands"]) == 4, variant
+        name = variant if band is None else f"{variant}-wide-band"
+        if band is not None:  # the outputs of the plain int8 goldens (written just before) on the edges
+            ratios = edge_bands([i["p_mel"] for i in indexes[-1]["images"]], card.threshold)
+            card = replace(card, borderline=band, likelihood_ratios=ratios)
+        index = write_goldens(model, card, interp, tmp_path / name)
+        images += index["images"]
+        indexes.append(index)
+        assert all(i["risk_band"] is not None for i in index["images"])  # no guard: every image is assessed
+        if band is not None:
+            assert all(i["borderline"] and i["meaning"] == "borderline: " + i["decision"] for i in index["images"])
+            edges = index["risk_bands"]["edges"]
+            for i in index["images"]:  # an output on an inner edge is in the band above it; 1.0 in the last band
+                assert i["risk_band"] == min(edges.index(i["p_mel"]), len(edges) - 2), (i["p_mel"], edges)
+                assert (i["likelihood_ratio"] is None) == (i["risk_band"] == 1) == (i["post_test"] is None)
+        dirs.append(tmp_path / name)
     if HAM.is_dir():
         model = model_file(out, "int8")
         card, interp = check_model(model)
-        expected += len(write_goldens(model, card, interp, tmp_path / "real", images=real_images())["images"])
+        images += write_goldens(model, card, interp, tmp_path / "real", images=real_images())["images"]
         dirs.append(tmp_path / "real")
     if (COMMITTED_GOLDEN / "index.json").is_file():  # the release model's synthetic goldens, once bundled
-        expected += len(json.loads((COMMITTED_GOLDEN / "index.json").read_text())["images"])
+        images += json.loads((COMMITTED_GOLDEN / "index.json").read_text())["images"]
         dirs.append(COMMITTED_GOLDEN)
+    banded = sum("borderline" in i for i in images)
+    borderline = sum(i.get("borderline", False) for i in images)
+    per_band = [0] * max(len(x["risk_bands"]["edges"]) - 1 for x in indexes)
+    for i in images:
+        if i.get("risk_band") is not None:
+            per_band[i["risk_band"]] += 1
     r = run_junit(core_classes, dirs)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
-    assert f"golden images checked: {expected}" in r.stdout, r.stdout[-3000:]
+    assert f"golden images checked: {len(images)}" in r.stdout, r.stdout[-3000:]
     assert "orientation 6" in r.stdout and r.stdout.count("orientation ok:") == len(dirs)
+    assert borderline >= 4 and f"golden borderline checked: {banded} (borderline: {borderline})" in r.stdout
+    risked = sum("risk_band" in i for i in images)
+    assert f"golden risk bands checked: {risked} (per band: {per_band})" in r.stdout, r.stdout[-3000:]
 
 
 def test_jvm_golden_test_fails_on_one_wrong_byte(converted, core_classes, tmp_path):
@@ -166,6 +206,43 @@ def test_jvm_golden_test_fails_on_one_wrong_byte(converted, core_classes, tmp_pa
     victim.write_bytes(bytes(data))
     r = run_junit(core_classes, [tmp_path / "g"])
     assert r.returncode != 0 and "input tensor differs from Python's at byte" in r.stdout
+
+
+def test_jvm_golden_test_fails_on_a_wrong_borderline_meaning(converted, core_classes, tmp_path):
+    """Negative control: a golden whose recorded meaning drops its "borderline: " fails GoldenTest."""
+    from dataclasses import replace
+
+    from melkit.bundle import check_model
+    from melkit.golden import write_goldens
+
+    model = model_file(converted[1], "int8")
+    card, interp = check_model(model)
+    write_goldens(model, replace(card, borderline={"low": 0.0, "high": 1.0, "method": "test"}), interp,
+                  tmp_path / "g")
+    index = json.loads((tmp_path / "g" / "index.json").read_text())
+    index["images"][0]["meaning"] = index["images"][0]["decision"]
+    (tmp_path / "g" / "index.json").write_text(json.dumps(index))
+    r = run_junit(core_classes, [tmp_path / "g"])
+    assert r.returncode != 0 and "meaning expected" in r.stdout, r.stdout[-3000:]
+
+
+def test_jvm_golden_test_fails_on_a_wrong_risk_band(converted, core_classes, tmp_path):
+    """Negative controls: a golden whose recorded risk band, or post-test probability, is not the JVM's fails."""
+    from melkit.bundle import check_model
+    from melkit.golden import write_goldens
+
+    model = model_file(converted[1], "int8")
+    card, interp = check_model(model)
+    write_goldens(model, card, interp, tmp_path / "g")
+    intact = json.loads((tmp_path / "g" / "index.json").read_text())
+    for key, change, message in (("risk_band", lambda k: (k + 1) % 4, "risk band expected"),
+                                 ("post_test", lambda v: [x * (1 + 1e-9) for x in v], "post-test probability at")):
+        index = json.loads(json.dumps(intact))
+        img = next(i for i in index["images"] if i["post_test"] is not None)
+        img[key] = change(img[key])
+        (tmp_path / "g" / "index.json").write_text(json.dumps(index))
+        r = run_junit(core_classes, [tmp_path / "g"])
+        assert r.returncode != 0 and message in r.stdout, r.stdout[-3000:]
 
 
 def run_contract_junit(classes, contract_dir):
@@ -310,9 +387,19 @@ def test_layouts_speak_to_talkback():
                 described += 1
     assert described == 4
     assert any(v.get(ANDROID_NS + "labelFor") == "@+id/threads" for v in main_layout.iter())
-    for key in ("result_suspicious_spoken", "result_nevus_spoken", "result_not_assessed_spoken"):
+    for key in ("result_suspicious_spoken", "result_nevus_spoken", "result_borderline_spoken",
+                "result_not_assessed_spoken"):
         assert strings[key].startswith("Result: ") and strings[key].endswith("."), key
     assert "%1$.1f percent" in strings["result_nevus_spoken"]
+    assert all("%3$s" in strings[k] for k in ("result_borderline", "result_borderline_spoken"))  # meaning()
+    # the risk band: its name and likelihood ratio, and in plain words what the ratio means, shown and spoken
+    assert strings["risk_band"].startswith("%1$s — likelihood ratio %2$s\\n")
+    for key in ("risk_band", "risk_band_spoken"):
+        assert "%2$s times as common for melanomas as for nevi." in strings[key], key
+    for key in ("risk_band_spoken", "risk_band_unmeasured_spoken"):
+        assert strings[key].startswith("Risk band: %1$s") and strings[key].endswith("."), key
+        assert "\\n" not in strings[key], key  # one spoken paragraph
+    assert "%1$.0f %% prevalence: %2$.1f %%" in strings["post_test_at"]
     for key in ("result_not_assessed", "result_not_assessed_spoken"):
         assert "%" not in strings[key] and "melanoma" not in strings[key].lower(), key
 
@@ -330,6 +417,16 @@ def test_activity_uses_the_picker_the_plan_and_no_score_out_of_domain():
     assert branch, "no out-of-domain branch in MainActivity.show"
     used = set(re.findall(r"R\.string\.(\w+)", branch[1]))
     assert used == {"result_not_assessed", "result_not_assessed_spoken"} and "pMel" not in branch[1]
+    assert "risk" not in branch[1]  # no risk band for an image not assessed
+    assert act.count("+ riskSpoken") == 3 and act.count("+ risk,") == 3  # the three assessed branches
+    from melkit.golden import PREVALENCES
+
+    # the goldens check the post-test probabilities at the prevalences the app shows
+    shown = re.search(r"double\[\] PREVALENCES = \{([^}]*)\}", act)
+    assert shown and tuple(float(x) for x in shown[1].split(",")) == PREVALENCES
+    assert "p.postTestProbability(q)" in act
+    branch = re.search(r"\} else if \(p\.borderline\) \{(.*?)\} else", act, re.S)  # the card's band: meaning()
+    assert branch and branch[1].count("p.meaning()") == 2 and "R.string.result_borderline_spoken" in branch[1]
     loader = (DEMO / "ImageLoader.java").read_text()
     assert "inJustDecodeBounds = true" in loader and "o.inSampleSize = plan.sampleSize" in loader
     assert "DecodePlan.forCard(bounds.outWidth, bounds.outHeight, bounds.outMimeType, card)" in loader

@@ -208,9 +208,13 @@ def test_calibrate_the_int8_release_on_a_synthetic_set(synth_dir, tmp_path, vali
             lo, hi = c["set"][side][f"{k}_ci"]
             assert lo <= c["set"][side][k] <= hi
     assert report["calibration_set"]["decisions_changed"] == int(np.sum((p >= old.threshold) != (p >= card.threshold)))
-    # everything else of the card as it was
-    same = {k: v for k, v in old.to_json().items() if k not in ("threshold", "threshold_policy", "validation")}
+    # everything else of the card as it was, but what is measured around the threshold: the borderline band moved
+    # with it (the same logit half-width), the risk bands measured again on this set
+    moved = ("threshold", "threshold_policy", "validation", "borderline", "likelihood_ratios")
+    same = {k: v for k, v in old.to_json().items() if k not in moved}
     assert {k: v for k, v in card.to_json().items() if k in same} == same
+    assert card.borderline["logit_half_width"] == old.borderline["logit_half_width"]
+    assert card.threshold in card.risk_edges and card.likelihood_ratios["measured_on"] != "validation"
     # predict reads the new card: the new threshold
     image = sorted((synth_dir / "images").iterdir())[0]
     assert predict_files(out / model.name, [image])["threshold"] == card.threshold
@@ -355,6 +359,12 @@ def test_calibrate_a_converted_tiny_int8_model(converted, tiny_data, tmp_path):
     shown = np.array([float(x["p_shown"]) for x in rows])
     assert ((ends[0] - 5e-7 - 1e-12 <= shown) & (shown <= ends[1] + 5e-7 + 1e-12)).all()
     assert [x["decision_after"] for x in rows] == ["mel" if v >= card.threshold else "nv" for v in raw]
+    # The threshold-centred records follow the new threshold: the borderline band keeps its logit half-width
+    # around it, the risk bands are measured again on this set (one edge at the new threshold).
+    old = load_card(model)
+    assert card.borderline["low"] <= card.threshold <= card.borderline["high"]
+    assert card.borderline["logit_half_width"] == old.borderline["logit_half_width"]
+    assert card.threshold in card.risk_edges and card.likelihood_ratios["by"] == "melkit calibrate"
 
 
 # --------------------------------------------------------------------------- real data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from dataclasses import replace
 
@@ -171,6 +172,118 @@ def test_extra_top_level_fields_are_kept_in_order():
     assert list(ModelCard.from_json(d).to_json()) == list(d)
 
 
+def test_a_borderline_band_is_read_and_one_without_the_threshold_refused(validator):
+    """The optional ``borderline`` band: low <= threshold <= high within [0, 1], numbers, a method string, the
+    rest kept; is_borderline includes both edges. The schema cannot compare with the threshold; from_json does."""
+    d = {k: v for k, v in card_json().items() if k not in ("borderline", "likelihood_ratios")}  # added below
+    t = d["threshold"]
+    band = {"low": t - 0.03125, "high": t + 0.03125, "method": "test", "validation": {"n": 3}}
+    card = ModelCard.from_json({**d, "borderline": band})
+    assert validator.is_valid({**d, "borderline": band}) and card.to_json()["borderline"] == band
+    assert card.is_borderline([band["low"] - 1e-9, band["low"], t, band["high"], band["high"] + 1e-9,
+                               float("nan")]).tolist() == [False, True, True, True, False, False]
+    assert not ModelCard.from_json(d).is_borderline([t]).any()
+    assert ModelCard.from_json({**d, "borderline": {**band, "low": t, "high": t}}).is_borderline(t)
+    out_of_order = [{**band, "low": t + 0.01, "high": t + 0.02}, {**band, "low": t - 0.02, "high": t - 0.01},
+                    {**band, "low": -0.1}, {**band, "high": 1.1}, {**band, "high": float("nan")},
+                    {**band, "high": float("inf")}]
+    wrong_type = [{**band, "low": str(t - 0.03)}, {**band, "high": True}, {**band, "method": 3},
+                  without(band, ("method",)), without(band, ("low",)), [t - 0.03, t + 0.03], None]
+    for bad in out_of_order + wrong_type:
+        with pytest.raises(BadInputError, match="'borderline") as e:
+            ModelCard.from_json({**d, "borderline": bad})
+        assert "\n" not in str(e.value)
+    assert all(not validator.is_valid({**d, "borderline": bad}) for bad in wrong_type)
+    with pytest.raises(BadInputError, match=r"0 <= low <= threshold <= high <= 1, not low"):
+        ModelCard.from_json({**d, "borderline": out_of_order[0]})
+
+
+def _risk_bands(t: float) -> dict:
+    """Four risk bands with edges 0, t/2, t, (1+t)/2, 1 (the converter's form); the last LR not measured."""
+    edges = [0.0, t / 2, t, (1 + t) / 2, 1.0]
+    lrs = [0.1, 0.6, 3.0, None]
+    return {"method": "test", "measured_on": "validation", "n": 9, "bands": [
+        {"name": f"band {k}", "low": edges[k], "high": edges[k + 1], "lr": lrs[k], "share_mel": 0.25}
+        for k in range(4)]}
+
+
+def test_risk_bands_are_read_and_round_trip(validator, tmp_path):
+    """The optional ``likelihood_ratios``: kept whole (free-form fields too) through from_json, to_json and a
+    file; risk_band puts an output at an inner edge in the band above it, 0 in the first band and 1 in the last."""
+    d = {k: v for k, v in card_json().items() if k not in ("borderline", "likelihood_ratios")}
+    t = d["threshold"]
+    ratios = _risk_bands(t)
+    with_bands = {**d, "likelihood_ratios": ratios}
+    validator.validate(with_bands)
+    card = ModelCard.from_json(with_bands)
+    assert card.to_json()["likelihood_ratios"] == ratios and card.risk_edges == [0.0, t / 2, t, (1 + t) / 2, 1.0]
+    write_card(tmp_path / "card.json", card)
+    assert ModelCard.from_json(json.loads((tmp_path / "card.json").read_text())) == card
+    assert ModelCard.from_json(d).likelihood_ratios is None and ModelCard.from_json(d).risk_edges is None
+    p = [0.0, t / 2 - 1e-9, t / 2, t - 1e-9, t, (1 + t) / 2, 1.0 - 1e-9, 1.0]
+    assert card.risk_band(p).tolist() == [0, 0, 1, 1, 2, 3, 3, 3]
+    assert (card.risk_band(p) >= 2).tolist() == [x >= t for x in p]  # the bands above the threshold: suspicious
+    # an empty band (low == high) is allowed; its edge is in the band above it
+    empty = {**ratios, "bands": [{"name": "a", "low": 0.0, "high": t, "lr": 1.0},
+                                 {"name": "at", "low": t, "high": t, "lr": None},
+                                 {"name": "b", "low": t, "high": 1.0, "lr": 2.0}]}
+    assert ModelCard.from_json({**d, "likelihood_ratios": empty}).risk_band([t]).tolist() == [2]
+
+
+def test_risk_bands_that_do_not_cover_zero_to_one_with_an_edge_at_the_threshold_are_refused(validator):
+    """Refused, naming ``likelihood_ratios``, one line: a gap or overlap between bands, not from 0 or not to 1,
+    out of order, no edge at the threshold, an LR <= 0 (or not finite), fewer than 2 bands, a missing field or
+    one of the wrong type (as ModelCard.java refuses them: CoreTest)."""
+    d = card_json()
+    t = d["threshold"]
+    good = _risk_bands(t)
+
+    def with_band(k, **changes):
+        bands = copy.deepcopy(good["bands"])
+        bands[k].update(changes)
+        return {**good, "bands": bands}
+
+    def without_key(k, key):
+        bands = copy.deepcopy(good["bands"])
+        del bands[k][key]
+        return {**good, "bands": bands}
+
+    out_of_range = [
+        with_band(1, low=t / 2 + 0.01),  # a gap between band 0 and band 1
+        with_band(1, low=t / 2 - 0.01),  # an overlap
+        with_band(0, low=0.01),  # not from 0
+        with_band(3, high=0.99),  # not to 1
+        with_band(3, high=1.5),
+        {**good, "bands": [{**b, "low": -0.1} if k == 0 else b for k, b in enumerate(good["bands"])]},
+        {**good, "bands": [{"name": "a", "low": 0.0, "high": t / 2, "lr": 1.0},  # no edge at the threshold
+                           {"name": "b", "low": t / 2, "high": 1.0, "lr": 1.0}]},
+        with_band(2, lr=0), with_band(2, lr=-2.0), with_band(2, lr=float("inf")), with_band(2, lr=float("nan")),
+        with_band(1, high=float("nan")),
+    ]
+    out_of_order = {**good, "bands": [{"name": "a", "low": 0.0, "high": t, "lr": 1.0},
+                                      {"name": "b", "low": t, "high": t / 2, "lr": 1.0},
+                                      {"name": "c", "low": t / 2, "high": 1.0, "lr": 1.0}]}
+    wrong_type = [
+        with_band(2, lr="3"), with_band(2, lr=True), with_band(1, low=str(t / 2)), with_band(0, name=3),
+        without_key(2, "lr"), without_key(2, "low"), without_key(2, "high"), without_key(2, "name"),
+        {**good, "bands": good["bands"][:1]}, {**good, "bands": []}, {**good, "bands": {}},
+        {**good, "bands": [*good["bands"][:3], [t, 1.0, 3.0]]},
+        {k: v for k, v in good.items() if k != "method"}, {k: v for k, v in good.items() if k != "bands"},
+        [], None,
+    ]
+    for bad in [*out_of_range, out_of_order, *wrong_type]:
+        with pytest.raises(BadInputError, match="'likelihood_ratios") as e:
+            ModelCard.from_json({**d, "likelihood_ratios": bad})
+        assert "\n" not in str(e.value)
+    assert all(not validator.is_valid({**d, "likelihood_ratios": bad}) for bad in wrong_type)
+    for bad, words in ((out_of_range[0], "must equal the band before's high"),
+                       (out_of_range[2], "must run from 0 to 1 in order"), (out_of_order, "in order"),
+                       (out_of_range[6], f"must have an edge at the threshold {t}"),
+                       (out_of_range[7], "'likelihood_ratios.bands[2].lr' must be a positive number or null")):
+        with pytest.raises(BadInputError, match=re.escape(words)):
+            ModelCard.from_json({**d, "likelihood_ratios": bad})
+
+
 def test_make_card_reproduces_the_release_card():
     """make_card from the inputs the converter had gives the committed card exactly."""
     d = card_json(RELEASE.with_suffix(".json"))
@@ -193,7 +306,8 @@ def test_make_card_reproduces_the_release_card():
                      d["source_run"]["path"], d["name"], d["version"], d["selfcheck"],
                      extra={"conversion": d["conversion"]}, domain_guard=d.get("domain_guard"),
                      threshold_fold=d.get("threshold_fold"), license=d.get("license"), author=d.get("author"),
-                     versions=d["versions"] if "conversion" in d["versions"] else None)
+                     versions=d["versions"] if "conversion" in d["versions"] else None,
+                     borderline=d.get("borderline"), likelihood_ratios=d.get("likelihood_ratios"))
     assert isinstance(card, ModelCard) and json.dumps(card.to_json()) == json.dumps(d)
 
 

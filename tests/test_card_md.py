@@ -22,7 +22,7 @@ from melkit.card_md import CardOptions, load_inputs, render, to_yaml
 from melkit.cli import main
 from melkit.core.card import ModelCard
 
-MODELS = REPO / "tflite_models" / "previous-1.1.0"  # the 1.1.0 release, kept beside 2.1.0: fixed numbers to check
+MODELS = REPO / "tflite_models" / "previous-1.1.0"  # the 1.1.0 release, kept beside 3.0.0: fixed numbers to check
 INT8 = MODELS / "melkit_mnv2_1_224_int8.tflite"
 FLOAT32 = MODELS / "melkit_mnv2_1_224_float32.tflite"
 BENCH_TEST = MODELS / "bench-test"
@@ -509,4 +509,6 @@ def test_the_released_model_card_is_the_generated_one(monkeypatch):
     monkeypatch.chdir(release)
     r = CliRunner().invoke(main, [*shlex.split(line)[1:], "--check"])
     assert r.exit_code == 0, r.output
-    assert text.startswith("---\nlicense: cc-by-nc-4.0\n") and "# Model card: `melkit_mnv2_1_224` 2.1.0 (int8)" in text
+    assert text.startswith("---\nlicense: cc-by-nc-4.0\n") and "# Model card: `melkit_mnv2_1_224` 3.0.0 (int8)" in text
+    # what the screening issue asks the card to state, per set: melanomas found, the guard, the risk bands
+    assert "## Screening at the card's threshold" in text and "## What an output means" in text

@@ -54,6 +54,9 @@ def test_int8_io_follows_the_contract(converted):
     assert io["input"]["dtype"] == "uint8" and io["input"]["shape"] == [1, 48, 48, 3]
     assert io["input"]["quantization"] == {"scale": pytest.approx(1 / 128), "zero_point": 128}
     assert io["output"]["dtype"] == "uint8" and io["output"]["shape"] == [1, 2]
+    # batch 1 declared, not -1: LiteRT.js refuses a dynamic batch and offers no resize
+    details = load_interpreter(out / "melkit_mnv2_0.35_48_int8.tflite").get_input_details()[0]
+    assert list(details["shape_signature"]) == [1, 48, 48, 3]
     # integer-only: no float tensors except none at all in the ops' activations
     interp = load_interpreter(out / "melkit_mnv2_0.35_48_int8.tflite")
     ops = {d["op_name"] for d in interp._get_ops_details()}  # noqa: SLF001
@@ -397,4 +400,22 @@ def test_keras_converter_gives_from_keras_models_graph(quantized):
             conv.inference_input_type = conv.inference_output_type = tf.uint8
         described.append(_described(conv.convert(), images))
     assert described[0]["signatures"]["serving_default"]["outputs"] == ["domain_score", "probabilities"]
+    # The one intended difference: melkit declares batch 1 (phone clients, LiteRT.js), from_keras_model -1.
+    assert described[1]["tensors"][0][1][0] == 1 and described[0]["tensors"][0][1][0] == -1
+    described[0]["tensors"] = [(name, tuple(1 if s == -1 else s for s in shape), q)
+                               for name, shape, q in described[0]["tensors"]]
     assert described[1] == described[0]
+
+
+def test_balanced_calibration_draws_each_source_alike():
+    """--calibration-sources balanced: a small source gives all it has, the others share the rest equally."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from melkit.convert.calibration import _balanced_pick
+
+    records = [SimpleNamespace(source=s) for s, n in (("a", 100), ("b", 10), ("c", 50)) for _ in range(n)]
+    pick = _balanced_pick(records, 60, np.random.default_rng(0))
+    assert len(pick) == len(set(pick)) == 60
+    assert Counter(records[i].source for i in pick) == {"a": 25, "b": 10, "c": 25}
+    assert sorted(_balanced_pick(records, 500, np.random.default_rng(0))) == list(range(160))  # all, no repeats

@@ -292,6 +292,9 @@ def test_predict_says_not_assessed_with_exit_0(guarded, converted, val_images, t
     assert result["domain_threshold"] == card.guard_threshold
     out, inside = result["predictions"]
     folded = {"p_output": None} if card.threshold_fold else {}  # no score at all, raw or shown
+    # nor a borderline mark or a risk band: they describe a score
+    folded.update({"borderline": None} if card.borderline else {})
+    folded.update({"risk_band": None, "likelihood_ratio": None} if card.likelihood_ratios else {})
     assert out == {"image": str(atypical), "p_mel": None, "decision": "not_assessed",
                    "meaning": "not assessed: this does not look like a dermoscopic image of a skin lesion",
                    **folded, "in_domain": False, "domain_score": pytest.approx(out["domain_score"])}
@@ -308,7 +311,10 @@ def test_predict_says_not_assessed_with_exit_0(guarded, converted, val_images, t
     assert r.exit_code == 0, r.output
     result = json.loads(r.output[r.output.index("{"):])
     assert "domain_threshold" not in result
-    folded = {"p_output"} if load_card(plain).threshold_fold else set()  # the raw output beside the shown P(mel)
+    plain_card = load_card(plain)
+    folded = {"p_output"} if plain_card.threshold_fold else set()  # the raw output beside the shown P(mel)
+    folded |= {"borderline"} if plain_card.borderline else set()
+    folded |= {"risk_band", "likelihood_ratio"} if plain_card.likelihood_ratios else set()
     assert set(result["predictions"][0]) == {"image", "p_mel", "decision", "meaning"} | folded
 
 

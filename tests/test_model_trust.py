@@ -180,6 +180,7 @@ def degenerate_copy(tmp_path, threshold, model=RELEASE_FLOAT):
 @pytest.mark.parametrize("threshold", [0, 1, 0.0, 1.0])
 def test_a_card_that_calls_every_image_one_class_is_refused(threshold):
     d = json.loads(RELEASE_FLOAT.with_suffix(".json").read_text())
+    d.pop("likelihood_ratios", None)  # its edges sit at the release's own threshold
     with pytest.raises(BadInputError, match=r"'threshold' must be a probability strictly between 0 and 1"):
         ModelCard.from_json({**d, "threshold": threshold})
     jsonschema = pytest.importorskip("jsonschema")

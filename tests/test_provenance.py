@@ -28,7 +28,7 @@ from melkit.core.card import ModelCard, load_card
 from melkit.core.errors import BadInputError
 from melkit.data.sources import UNKNOWN_LICENCE, source_licence, training_licence
 
-RELEASE_CARD = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.json"
+RELEASE_CARD = REPO / "tflite_models" / "previous-2.1.0" / "melkit_mnv2_1_224_int8.json"  # HAM10000 + ISIC 2017
 PACKAGES = ("tensorflow", "tf_keras", "ai-edge-litert", "pillow", "numpy")
 
 

@@ -201,6 +201,11 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
         if m.card is not None and (m.card.threshold_fold or (m.card.calibration or {}).get("temperature")):
             results[m.name]["metrics"]["threshold_shown"] = float(shown_p_mel(m.card, [m.threshold])[0])
     failures = parity.gate_failures(results, reference.name, opts.max_auc_drop, opts.min_agreement)
+    borderline = {m.name: parity.borderline_summary(m.card, probs[m.name], m.threshold, probs[reference.name],
+                                                    reference.threshold, [parity.record_source(r) for r in records])
+                  for m in models if m.card is not None and m.card.borderline and m is not reference}
+    risk = {m.name: parity.risk_bands_summary(m.card, probs[m.name], labels, [parity.record_source(r) for r in records])
+            for m in models if m.card is not None and m.card.likelihood_ratios}
 
     lat = _latency(opts, models, arrays, keras_model, echo) if opts.latency else None
     timings["latency_s"] = lat.pop("seconds") if lat else 0.0
@@ -210,7 +215,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
         skipped=source.skipped + arrays[reference.input_key].skipped, results=results, subgroups=groups,
         by_source=sources,
         latency=lat, host=host.host_info(with_tensorflow=keras_model is not None), opts=opts, failures=failures,
-        timings=timings, domain=domain)
+        timings=timings, domain=domain, borderline=borderline, risk=risk)
     # Plots and reports are staged and published together (under a lock): never plots without a report, and a
     # full disk or a crash leaves the previous report. Files already in OUT that this bench does not write stay.
     with exclusive(out), staging(out) as staged:

@@ -67,6 +67,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from melkit import __version__
 from melkit.benchmark import evaluate
 from melkit.benchmark.inputs import ImageSource, ModelRef, open_tflite, select_records
+from melkit.core import likelihood
 from melkit.core.card import ModelCard, sha256, write_card
 from melkit.core.errors import BadInputError, QualityGateError
 from melkit.core.files import (
@@ -494,6 +495,23 @@ def _card(card: ModelCard, set_name: str, opts: CalibrateOptions, threshold: flo
                    validation=validation, calibration=record)
 
 
+def _bands_at(new_card: ModelCard, card: ModelCard, s: LabelledSet, threshold: float) -> ModelCard:
+    """The card's threshold-centred records, moved to the new threshold: the borderline band keeps its logit
+    half-width (the quantization noise does not depend on where the threshold is) around it, and the risk
+    bands' likelihood ratios are measured again on this set, the user's own device."""
+    changes = {}
+    if card.borderline is not None:
+        t, half = float(np.clip(threshold, 1e-9, 1 - 1e-9)), float(card.borderline.get("logit_half_width", 0.0))
+        z = np.log(t) - np.log1p(-t)
+        changes["borderline"] = {**card.borderline, "low": min(threshold, float(1 / (1 + np.exp(-(z - half))))),
+                                 "high": max(threshold, float(1 / (1 + np.exp(-(z + half))))),
+                                 "recentred": "melkit calibrate: the same logit half-width around its threshold"}
+    if card.likelihood_ratios is not None:
+        changes["likelihood_ratios"] = {**likelihood.measure(s.p, s.labels, threshold), "measured_on": s.description,
+                                        "by": "melkit calibrate"}
+    return replace(new_card, **changes) if changes else new_card
+
+
 def _write_predictions(path: Path, s: LabelledSet, before: float, after: float, temperature, eps) -> None:
     with atomic_writer(path) as f:
         w = SpreadsheetWriter(f)
@@ -551,6 +569,7 @@ def calibrate(opts: CalibrateOptions, echo=print) -> CalibrateResult:
     new_card = _card(card, calib_set.name, opts, threshold, grid, temp, calib, evaluation, eps)
     if overlap["allowed"]:  # --allow-overlap went on past an overlap: the card says so
         new_card = replace(new_card, calibration={**new_card.calibration, "overlap": overlap})
+    new_card = _bands_at(new_card, card, calib_set, threshold)
 
     report = {
         "model": str(model_path),

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from melkit.core import likelihood
 from melkit.core.metrics import N_BOOT, binary_report, confusion_at, roc_auc
 from melkit.core.options import SEED
 
@@ -81,6 +82,50 @@ def compare(p_ref, thr_ref, p, thr, image_ids, labels, shown_ref=None, shown=Non
         "mean_abs_dp": float(diff.mean()),
         "max_abs_dp": float(diff.max()),
     }
+
+
+def borderline_summary(card, p, thr, p_ref, thr_ref, sources=None) -> dict:
+    """For a model whose card has a borderline band (melkit/convert/borderline.py): the share of images whose
+    raw output lies in it and the agreement with the reference outside it (the band's promise: 100 %), on all
+    images and, with ``sources`` (one per image, several), per source."""
+    inside = card.is_borderline(p)
+    agree = decisions(p_ref, thr_ref) == decisions(p, thr)
+
+    def one(idx) -> dict:
+        ins, ok = inside[idx], agree[idx]
+        out = ~ins
+        return {"n": int(len(ins)), "n_borderline": int(ins.sum()),
+                "share": float(ins.mean()) if len(ins) else None,
+                "agreement_outside": float(ok[out].mean()) if out.any() else None,
+                "flips_outside": int((~ok & out).sum()), "flips_inside": int((~ok & ins).sum())}
+
+    summary = {"low": float(card.borderline["low"]), "high": float(card.borderline["high"]),
+               **one(np.arange(len(inside)))}
+    if sources is not None and len(set(sources)) > 1:
+        sources = np.asarray(sources, dtype=object)
+        summary["by_source"] = {s: one(np.flatnonzero(sources == s)) for s in sorted(set(sources))}
+    return summary
+
+
+def risk_bands_summary(card, p, labels, sources=None) -> dict:
+    """For a model whose card has risk bands (melkit/core/likelihood.py): each band's likelihood ratio measured on
+    these images beside the card's (validation), and per source with ``sources`` (several): whether what the card
+    promises holds on another device."""
+    labels = np.asarray(labels, int)
+    edges, bands = card.risk_edges, card.likelihood_ratios["bands"]
+    inside = card.risk_band(p)
+
+    def one(idx) -> list:
+        measured = likelihood.ratios(np.asarray(p, float)[idx], labels[idx], edges)
+        return [{"name": b["name"], "lr_card": b["lr"], "lr": lr, "n_mel": int(((inside[idx] == k) & (labels[idx] == 1)).sum()),
+                 "n_nv": int(((inside[idx] == k) & (labels[idx] == 0)).sum())}
+                for k, (b, (_, _, lr)) in enumerate(zip(bands, measured))]
+
+    summary = {"bands": one(np.arange(len(labels)))}
+    if sources is not None and len(set(sources)) > 1:
+        sources = np.asarray(sources, dtype=object)
+        summary["by_source"] = {s: one(np.flatnonzero(sources == s)) for s in sorted(set(sources))}
+    return summary
 
 
 def delta_auc(auc, auc_ref):

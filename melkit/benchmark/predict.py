@@ -16,6 +16,16 @@ Rows of models without a guard are as before (no ``in_domain``).
 was folded into the model, tempered when melkit calibrate fitted a temperature); the decision compares the
 model's raw output with the card's threshold. When the two differ (such a card), each row also gives that raw
 output (``p_output``) and the result the threshold on the shown scale (``threshold_shown``).
+
+A quantized model whose card has a ``borderline`` band (melkit/convert/borderline.py) marks each assessed
+image whose raw output lies in it: ``borderline`` true and the meaning "borderline: nevus-like" or
+"borderline: melanoma-suspicious" (rounding may decide these; the float model could answer otherwise). The
+decision itself stays binary.
+
+A card with risk bands (``likelihood_ratios``, melkit/core/likelihood.py) also gives each assessed image its band
+(``risk_band``: the band's name) and that band's ``likelihood_ratio``: how many times as common such an output is
+for melanomas as for nevi, which holds whatever the prevalence of melanoma where the model is used (P(mel) does
+not).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.preprocess import Contract
 
 DECISIONS = {True: ("mel", "melanoma-suspicious"), False: ("nv", "nevus-like")}
+BORDERLINE = "borderline: "  # the meaning's prefix for an image in the card's borderline band
 CHUNK = 64  # images decoded and held at once: 64 x 224 x 224 x 3 bytes = 9.6 MB, whatever the number of images
 
 
@@ -96,19 +107,33 @@ def predict_files(model_path, image_paths) -> dict:
     shown = shown_p_mel(model.card, probs)  # None for a Keras run: its raw P(mel)
     mapped = model.card is not None and (model.card.threshold_fold is not None
                                          or (model.card.calibration or {}).get("temperature") is not None)
+    band = model.card.borderline if model.card is not None else None
+    borderline = model.card.is_borderline(probs) if band is not None else None
+    bands = (model.card.likelihood_ratios or {}).get("bands") if model.card is not None else None
+    risk = model.card.risk_band(probs) if bands is not None else None
     for i, (path, p) in enumerate(zip(image_paths, probs)):
         label, meaning = DECISIONS[bool(p >= model.threshold)]
         row = {"image": str(path), "p_mel": float(shown[i]), "decision": label, "meaning": meaning}
         if mapped:
             row["p_output"] = float(p)
+        if bands is not None:
+            k = int(risk[i])
+            row.update(risk_band=bands[k]["name"] if k >= 0 else None, likelihood_ratio=bands[k]["lr"] if k >= 0 else None)
+        if band is not None:
+            row["borderline"] = bool(borderline[i])
+            if borderline[i]:
+                row["meaning"] = BORDERLINE + meaning
         if scores is not None:
             in_domain = bool(model.card.in_domain(scores[i]))
             if not in_domain:  # no melanoma score at all, raw or shown
                 row.update(p_mel=None, decision="not_assessed", meaning=NOT_ASSESSED,
-                           **({"p_output": None} if mapped else {}))
+                           **({"p_output": None} if mapped else {}), **({"borderline": None} if band else {}),
+                           **({"risk_band": None, "likelihood_ratio": None} if bands else {}))
             row.update(in_domain=in_domain, domain_score=float(scores[i]))
         rows.append(row)
     guard = {"domain_threshold": model.card.guard_threshold} if scores is not None else {}
+    if band is not None:
+        guard["borderline"] = {"low": float(band["low"]), "high": float(band["high"])}
     if mapped:
         guard["threshold_shown"] = float(shown_p_mel(model.card, [model.threshold])[0])
     return {"model": str(Path(model_path)), "kind": model.kind,
@@ -126,6 +151,8 @@ def shown_name(name: str) -> str:
 
 def text(result: dict) -> str:
     guard = (f", domain guard threshold {result['domain_threshold']:.3f}" if "domain_threshold" in result else "")
+    if "borderline" in result:
+        guard += f", borderline output {result['borderline']['low']:.3f}-{result['borderline']['high']:.3f}"
     threshold = result.get("threshold_shown", result["threshold"])  # on the scale of the P(mel) shown
     lines = [f"{shown_name(result['model'])} ({result['variant']}, threshold {threshold:.3f}{guard})"]
     names = [shown_name(r["image"]) for r in result["predictions"]]
@@ -135,6 +162,12 @@ def text(result: dict) -> str:
             lines.append(f"{name:<{width}}  P(mel)   -     {r['meaning']} "
                          f"(domain score {r['domain_score']:.3g} > {result['domain_threshold']:.3g})")
         else:
-            lines.append(f"{name:<{width}}  P(mel) {r['p_mel']:.4f}  {r['meaning']}")
+            lr = r.get("likelihood_ratio")
+            risk = (f"  ({r['risk_band']}: likelihood ratio {'n/a' if lr is None else f'{lr:.2g}'})"
+                    if r.get("risk_band") else "")
+            lines.append(f"{name:<{width}}  P(mel) {r['p_mel']:.4f}  {r['meaning']}{risk}")
+    if any(r.get("risk_band") for r in result["predictions"]):
+        lines.append("likelihood ratio: how many times as common such a result is for melanomas as for nevi "
+                     "(it holds whatever the share of melanomas where the model is used; the score itself does not)")
     lines.append(result["note"])
     return "\n".join(lines)

@@ -72,10 +72,12 @@ def domain_summary(card, scores, image_ids, labels, sources=None, worst: int = 2
 
 
 def build(models, reference, source, records, labels, skipped, results, subgroups, latency, host, opts, failures,
-          timings, by_source=None, domain=None) -> dict:
+          timings, by_source=None, domain=None, borderline=None, risk=None) -> dict:
     """The report.json object; ``by_source`` (parity.by_source) only appears when the images come from more
     than one source, a model's ``domain_guard`` (``domain``: name -> :func:`domain_summary`) only for a model
-    with a guard. The metrics count every image, assessed or not."""
+    with a guard, its ``borderline`` (name -> parity.borderline_summary) only for a model whose card has a band,
+    its ``risk_bands`` (name -> parity.risk_bands_summary) only for a card with likelihood ratios.
+    The metrics count every image, assessed or not."""
     entries = []
     for m in models:
         card = m.card
@@ -88,6 +90,10 @@ def build(models, reference, source, records, labels, skipped, results, subgroup
         }
         if domain and m.name in domain:
             entry["domain_guard"] = domain[m.name]
+        if borderline and m.name in borderline:
+            entry["borderline"] = borderline[m.name]
+        if risk and m.name in risk:
+            entry["risk_bands"] = risk[m.name]
         if latency and m.name in latency["tflite"]:
             entry["latency"] = latency["tflite"][m.name]
             entry["litert_benchmark"] = (latency.get("litert_benchmark") or {}).get(m.name)
@@ -239,6 +245,56 @@ def _domain_md(report) -> list:
     return out
 
 
+BORDERLINE_HEAD = ["model", "source", "band (output)", "n", "borderline %", "agree outside %", "flips outside",
+                   "flips inside"]
+
+
+def _borderline_rows(report):
+    for e in report["models"]:
+        b = e.get("borderline")
+        if not b:
+            continue
+        for k, (source, r) in enumerate([("all", b)] + list((b.get("by_source") or {}).items())):
+            yield [e["name"] if k == 0 else "", source, f"{b['low']:.4f}-{b['high']:.4f}" if k == 0 else "", r["n"],
+                   _pct(r["share"]), _pct(r["agreement_outside"]), r["flips_outside"], r["flips_inside"]]
+
+
+def _borderline_md(report) -> list:
+    if not any("borderline" in e for e in report["models"]):
+        return []
+    return ["## Borderline band", "",
+            "A quantized model's card names the band of its output around the threshold where it and the float "
+            "model were seen to disagree on validation (`melkit convert`); images in it are shown as "
+            "\"borderline: ...\" with the decision. Share of these images in the band, and agreement with the "
+            "reference outside it (the band's promise: 100 %).", ""] + _table(BORDERLINE_HEAD,
+                                                                             _borderline_rows(report)) + [""]
+
+
+RISK_HEAD = ["model", "source", "band", "mel", "nv", "LR here", "LR card (validation)"]
+
+
+def _risk_rows(report):
+    for e in report["models"]:
+        r = e.get("risk_bands")
+        if not r:
+            continue
+        groups = [("all", r["bands"])] + list((r.get("by_source") or {}).items())
+        for g, (source, bands) in enumerate(groups):
+            for k, b in enumerate(bands):
+                yield [e["name"] if g == k == 0 else "", source if k == 0 else "", b["name"], b["n_mel"], b["n_nv"],
+                       _f(b["lr"], ".2f"), _f(b["lr_card"], ".2f")]
+
+
+def _risk_md(report) -> list:
+    if not any("risk_bands" in e for e in report["models"]):
+        return []
+    return ["## Risk bands", "",
+            "Each band of the model's output with the likelihood ratio P(band | melanoma) / P(band | nevus) "
+            "measured on these images, beside the one its card states (validation): a likelihood ratio does not "
+            "depend on the share of melanomas, so it should hold on another device where P(mel) does not.", ""] + \
+        _table(RISK_HEAD, _risk_rows(report)) + [""]
+
+
 LATENCY_HEAD = ["model", "MB", "init ms", "first ms", "mean ms", "p50", "p90", "p99", "XNNPACK off ms",
                 "peak RSS MB", "LiteRT tool avg ms", "× float32", "× keras"]
 
@@ -262,6 +318,9 @@ def terminal_table(report) -> str:
     if any("domain_guard" in e for e in report["models"]):
         lines += ["", "input-domain guard: images each model would assess (in domain); the metrics above count all"]
         lines += _plain(DOMAIN_HEAD, list(_domain_rows(report)))
+    if any("borderline" in e for e in report["models"]):
+        lines += ["", "borderline band: images in each model's band, and agreement with the reference outside it"]
+        lines += _plain(BORDERLINE_HEAD, list(_borderline_rows(report)))
     if report["latency"]:
         s = report["latency"]["settings"]
         lines += ["", f"latency: {s['runs']} timed single-image runs at {s['threads']} thread(s); "
@@ -298,6 +357,8 @@ def markdown(report) -> str:
     out += _subgroups_md(report)
     out += _flips_md(report)
     out += _domain_md(report)
+    out += _borderline_md(report)
+    out += _risk_md(report)
     if report["latency"]:
         out += _latency_md(report)
     out += ["## Host", "", host_line(report["host"]), ""]

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from melkit.convert import borderline as borderlines
 from melkit.convert import domain_guard as guards
+from melkit.core import likelihood
 from melkit.convert import qat as qat_training
 from melkit.convert.calibration import representative_images
 from melkit.convert.contract import config_for_cards
@@ -109,6 +111,8 @@ class Built:
     conversion: dict  # the card's record of how this file was made
     guard: dict | None = None  # the card's domain_guard record
     fold: dict | None = None  # the card's threshold_fold record, when the threshold was folded in
+    borderline: dict | None = None  # the card's borderline record (every variant but float32)
+    likelihood_ratios: dict | None = None  # the card's risk bands
 
 
 def load_source(run_dir, logit_model, config: RunConfig, metrics: dict, opts: ConvertOptions) -> Source:
@@ -146,8 +150,8 @@ def prepare(source: Source, opts: ConvertOptions, echo) -> Prepared:
     if not any(v.calibrated for v in wanted):
         return prep
     prep.rep = representative_images(source.run_dir, source.config, opts.calibration_images, opts.seed,
-                                     opts.data_dir)
-    echo(f"calibration: {len(prep.rep)} images from the training split (one full-range)")
+                                     opts.data_dir, sources=opts.calibration_sources)
+    echo(f"calibration: {len(prep.rep)} images from the training split ({opts.calibration_sources}; one full-range)")
     if opts.equalize_margin is not None:
         prep.equalized, prep.n_equalized = equalize_activation_ranges(source.export, prep.rep, opts.equalize_margin)
         echo(f"range equalisation: {prep.n_equalized} ReLU6 outputs rescaled (margin {opts.equalize_margin:g})")
@@ -164,6 +168,7 @@ def conversion_record(variant: str, prep: Prepared, opts: ConvertOptions) -> dic
     return {
         "calibration_images": opts.calibration_images if v.calibrated else 0,
         "calibration_split": "train",
+        **({"calibration_sources": opts.calibration_sources} if opts.calibration_sources != "pooled" else {}),
         "seed": opts.seed,
         "float_layers": list(opts.float_layers) if variant == "int8-mixed" else [],
         "range_equalization": ({"margin": opts.equalize_margin, "layers": prep.n_equalized}
@@ -240,10 +245,10 @@ def guard_flatbuffer_pass(data: bytes, source: Source, echo) -> tuple[bytes, lis
 
 
 def selfcheck_pass(variant: str, data: bytes, source: Source, opts: ConvertOptions,
-                   ranges=None, fold: dict | None = None) -> tuple[dict, Check, dict | None]:
+                   ranges=None, fold: dict | None = None) -> tuple[dict, Check, dict | None, np.ndarray]:
     """Load the finished file in LiteRT, check its input quantization, compare it with Keras on val (and its
     guard's in-domain decisions with the float Keras guard's). A folded model's decisions are taken at 0.5 on
-    its raw output, its probabilities compared once unfolded."""
+    its raw output, its probabilities compared once unfolded. Also returns the raw outputs on val."""
     interp = load_interpreter(data)
     io = io_details(interp)
     if VARIANTS[variant].integer_only:
@@ -256,7 +261,7 @@ def selfcheck_pass(variant: str, data: bytes, source: Source, opts: ConvertOptio
 
     if source.guard is None:
         p = predict_p_mel(interp, source.val_images, p_mel_index=LABELS.index("mel"))
-        return io, check_of(p), None
+        return io, check_of(p), None, p
     guard_io = io["more_outputs"][0]
     p, score = predict_with_domain(interp, source.val_images, p_mel_index=LABELS.index("mel"),
                                    output=io["output"]["name"], domain_output=guard_io["name"])
@@ -268,7 +273,30 @@ def selfcheck_pass(variant: str, data: bytes, source: Source, opts: ConvertOptio
     elif check.passed and agreement < opts.min_agreement:
         check = replace(check, passed=False,
                         reason=f"domain guard agreement {agreement:.3f} < {opts.min_agreement}")
-    return io, check, record
+    return io, check, record, p
+
+
+def borderline_pass(variant: str, p: np.ndarray, source: Source, fold: dict | None, opts: ConvertOptions,
+                    echo) -> dict | None:
+    """The band of this variant's raw output where it and the float model can disagree (borderline.py); none
+    for float32, the reference itself."""
+    if variant == "float32":
+        return None
+    band = borderlines.measure(source.p_keras, p, source.threshold, None if fold is None else 0.5,
+                               groups=[r.source for r in source.val_records], quantile=opts.borderline_quantile)
+    v = band["validation"]
+    echo(f"borderline ({variant}): output in [{band['low']:.4f}, {band['high']:.4f}] holds {100 * v['share']:.1f}% "
+         f"of validation and its {v['flips']} disagreement(s) with the float model")
+    return band
+
+
+def likelihood_pass(variant: str, p: np.ndarray, source: Source, fold: dict | None, echo) -> dict:
+    """Risk bands of this variant's raw output and their likelihood ratios on validation (likelihood.py)."""
+    record = likelihood.measure(p, source.val_labels, 0.5 if fold else source.threshold,
+                                sources=[r.source for r in source.val_records])
+    echo(f"risk bands ({variant}): likelihood ratios " + ", ".join(
+        "n/a" if b["lr"] is None else f"{b['lr']:.2f}" for b in record["bands"]) + " on validation")
+    return record
 
 
 def build_variant(variant: str, source: Source, prep: Prepared, info: ModelInfo, opts: ConvertOptions,
@@ -282,14 +310,16 @@ def build_variant(variant: str, source: Source, prep: Prepared, info: ModelInfo,
     if source.provenance is not None:  # a QAT model's versions add tensorflow-model-optimization
         info = replace(info, versions=source.provenance.versions(variant))
     data = add_metadata(data, info)  # input stats follow the converted input type
-    io, check, guard = selfcheck_pass(variant, data, source, opts, ranges, fold)
+    io, check, guard, p = selfcheck_pass(variant, data, source, opts, ranges, fold)
+    band = borderline_pass(variant, p, source, fold, opts, echo)
+    ratios = likelihood_pass(variant, p, source, fold, echo)
     conversion = {**conversion_record(variant, prep, opts), "decision_grid": grid, "threshold_fold": fold_note}
     if source.contract_change:
         conversion["contract_change"] = source.contract_change
     if variant == "qat":
         conversion["qat"] = {"epochs": opts.qat_epochs, "learning_rate": opts.qat_learning_rate,
                              "target": opts.qat_target}
-    return Built(variant, data, io, check, conversion, guard, fold)
+    return Built(variant, data, io, check, conversion, guard, fold, band, ratios)
 
 
 def drop_unhelpful_qat(built: dict) -> str:
@@ -308,7 +338,8 @@ def write_variant(out: Path, b: Built, source: Source, opts: ConvertOptions) -> 
     model_path, card_path = out / f"{stem}.tflite", out / f"{stem}.json"
     card = cards.make_card(model_path.name, b.data, b.variant, b.io, source.config, source.metrics, source.run_dir,
                            source.name, opts.version, b.check.to_dict(), extra={"conversion": b.conversion},
-                           domain_guard=b.guard, threshold_fold=b.fold,
+                           domain_guard=b.guard, threshold_fold=b.fold, borderline=b.borderline,
+                           likelihood_ratios=b.likelihood_ratios,
                            **({} if source.provenance is None else source.provenance.card_fields(b.variant)))
     with atomic_writer(model_path, "wb") as f:
         f.write(b.data)

@@ -20,6 +20,9 @@ class ConvertOptions:
     variants: list = opt(switches={name: v.help for name, v in VARIANTS.items()})
     out: str | None = opt(None, type=click.Path(file_okay=False), help="Output directory (default RUN/tflite).")
     calibration_images: int = opt(300, min=2, help="Representative images from the training split.")
+    calibration_sources: str = opt("pooled", choices=("pooled", "balanced"),
+                                   help="Draw the representative images from the training split as it is "
+                                        "(pooled) or equally from each of its sources (balanced).")
     input_type: str = opt("uint8", choices=IO_TYPES)
     output_type: str = opt("uint8", choices=IO_TYPES)
     min_agreement: float = opt(0.98, min=0, max=1, min_open=True,
@@ -47,6 +50,11 @@ class ConvertOptions:
                                help="Keep the trained threshold in the card instead of folding it into the model "
                                     "(folded: the model's top category is melkit's decision, the card's threshold "
                                     "0.5, the calibrated P(mel) recovered from the card's threshold_fold).")
+    # The borderline band around the threshold of every quantized variant (borderline.py).
+    borderline_quantile: float = opt(0.995, min=0.5, max=1.0,
+                                     help="The borderline band's half-width: this quantile of the logit "
+                                          "difference to the float model on validation (at least the farthest "
+                                          "disagreement's distance from the threshold).")
     # The input-domain guard (domain_guard.py): a second output and the card's domain_guard record.
     domain_guard: bool = opt(False, help="Add a second output, domain_score: images that do not look like "
                                          "dermoscopic lesion images are 'not assessed' (fitted on the training "

@@ -67,7 +67,9 @@ def keras_converter(model):
     if len(model.inputs) != 1:
         raise ValueError(f"expected a model with one input, not {len(model.inputs)}")
     names = list(model.output_names)
-    spec = tf.TensorSpec(model.inputs[0].shape, model.inputs[0].dtype, name=model.input_names[0])
+    # Batch 1, as phone models declare it: LiteRT.js (and some delegates) refuse a dynamic batch dimension, and
+    # every client runs one image per invoke (the Java core, MediaPipe Tasks, melkit bench and predict).
+    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], model.inputs[0].dtype, name=model.input_names[0])
 
     @tf.function(input_signature=[spec])
     def serve(image):

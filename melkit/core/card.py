@@ -28,6 +28,17 @@ the model (melkit/convert/fold.py): the model's top category is then melkit's de
 ``sigmoid(logit(output) + zt)`` (melkit/core/probability.py). The decision still compares the raw output
 with ``threshold``.
 
+``borderline`` (optional) is written by ``melkit convert`` for a quantized variant (melkit/convert/borderline.py):
+the band ``[low, high]`` of the model's raw output around ``threshold`` within which it and the float model it
+came from were seen to disagree on validation. The decision stays binary; a reader shows an image in the band
+as "borderline: nevus-like" or "borderline: melanoma-suspicious" (:meth:`ModelCard.is_borderline`).
+
+``likelihood_ratios`` (optional) is written by ``melkit convert`` (melkit/core/likelihood.py): risk bands of
+the raw output, contiguous from 0 to 1 with an edge at ``threshold``, each with the likelihood ratio
+P(band | melanoma) / P(band | nevus) measured on validation. The P(mel) a model outputs is not a probability on a
+device whose prevalence differs from training's; the band's LR holds whatever the prevalence
+(:meth:`ModelCard.risk_band`, melkit.core.probability.post_test_probability).
+
 Another optional field, ``domain_guard``, is written by ``melkit convert --domain-guard``
 (melkit/convert/domain_guard.py): the model then has a second output, a score of how far the image is from
 the dermoscopic images it was trained on, and the record says which output (``output``: its tensor spec and
@@ -49,6 +60,7 @@ import numpy as np
 from melkit.core.errors import BadInputError
 from melkit.core.files import _jsonable, read_json, write_json
 from melkit.core.litert import io_details
+from melkit.core.probability import band_of
 from melkit.core.run import RunConfig
 from melkit.data.preprocess import CONTRACTS, Contract
 
@@ -186,7 +198,8 @@ def _preprocessing(d: dict, where: str = "preprocessing") -> Contract:
 _FREE_FORM = ("source_run", "training_data", "validation", "selfcheck", "versions")
 # calibration and domain_guard: absent from the cards a plain melkit convert writes; license and author: absent
 # from the cards of releases made before melkit convert stated them (2.0.0 and older), which still load.
-OPTIONAL_FIELDS = ("calibration", "domain_guard", "license", "author", "threshold_fold")
+OPTIONAL_FIELDS = ("calibration", "domain_guard", "license", "author", "threshold_fold", "borderline",
+                   "likelihood_ratios")
 NOT_ASSESSED = "not assessed: this does not look like a dermoscopic image of a skin lesion"
 
 
@@ -245,6 +258,49 @@ def _domain_guard(d: dict) -> dict:
     return copy.deepcopy(d)
 
 
+def _borderline(d: dict, threshold: float) -> dict:
+    """The optional band around the threshold where rounding can still decide (melkit/convert/borderline.py):
+    ``low <= threshold <= high``, on the model's raw output (the scale ``threshold`` is on); the rest free-form."""
+    where = "borderline"
+    low, high = (_get(d, k, where, "a number") for k in ("low", "high"))
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= threshold <= high <= 1.0):
+        raise BadInputError(f"model card field 'borderline' must hold 0 <= low <= threshold <= high <= 1, not "
+                            f"low {low}, threshold {threshold}, high {high}")
+    _get(d, "method", where, "a string")
+    return copy.deepcopy(d)
+
+
+def _likelihood_ratios(d: dict, threshold: float) -> dict:
+    """The optional risk bands (melkit/core/likelihood.py): contiguous bands of the raw output from 0 to 1,
+    one edge at the threshold, each with a name and a likelihood ratio (positive, or null where it could not
+    be measured); the rest free-form."""
+    where = "likelihood_ratios"
+    _get(d, "method", where, "a string")
+    bands = _get(d, "bands", where, "an array")
+    if len(bands) < 2:
+        raise BadInputError(f"model card field '{where}.bands' must hold at least 2 bands, not {len(bands)}")
+    edges = []
+    for k, b in enumerate(bands):
+        at = f"{where}.bands[{k}]"
+        if not isinstance(b, dict):
+            raise BadInputError(f"model card field '{at}' must be an object, not {_json_type(b)}")
+        _get(b, "name", at, "a string")
+        low, high = _get(b, "low", at, "a number"), _get(b, "high", at, "a number")
+        lr = _get(b, "lr", at, "a number", nullable=True)
+        if lr is not None and not (math.isfinite(lr) and lr > 0):
+            raise BadInputError(f"model card field '{at}.lr' must be a positive number or null, not {lr}")
+        if edges and low != edges[-1]:
+            raise BadInputError(f"model card field '{at}.low' must equal the band before's high ({edges[-1]}), "
+                                f"not {low}")
+        edges += [low] if not edges else []
+        edges.append(high)
+    if edges[0] != 0.0 or edges[-1] != 1.0 or any(b < a for a, b in zip(edges, edges[1:])):
+        raise BadInputError(f"model card field '{where}.bands' must run from 0 to 1 in order, not {edges}")
+    if threshold not in edges:
+        raise BadInputError(f"model card field '{where}.bands' must have an edge at the threshold {threshold}")
+    return copy.deepcopy(d)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """One model card (see the module docstring). ``extra`` holds further top-level keys (``conversion``)."""
@@ -278,6 +334,12 @@ class ModelCard:
     author: str | None = None
     # Set by melkit convert when the threshold was folded into the model (threshold is then 0.5).
     threshold_fold: dict | None = None
+    # Set by melkit convert for a quantized variant: the raw outputs around the threshold where it and the
+    # float model were seen to disagree on validation (the decision stays binary; the band is shown with it).
+    borderline: dict | None = None
+    # Set by melkit convert: risk bands of the raw output with the likelihood ratio of each (what an output means
+    # whatever the prevalence of melanoma where the model is used).
+    likelihood_ratios: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -323,6 +385,10 @@ class ModelCard:
             domain_guard=_domain_guard(_get(d, "domain_guard", "", "an object")) if "domain_guard" in d else None,
             threshold_fold=(_threshold_fold(_get(d, "threshold_fold", "", "an object")) if "threshold_fold" in d
                             else None),
+            borderline=(_borderline(_get(d, "borderline", "", "an object"), threshold) if "borderline" in d
+                        else None),
+            likelihood_ratios=(_likelihood_ratios(_get(d, "likelihood_ratios", "", "an object"), threshold)
+                               if "likelihood_ratios" in d else None),
             extra={k: copy.deepcopy(v) for k, v in d.items() if k not in known},
         )
 
@@ -342,6 +408,8 @@ class ModelCard:
             **({} if self.threshold_fold is None else {"threshold_fold": copy.deepcopy(self.threshold_fold)}),
             "threshold_policy": self.threshold_policy,
             "decision": self.decision,
+            **({} if self.borderline is None else {"borderline": copy.deepcopy(self.borderline)}),
+            **({} if self.likelihood_ratios is None else {"likelihood_ratios": copy.deepcopy(self.likelihood_ratios)}),
             "preprocessing": self.preprocessing.to_json(),
             "input": self.input.to_json(),
             "output": self.output.to_json(),
@@ -401,6 +469,26 @@ class ModelCard:
     def in_domain(self, scores):
         """Whether each domain score is in the model's domain (at most the guard's threshold; NaN is not)."""
         return np.asarray(scores, float) <= self.guard_threshold
+
+    def is_borderline(self, p_raw):
+        """Whether each raw output lies in the card's borderline band (``low <= p <= high``); all False for a
+        card without one."""
+        p = np.asarray(p_raw, float)
+        if self.borderline is None:
+            return np.zeros(p.shape, bool)
+        return (p >= float(self.borderline["low"])) & (p <= float(self.borderline["high"]))
+
+    @property
+    def risk_edges(self) -> list | None:
+        """The risk bands' edges on the raw output, from 0 to 1; None without ``likelihood_ratios``."""
+        if self.likelihood_ratios is None:
+            return None
+        bands = self.likelihood_ratios["bands"]
+        return [float(bands[0]["low"])] + [float(b["high"]) for b in bands]
+
+    def risk_band(self, p_raw) -> np.ndarray:
+        """The index of each raw output's risk band (melkit.core.probability.band_of)."""
+        return band_of(p_raw, self.risk_edges)
 
     def check_against(self, interpreter, model_path=None) -> None:
         """Check that a loaded LiteRT interpreter is the model this card describes; BadInputError if not.
@@ -463,7 +551,8 @@ def _validation(m: dict) -> dict:
 def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunConfig, metrics: dict, run_dir,
               name: str, version: str, selfcheck: dict, extra: dict | None = None,
               domain_guard: dict | None = None, license: str | None = None, author: str | None = None,
-              versions: dict | None = None, threshold_fold: dict | None = None) -> ModelCard:
+              versions: dict | None = None, threshold_fold: dict | None = None,
+              borderline: dict | None = None, likelihood_ratios: dict | None = None) -> ModelCard:
     """The card of one converted model: ``io`` is the interpreter's io_details, ``metrics`` the run's
     metrics.json, ``domain_guard`` the guard's record (melkit/convert/domain_guard.py) if it has one.
     ``license``, ``author`` and ``versions`` ({"training": ..., "conversion": ...}) are what the model's
@@ -485,7 +574,11 @@ def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunC
         "threshold_policy": metrics["threshold_policy"],
         "decision": "melanoma-suspicious when P(mel) >= threshold, else nevus-like"
                     + ("; not assessed (no P(mel) given) when domain_score > domain_guard.threshold"
-                       if domain_guard else ""),
+                       if domain_guard else "")
+                    + ("; borderline (shown with the decision) when borderline.low <= P(mel) <= borderline.high"
+                       if borderline else ""),
+        **({"borderline": borderline} if borderline else {}),
+        **({"likelihood_ratios": likelihood_ratios} if likelihood_ratios else {}),
         "preprocessing": config.preprocessing.to_json(),
         "input": io["input"],
         "output": {**io["output"], "meaning": "[P(nv), P(mel)], matching labels"},

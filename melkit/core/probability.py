@@ -63,3 +63,23 @@ def shown_p_mel(card, p_raw) -> np.ndarray:
         return np.asarray(p_raw, float)
     t, eps = temperature_of(card)
     return tempered(unfold(p_raw, fold_logit(card)), t, eps)
+
+
+PREVALENCES = (0.05, 0.15, 0.40)  # where the card states the post-test probability of each risk band
+
+
+def band_of(p, edges) -> np.ndarray:
+    """The risk band of each raw output (melkit/core/likelihood.py): band k holds ``edges[k] <= p <
+    edges[k + 1]``, the last band up to and including 1; an output at the threshold is in the band above it. A NaN
+    output is in no band: -1 (as the Android core's ModelCard.riskBand)."""
+    p = np.asarray(p, float)
+    return np.where(np.isnan(p), -1, np.searchsorted(np.asarray(edges[1:-1], float), p, side="right"))
+
+
+def post_test_probability(lr, prevalence: float):
+    """The probability of melanoma after an output with likelihood ratio ``lr``, where ``prevalence`` of the
+    lesions examined are melanomas (post-test odds = prior odds x LR); None without an LR."""
+    if lr is None:
+        return None
+    odds = prevalence / (1.0 - prevalence) * lr
+    return odds / (1.0 + odds)

@@ -27,6 +27,8 @@ SOURCE_LICENCES = {
     "ham10000": ("HAM10000", "CC BY-NC 4.0"),  # Tschandl et al. 2018, Harvard Dataverse doi:10.7910/DVN/DBW86T
     "isic2016": ("ISIC 2016", "CC0 1.0"),  # ISIC Archive (CC-0)
     "isic2017": ("ISIC 2017", "CC0 1.0"),  # ISIC Archive (CC-0)
+    # Combalia et al. 2019, Hospital Clinic de Barcelona; the BCN part of the ISIC 2019 training set (CC BY-NC)
+    "bcn20000": ("BCN20000", "CC BY-NC 4.0"),
 }
 UNKNOWN_LICENCE = "unknown: see the training data's terms"
 

@@ -63,6 +63,54 @@ public final class ModelCard {
     public final double temperature;
     /** P(mel) is clipped to [logitClip, 1 - logitClip] before the temperature's logit. */
     public final double logitClip;
+    /**
+     * The optional borderline band (card field borderline, written by melkit convert for a quantized variant):
+     * an assessed image whose raw P(mel) lies in [borderlineLow, borderlineHigh] is borderline, as rounding
+     * may decide it (see {@link #isBorderline}); both NaN without a band. On the scale of {@link #threshold}.
+     */
+    public final double borderlineLow;
+    public final double borderlineHigh;
+    /**
+     * The optional risk bands (card field likelihood_ratios, melkit/core/likelihood.py): contiguous bands of the
+     * raw P(mel) from 0 to 1, one edge at {@link #threshold}, each with its likelihood ratio P(band | melanoma) /
+     * P(band | nevus) measured on validation. Unlike P(mel), a likelihood ratio holds whatever the prevalence of
+     * melanoma where the app is used. Empty without the field; see {@link #riskBand}.
+     */
+    public final List<RiskBand> riskBands;
+
+    /** One risk band of the card: raw P(mel) in [low, high), the last band up to and including 1. */
+    public static final class RiskBand {
+        /** Its position among the card's bands (0: the lowest outputs). */
+        public final int index;
+        public final String name;
+        public final double low;
+        public final double high;
+        /** P(band | melanoma) / P(band | nevus); NaN where it could not be measured (null in the card). */
+        public final double lr;
+
+        RiskBand(int index, String name, double low, double high, double lr) {
+            this.index = index;
+            this.name = name;
+            this.low = low;
+            this.high = high;
+            this.lr = lr;
+        }
+
+        /**
+         * The probability of melanoma after a result in this band where {@code prevalence} of the lesions
+         * examined are melanomas: post-test odds = prior odds x LR, as melkit.core.probability.post_test_probability
+         * computes it; NaN without an LR.
+         */
+        public double postTestProbability(double prevalence) {
+            double odds = prevalence / (1.0 - prevalence) * lr;
+            return odds / (1.0 + odds);
+        }
+
+        @Override
+        public String toString() {
+            return name + " [" + low + ", " + high + ") LR " + lr;
+        }
+    }
 
     /** Free-form records the app only shows or ignores; required all the same (model_card.schema.json). */
     static final String[] RECORDS = {"source_run", "training_data", "validation", "selfcheck", "versions"};
@@ -177,6 +225,88 @@ public final class ModelCard {
             throw new IllegalArgumentException("model card field 'threshold' must be a probability strictly "
                     + "between 0 and 1 (0 or 1 calls every image one class), not " + threshold);
         }
+        if (o.has("borderline")) {  // read as melkit (card.py _borderline) reads it; the rest is free-form
+            JSONObject b = object(o, "", "borderline");
+            double low = number(b, "borderline", "low");
+            double high = number(b, "borderline", "high");
+            string(b, "borderline", "method");
+            // false for NaN; an infinity is outside [0, 1]
+            if (!(0.0 <= low && low <= threshold && threshold <= high && high <= 1.0)) {
+                throw new IllegalArgumentException("model card field 'borderline' must hold 0 <= low <= threshold "
+                        + "<= high <= 1, not low " + low + ", threshold " + threshold + ", high " + high);
+            }
+            borderlineLow = low;
+            borderlineHigh = high;
+        } else {
+            borderlineLow = Double.NaN;
+            borderlineHigh = Double.NaN;
+        }
+        riskBands = Collections.unmodifiableList(riskBands(o, threshold));
+    }
+
+    /**
+     * The optional likelihood_ratios, read and checked as melkit (card.py _likelihood_ratios) reads them: at
+     * least 2 bands, each with a name, low, high and an LR (positive, or null); contiguous (each low the band
+     * before's high), from exactly 0 to exactly 1 in order, one edge at the threshold. The rest is free-form.
+     */
+    static List<RiskBand> riskBands(JSONObject o, double threshold) throws JSONException {
+        String where = "likelihood_ratios";
+        if (!o.has(where)) {
+            return new ArrayList<RiskBand>();
+        }
+        JSONObject r = object(o, "", where);
+        string(r, where, "method");
+        JSONArray a = array(r, where, "bands");
+        if (a.length() < 2) {
+            throw new IllegalArgumentException("model card field '" + where + ".bands' must hold at least 2 bands, "
+                    + "not " + a.length());
+        }
+        List<RiskBand> bands = new ArrayList<RiskBand>();
+        double[] edges = new double[a.length() + 1];
+        for (int k = 0; k < a.length(); k++) {
+            String at = where + ".bands[" + k + "]";
+            if (!(a.get(k) instanceof JSONObject)) {
+                throw new IllegalArgumentException("model card field '" + at + "' must be an object");
+            }
+            JSONObject b = a.getJSONObject(k);
+            String bandName = string(b, at, "name");
+            double low = number(b, at, "low");
+            double high = number(b, at, "high");
+            Object lv = field(b, at, "lr");
+            double lr = Double.NaN;
+            if (!(lv == null || JSONObject.NULL.equals(lv))) {
+                if (!(lv instanceof Number)) {
+                    throw wrongType(at, "lr", "a number or null");
+                }
+                lr = ((Number) lv).doubleValue();
+                if (!(lr > 0 && lr < Double.POSITIVE_INFINITY)) {  // false for NaN
+                    throw new IllegalArgumentException("model card field '" + at + ".lr' must be a positive number "
+                            + "or null, not " + lr);
+                }
+            }
+            if (k > 0 && !(low == edges[k])) {  // exactly: the bands share their edges
+                throw new IllegalArgumentException("model card field '" + at + ".low' must equal the band before's "
+                        + "high (" + edges[k] + "), not " + low);
+            }
+            edges[k] = low;
+            edges[k + 1] = high;
+            bands.add(new RiskBand(k, bandName, low, high, lr));
+        }
+        boolean ordered = edges[0] == 0.0 && edges[edges.length - 1] == 1.0;
+        boolean atThreshold = false;
+        for (int i = 0; i < edges.length; i++) {
+            ordered &= i == 0 || edges[i] >= edges[i - 1];  // false for NaN
+            atThreshold |= edges[i] == threshold;
+        }
+        if (!ordered) {
+            throw new IllegalArgumentException("model card field '" + where + ".bands' must run from 0 to 1 in order, "
+                    + "not " + java.util.Arrays.toString(edges));
+        }
+        if (!atThreshold) {
+            throw new IllegalArgumentException("model card field '" + where + ".bands' must have an edge at the "
+                    + "threshold " + threshold);
+        }
+        return bands;
     }
 
     // Reading one field: present and of its JSON type, else an IllegalArgumentException naming it. Type
@@ -287,6 +417,43 @@ public final class ModelCard {
     /** True when the model has an input-domain guard (a second output the app must read). */
     public boolean hasDomainGuard() {
         return domainOutput != null;
+    }
+
+    /** True when the card has a borderline band (card field borderline). */
+    public boolean hasBorderline() {
+        return !Double.isNaN(borderlineLow);
+    }
+
+    /**
+     * Whether the raw P(mel) {@code pMel} lies in the card's borderline band, edges included, as melkit's
+     * ModelCard.is_borderline says; false without a band (and for NaN). Whether the image was assessed at all
+     * is the caller's (Prediction.borderline).
+     */
+    public boolean isBorderline(double pMel) {
+        return hasBorderline() && pMel >= borderlineLow && pMel <= borderlineHigh;
+    }
+
+    /** True when the card has risk bands with likelihood ratios (card field likelihood_ratios). */
+    public boolean hasRiskBands() {
+        return !riskBands.isEmpty();
+    }
+
+    /**
+     * The index of the risk band holding the raw P(mel) {@code pMel}, as melkit's ModelCard.risk_band says
+     * (numpy searchsorted side="right" over the inner edges): band k holds low <= pMel < high, an output at an
+     * inner edge is in the band above it, 1 (and above) in the last band, 0 (and below) in the first. -1 without
+     * bands, and for NaN (no band to show for an output that is no number). Whether the image was assessed at
+     * all is the caller's (Prediction.riskBand).
+     */
+    public int riskBand(double pMel) {
+        if (riskBands.isEmpty() || Double.isNaN(pMel)) {
+            return -1;
+        }
+        int k = 0;
+        for (int i = 1; i < riskBands.size(); i++) {  // how many inner edges are at most pMel
+            k += riskBands.get(i).low <= pMel ? 1 : 0;
+        }
+        return k;
     }
 
     /** Parses and checks a card; IllegalArgumentException says what is wrong with it. */

@@ -1,6 +1,9 @@
 package org.melkit.core;
 
-/** Model output bytes to scores, P(mel) and the decision, the way melkit.litert reads them in Python. */
+/**
+ * Model output bytes to scores, P(mel), the decision, whether it is borderline and its risk band, the way
+ * melkit.litert and the card (ModelCard.is_borderline, ModelCard.risk_band) read them in Python.
+ */
 public final class Postprocessor {
     private Postprocessor() {
     }
@@ -35,7 +38,7 @@ public final class Postprocessor {
         double[] s = scores(raw, card.output);
         double p = s[card.melIndex];
         return new Prediction(s, p, card.threshold, card.shownPMel(p), card.shownPMel(card.threshold), Double.NaN,
-                true);
+                true, card.isBorderline(p), band(card, p));
     }
 
     /**
@@ -50,6 +53,12 @@ public final class Postprocessor {
         double score = scores(domainRaw, card.domainOutput)[0];
         double p = s[card.melIndex];
         return new Prediction(s, p, card.threshold, card.shownPMel(p), card.shownPMel(card.threshold), score,
-                score <= card.domainThreshold);
+                score <= card.domainThreshold, card.isBorderline(p), band(card, p));
+    }
+
+    /** The card's risk band of the raw P(mel) {@code p}; null without bands (or for NaN). */
+    static ModelCard.RiskBand band(ModelCard card, double p) {
+        int k = card.riskBand(p);
+        return k < 0 ? null : card.riskBands.get(k);
     }
 }

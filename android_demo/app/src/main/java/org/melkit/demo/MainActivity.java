@@ -39,6 +39,8 @@ public class MainActivity extends Activity {
     private static final int REQ_CAPTURE = 2;
     private static final String PREF_ACCEPTED = "accepted_notice_v1";
     private static final String[] THREADS = {"1", "2", "4"};
+    /** The shares of melanoma among the lesions examined at which the details give the post-test probability. */
+    private static final double[] PREVALENCES = {0.05, 0.15, 0.40};  // melkit/golden.py PREVALENCES
 
     private final ExecutorService worker = Executors.newSingleThreadExecutor();
     private ModelCard card;
@@ -269,18 +271,54 @@ public class MainActivity extends Activity {
         preview.setImageBitmap(img.preview);
         preview.setContentDescription(getString(R.string.preview_assessed));
         orientPreview(img.orientation);
+        // the card's risk band and its likelihood ratio: what the result means whatever the share of melanomas
+        // where the app is used (none for an image not assessed, or a card without bands)
+        String risk = p.hasRiskBand() ? "\n" + riskText(p, false) : "";
+        String riskSpoken = p.hasRiskBand() ? " " + riskText(p, true) : "";
         if (!p.inDomain) {  // no melanoma score for an image that shows no lesion, on screen or spoken
             showResult(getString(R.string.result_not_assessed), getString(R.string.result_not_assessed_spoken));
+        } else if (p.borderline) {  // the card's band: the decision, shown as its meaning(), and why it is borderline
+            showResult(getString(R.string.result_borderline, 100 * p.shownPMel, 100 * p.shownThreshold,
+                            p.meaning()) + risk,
+                    getString(R.string.result_borderline_spoken, 100 * p.shownPMel, 100 * p.shownThreshold,
+                            p.meaning()) + riskSpoken);
         } else if (p.suspicious) {
-            showResult(getString(R.string.result_suspicious, 100 * p.shownPMel, 100 * p.shownThreshold),
-                    getString(R.string.result_suspicious_spoken, 100 * p.shownPMel, 100 * p.shownThreshold));
+            showResult(getString(R.string.result_suspicious, 100 * p.shownPMel, 100 * p.shownThreshold) + risk,
+                    getString(R.string.result_suspicious_spoken, 100 * p.shownPMel, 100 * p.shownThreshold)
+                            + riskSpoken);
         } else {
-            showResult(getString(R.string.result_nevus, 100 * p.shownPMel, 100 * p.shownThreshold),
-                    getString(R.string.result_nevus_spoken, 100 * p.shownPMel, 100 * p.shownThreshold));
+            showResult(getString(R.string.result_nevus, 100 * p.shownPMel, 100 * p.shownThreshold) + risk,
+                    getString(R.string.result_nevus_spoken, 100 * p.shownPMel, 100 * p.shownThreshold) + riskSpoken);
         }
         String note = c.note.isEmpty() ? "" : "\n" + c.note;
-        details.setText(String.format(Locale.ROOT, "%s\ninference %.1f ms, preprocessing %.1f ms\n%s, %d thread(s)%s\n%s",
-                p.decision(), inferMs, prepMs, c.backend, c.threads, note, img.decodeNote));
+        details.setText(String.format(Locale.ROOT,
+                "%s%s\ninference %.1f ms, preprocessing %.1f ms\n%s, %d thread(s)%s\n%s", p.meaning(),
+                postTestText(p), inferMs, prepMs, c.backend, c.threads, note, img.decodeNote));
+    }
+
+    /**
+     * The risk band's line, "<band> — likelihood ratio X", and what the ratio means in plain words, to show
+     * ({@code spoken} false) or as sentences for TalkBack; where the card could not measure the ratio, says so.
+     */
+    private String riskText(Prediction p, boolean spoken) {
+        if (Double.isNaN(p.likelihoodRatio)) {
+            return getString(spoken ? R.string.risk_band_unmeasured_spoken : R.string.risk_band_unmeasured,
+                    p.riskBandName);
+        }
+        return getString(spoken ? R.string.risk_band_spoken : R.string.risk_band, p.riskBandName,
+                Prediction.ratioText(p.likelihoodRatio));
+    }
+
+    /** The post-test probability at each of {@link #PREVALENCES}, for the details; empty without a likelihood ratio. */
+    private String postTestText(Prediction p) {
+        if (Double.isNaN(p.likelihoodRatio)) {  // NaN also when not assessed or the card has no bands
+            return "";
+        }
+        StringBuilder sb = new StringBuilder("\n").append(getString(R.string.post_test_title));
+        for (double q : PREVALENCES) {
+            sb.append("\n").append(getString(R.string.post_test_at, 100 * q, 100 * p.postTestProbability(q)));
+        }
+        return sb.toString();
     }
 
     /**

@@ -120,6 +120,206 @@ public class CoreTest {
         }
     }
 
+    static String withBorderline(String json, String band) {
+        return json.replace("\"threshold\":0.5,", "\"threshold\":0.5,\"borderline\":" + band + ",");
+    }
+
+    /** Raw uint8 P(mel) {@code mel} (scale 1/256) of the test card's output. */
+    static byte[] mel(int mel) {
+        return new byte[] {(byte) (256 - mel), (byte) mel};
+    }
+
+    @Test
+    public void theBorderlineBandIsShownWithTheBinaryDecision() {
+        ModelCard plain = ModelCard.parse(card("0.5", "melkit-v1"));
+        assertFalse(plain.hasBorderline());
+        assertFalse(plain.isBorderline(0.5));
+        Prediction p0 = Postprocessor.predict(mel(128), plain);
+        assertFalse(p0.borderline);
+        assertEquals(Prediction.SUSPICIOUS, p0.meaning());  // no band: the meaning is the decision
+        // band [120/256, 136/256] = [0.46875, 0.53125] around the threshold 0.5, edges included
+        String band = "{\"low\":0.46875,\"high\":0.53125,\"method\":\"test\",\"validation\":{\"n\":3}}";
+        ModelCard c = ModelCard.parse(withBorderline(card("0.5", "melkit-v1"), band));
+        assertTrue(c.hasBorderline());
+        assertEquals(0.46875, c.borderlineLow, 0.0);
+        assertEquals(0.53125, c.borderlineHigh, 0.0);
+        int[] raw = {119, 120, 127, 128, 136, 137};
+        String[] meaning = {Prediction.NEVUS_LIKE, "borderline: nevus-like", "borderline: nevus-like",
+            "borderline: melanoma-suspicious", "borderline: melanoma-suspicious", Prediction.SUSPICIOUS};
+        for (int i = 0; i < raw.length; i++) {
+            Prediction p = Postprocessor.predict(mel(raw[i]), c);
+            assertEquals("raw " + raw[i], meaning[i], p.meaning());
+            assertEquals("raw " + raw[i], meaning[i].startsWith(Prediction.BORDERLINE), p.borderline);
+            // the decision stays binary, as without the band
+            assertEquals("raw " + raw[i], Postprocessor.predict(mel(raw[i]), plain).decision(), p.decision());
+        }
+        // not assessed (out of the guard's domain) is never borderline, whatever its P(mel)
+        ModelCard guarded = ModelCard.parse(withBorderline(cardWithGuard(GUARD), band));
+        Prediction out = Postprocessor.predict(mel(128), new byte[] {(byte) 81}, guarded);
+        assertFalse(out.borderline);
+        assertEquals(Prediction.NOT_ASSESSED, out.meaning());
+        Prediction in = Postprocessor.predict(mel(128), new byte[] {(byte) 80}, guarded);
+        assertTrue(in.borderline);
+        assertEquals("borderline: melanoma-suspicious", in.meaning());
+        // a band of one point, the threshold itself, is allowed
+        ModelCard point = ModelCard.parse(withBorderline(card("0.5", "melkit-v1"),
+                "{\"low\":0.5,\"high\":0.5,\"method\":\"m\"}"));
+        assertTrue(Postprocessor.predict(mel(128), point).borderline);
+        assertFalse(Postprocessor.predict(mel(127), point).borderline);
+    }
+
+    @Test
+    public void aBorderlineBandThatDoesNotHoldTheThresholdIsRefused() {
+        String[] refused = {
+            "{\"low\":0.6,\"high\":0.7,\"method\":\"m\"}",  // low > threshold
+            "{\"low\":0.3,\"high\":0.4,\"method\":\"m\"}",  // high < threshold
+            "{\"low\":-0.1,\"high\":0.6,\"method\":\"m\"}",
+            "{\"low\":0.4,\"high\":1.1,\"method\":\"m\"}",
+            "{\"low\":\"0.4\",\"high\":0.6,\"method\":\"m\"}",
+            "{\"low\":0.4,\"high\":true,\"method\":\"m\"}",
+            "{\"high\":0.6,\"method\":\"m\"}",
+            "{\"low\":0.4,\"high\":0.6}",
+            "{\"low\":0.4,\"high\":0.6,\"method\":3}",
+            "[0.4,0.6]", "null"};
+        for (String band : refused) {
+            try {
+                ModelCard.parse(withBorderline(card("0.5", "melkit-v1"), band));
+                fail("accepted borderline " + band);
+            } catch (IllegalArgumentException expected) {
+                assertTrue(expected.getMessage(), expected.getMessage().contains("'borderline"));
+            }
+        }
+        System.out.println("borderline bands refused: " + refused.length);
+    }
+
+    static String withRiskBands(String json, String ratios) {
+        return json.replace("\"threshold\":0.5,", "\"threshold\":0.5,\"likelihood_ratios\":" + ratios + ",");
+    }
+
+    static String band(String name, String low, String high, String lr) {
+        return "{\"name\":\"" + name + "\",\"low\":" + low + ",\"high\":" + high + ",\"lr\":" + lr + "}";
+    }
+
+    /** likelihood_ratios with these bands (and a free-form field the app ignores). */
+    static String ratios(String... bands) {
+        return "{\"method\":\"test\",\"measured_on\":\"validation\",\"bands\":[" + String.join(",", bands) + "]}";
+    }
+
+    /** Four bands with edges 0, 0.25, 0.5 (the test card's threshold), 0.75, 1; the last LR not measured. */
+    static final String FOUR = ratios(band("well below", "0", "0.25", "0.1"), band("below", "0.25", "0.5", "0.6"),
+            band("above", "0.5", "0.75", "3"), band("well above", "0.75", "1.0", "null"));
+
+    @Test
+    public void riskBandsGiveTheBandAboveAnEdgeAndItsLikelihoodRatio() {
+        ModelCard plain = ModelCard.parse(card("0.5", "melkit-v1"));
+        assertFalse(plain.hasRiskBands());
+        assertEquals(-1, plain.riskBand(0.5));
+        Prediction none = Postprocessor.predict(mel(128), plain);
+        assertFalse(none.hasRiskBand());
+        assertEquals(-1, none.riskBand);
+        assertNull(none.riskBandName);
+        assertTrue(Double.isNaN(none.likelihoodRatio) && Double.isNaN(none.postTestProbability(0.15)));
+
+        ModelCard c = ModelCard.parse(withRiskBands(card("0.5", "melkit-v1"), FOUR));
+        assertTrue(c.hasRiskBands());
+        assertEquals(4, c.riskBands.size());
+        assertEquals("well above", c.riskBands.get(3).name);
+        assertTrue(Double.isNaN(c.riskBands.get(3).lr));  // null in the card
+        // numpy searchsorted side="right" over the inner edges: an output at an inner edge is in the band above
+        double[] p = {0.0, 0.2499, 0.25, 0.4999, 0.5, 0.7499, 0.75, 0.99, 1.0, -0.1, 1.1, Double.NaN};
+        int[] want = {0, 0, 1, 1, 2, 2, 3, 3, 3, 0, 3, -1};
+        for (int i = 0; i < p.length; i++) {
+            assertEquals("P(mel) " + p[i], want[i], c.riskBand(p[i]));
+        }
+        // the uint8 outputs at and beside the edges (scale 1/256): 64 is 0.25, 128 the threshold, 192 is 0.75
+        int[] raw = {0, 63, 64, 127, 128, 191, 192, 255};
+        int[] bands = {0, 0, 1, 1, 2, 2, 3, 3};
+        for (int i = 0; i < raw.length; i++) {
+            Prediction q = Postprocessor.predict(mel(raw[i]), c);
+            assertEquals("raw " + raw[i], bands[i], q.riskBand);
+            assertEquals("raw " + raw[i], c.riskBands.get(bands[i]).name, q.riskBandName);
+            // the band above the threshold holds the suspicious outputs, and only them
+            assertEquals("raw " + raw[i], q.suspicious, q.riskBand >= 2);
+        }
+        Prediction above = Postprocessor.predict(mel(128), c);
+        assertEquals(3.0, above.likelihoodRatio, 0.0);
+        // post-test odds = prior odds x LR, as melkit.core.probability.post_test_probability
+        double odds = 0.05 / 0.95 * 3.0;
+        assertEquals(odds / (1 + odds), above.postTestProbability(0.05), 1e-15);
+        assertEquals(0.4 * 3 / (0.4 * 3 + 0.6), above.postTestProbability(0.4), 1e-12);
+        assertEquals(0.15, Postprocessor.predict(mel(100), ModelCard.parse(withRiskBands(card("0.5", "melkit-v1"),
+                ratios(band("a", "0", "0.5", "1"), band("b", "0.5", "1", "1"))))).postTestProbability(0.15), 1e-15);
+        Prediction unmeasured = Postprocessor.predict(mel(200), c);
+        assertEquals(3, unmeasured.riskBand);
+        assertTrue(Double.isNaN(unmeasured.likelihoodRatio) && Double.isNaN(unmeasured.postTestProbability(0.15)));
+        // not assessed (out of the guard's domain): no band, whatever its P(mel)
+        ModelCard guarded = ModelCard.parse(withRiskBands(cardWithGuard(GUARD), FOUR));
+        Prediction out = Postprocessor.predict(mel(128), new byte[] {(byte) 81}, guarded);
+        assertFalse(out.hasRiskBand());
+        assertEquals(-1, out.riskBand);
+        assertTrue(Double.isNaN(out.likelihoodRatio) && Double.isNaN(out.postTestProbability(0.4)));
+        assertEquals(2, Postprocessor.predict(mel(128), new byte[] {(byte) 80}, guarded).riskBand);
+        // an empty band (low == high) is allowed; an output at its edge is above it
+        ModelCard empty = ModelCard.parse(withRiskBands(card("0.5", "melkit-v1"), ratios(band("a", "0", "0.5", "1"),
+                band("at", "0.5", "0.5", "null"), band("b", "0.5", "1", "2"))));
+        assertEquals(2, empty.riskBand(0.5));
+        assertEquals(0, empty.riskBand(0.4999));
+        // two bands, split at the threshold: the least a card may hold
+        assertEquals(1, ModelCard.parse(withRiskBands(card("0.5", "melkit-v1"),
+                ratios(band("a", "0", "0.5", "0.5"), band("b", "0.5", "1", "2")))).riskBand(1.0));
+    }
+
+    @Test
+    public void riskBandsThatDoNotCoverZeroToOneWithAnEdgeAtTheThresholdAreRefused() {
+        String a = band("a", "0", "0.25", "0.1");
+        String b = band("b", "0.25", "0.5", "0.6");
+        String c = band("c", "0.5", "1", "3");
+        String[] refused = {
+            ratios(a, band("b", "0.3", "0.5", "0.6"), c),  // a gap between bands
+            ratios(a, band("b", "0.2", "0.5", "0.6"), c),  // an overlap
+            ratios(band("a", "0.01", "0.25", "0.1"), b, c),  // not from 0
+            ratios(a, b, band("c", "0.5", "0.99", "3")),  // not to 1
+            ratios(a, b, band("c", "0.5", "1.5", "3")),
+            ratios(band("a", "-0.1", "0.25", "0.1"), b, c),
+            ratios(a, band("b", "0.25", "0.1", "0.6"), band("c", "0.1", "1", "3")),  // out of order
+            ratios(band("a", "0", "0.4", "1"), band("b", "0.4", "1", "1")),  // no edge at the threshold 0.5
+            ratios(a, b, band("c", "0.5", "1", "0")),  // lr <= 0
+            ratios(a, b, band("c", "0.5", "1", "-2")),
+            ratios(a, b, band("c", "0.5", "1", "\"3\"")),
+            ratios(a, b, band("c", "0.5", "1", "true")),
+            ratios(a, b, "{\"name\":\"c\",\"low\":0.5,\"high\":1}"),  // missing fields
+            ratios(a, b, "{\"name\":\"c\",\"low\":0.5,\"lr\":1}"),
+            ratios(a, b, "{\"name\":\"c\",\"high\":1,\"lr\":1}"),
+            ratios(a, b, "{\"low\":0.5,\"high\":1,\"lr\":1}"),
+            ratios(a, b, band("c", "\"0.5\"", "1", "3")),
+            ratios(a, b, "[0.5,1,3]"),
+            ratios(band("all", "0", "1", "1")),  // one band
+            ratios(),
+            "{\"bands\":[" + a + "," + b + "," + c + "]}",  // no method
+            "{\"method\":\"m\"}",  // no bands
+            "{\"method\":\"m\",\"bands\":{}}",
+            "[]", "null"};
+        for (String r : refused) {
+            try {
+                ModelCard.parse(withRiskBands(card("0.5", "melkit-v1"), r));
+                fail("accepted likelihood_ratios " + r);
+            } catch (IllegalArgumentException expected) {
+                assertTrue(expected.getMessage(), expected.getMessage().contains("'likelihood_ratios"));
+            }
+        }
+        assertEquals(3, ModelCard.parse(withRiskBands(card("0.5", "melkit-v1"), ratios(a, b, c))).riskBands.size());
+        System.out.println("risk bands refused: " + refused.length);
+    }
+
+    @Test
+    public void aLikelihoodRatioIsShownWithTwoSignificantDigits() {
+        String[] want = {"0.052", "0.05", "0.5", "1", "3.1", "12", "150", "1200", "n/a"};
+        double[] lr = {0.05234, 0.05, 0.5, 1.0, 3.14159, 12.3, 149.9, 1234.5, Double.NaN};
+        for (int i = 0; i < lr.length; i++) {
+            assertEquals(want[i], Prediction.ratioText(lr[i]));
+        }
+    }
+
     static String cardWithColorConstancy(String value) {
         return card("0.5", "melkit-v1").replace("\"image_size\":4}",
                 "\"image_size\":4,\"color_constancy\":" + value + "}");

@@ -19,7 +19,9 @@ import org.junit.Test;
  * The core against Python, on golden sets written by {@code melkit bundle} (melkit/golden.py): for every
  * image the model input must be Python's byte for byte, and the postprocessing of Python's LiteRT output
  * must give the same scores, P(mel) and decision (and, for a model with an input-domain guard, the same
- * domain score and in-domain answer; "not assessed" out of the domain).
+ * domain score and in-domain answer; "not assessed" out of the domain; for a card with a borderline band,
+ * the same borderline answer and shown meaning; for a card with risk bands, the same band, likelihood ratio
+ * and post-test probabilities; each checked where the golden records it).
  *
  * <p>Golden directories come from the system property {@code melkit.golden} (separated by the path
  * separator), else the committed {@code src/test/resources/golden}. Each checked image is printed so the
@@ -88,11 +90,42 @@ public class GoldenTest {
         int checked = 0;
         int guarded = 0;
         int notAssessed = 0;
+        int banded = 0;
+        int borderline = 0;
+        int risked = 0;
+        int[] perBand = new int[0];
         for (File dir : goldenDirs()) {
             JSONObject index = new JSONObject(text(new File(dir, "index.json")));
             ModelCard card = ModelCard.parse(text(new File(dir, index.getString("card"))));
             assertEquals(index.getString("model_sha256"), card.sha256);
             assertEquals(index.getDouble("threshold"), card.threshold, 0.0);
+            if (index.has("borderline")) {  // older golden sets have none
+                JSONObject band = index.getJSONObject("borderline");
+                assertTrue(dir + ": a borderline band in the index but not in the card", card.hasBorderline());
+                assertEquals(band.getDouble("low"), card.borderlineLow, 0.0);
+                assertEquals(band.getDouble("high"), card.borderlineHigh, 0.0);
+            }
+            double[] prevalences = new double[0];
+            if (index.has("risk_bands")) {  // older golden sets have none
+                JSONObject risk = index.getJSONObject("risk_bands");
+                JSONArray edges = risk.getJSONArray("edges");
+                JSONArray lrs = risk.getJSONArray("lr");
+                assertEquals(dir + " risk bands", edges.length() - 1, card.riskBands.size());
+                for (int k = 0; k < card.riskBands.size(); k++) {
+                    ModelCard.RiskBand b = card.riskBands.get(k);
+                    assertEquals(dir + " band " + k + " low", edges.getDouble(k), b.low, 0.0);
+                    assertEquals(dir + " band " + k + " high", edges.getDouble(k + 1), b.high, 0.0);
+                    assertEquals(dir + " band " + k + " LR", lrs.isNull(k) ? Double.NaN : lrs.getDouble(k), b.lr, 0.0);
+                }
+                JSONArray q = risk.getJSONArray("prevalences");
+                prevalences = new double[q.length()];
+                for (int i = 0; i < q.length(); i++) {
+                    prevalences[i] = q.getDouble(i);
+                }
+                if (perBand.length < card.riskBands.size()) {
+                    perBand = java.util.Arrays.copyOf(perBand, card.riskBands.size());
+                }
+            }
             JSONArray images = index.getJSONArray("images");
             for (int n = 0; n < images.length(); n++) {
                 JSONObject img = images.getJSONObject(n);
@@ -139,9 +172,37 @@ public class GoldenTest {
                 assertEquals(name + " shown P(mel)", img.has("p_shown") ? img.getDouble("p_shown") : p.pMel,
                         p.shownPMel, 1e-12);
                 assertEquals(name + " decision", img.getString("decision"), p.decision());
+                if (img.has("borderline")) {  // a card with a band; older golden sets record neither
+                    assertEquals(name + " borderline", img.getBoolean("borderline"), p.borderline);
+                    assertEquals(name + " meaning", img.getString("meaning"), p.meaning());
+                    banded++;
+                    borderline += p.borderline ? 1 : 0;
+                } else {
+                    assertTrue(name + ": borderline in the card but not in the golden", !card.hasBorderline());
+                }
+                if (img.has("risk_band")) {  // a card with risk bands; older golden sets record none
+                    assertEquals(name + " risk band", img.isNull("risk_band") ? -1 : img.getInt("risk_band"),
+                            p.riskBand);
+                    assertEquals(name + " likelihood ratio",
+                            img.isNull("likelihood_ratio") ? Double.NaN : img.getDouble("likelihood_ratio"),
+                            p.likelihoodRatio, 0.0);
+                    JSONArray post = img.isNull("post_test") ? null : img.getJSONArray("post_test");
+                    for (int i = 0; i < prevalences.length; i++) {
+                        assertEquals(name + " post-test probability at " + prevalences[i],
+                                post == null ? Double.NaN : post.getDouble(i), p.postTestProbability(prevalences[i]),
+                                1e-15);
+                    }
+                    risked++;
+                    if (p.riskBand >= 0) {
+                        perBand[p.riskBand]++;
+                    }
+                } else {
+                    assertTrue(name + ": risk bands in the card but not in the golden", !card.hasRiskBands());
+                }
                 System.out.println("golden ok: " + name + " " + w + "x" + h + " orientation " + orientation
                         + " input " + card.input + (card.colorConstancy == null ? "" : " " + card.colorConstancy)
-                        + " P(mel) " + p.pMel + " " + p.decision()
+                        + " P(mel) " + p.pMel + " " + p.meaning()
+                        + (p.hasRiskBand() ? " band " + p.riskBand + " LR " + p.likelihoodRatio : "")
                         + (card.hasDomainGuard() ? " domain score " + p.domainScore : ""));
                 checked++;
             }
@@ -149,6 +210,13 @@ public class GoldenTest {
         System.out.println("golden images checked: " + checked);
         if (guarded > 0) {
             System.out.println("golden domain guard checked: " + guarded + " (not assessed: " + notAssessed + ")");
+        }
+        if (banded > 0) {
+            System.out.println("golden borderline checked: " + banded + " (borderline: " + borderline + ")");
+        }
+        if (risked > 0) {
+            System.out.println("golden risk bands checked: " + risked + " (per band: "
+                    + java.util.Arrays.toString(perBand) + ")");
         }
     }
 
