@@ -196,7 +196,9 @@ def last_line(stderr: str) -> str:
 
 def test_ctrl_c_in_train_and_sigterm_in_convert_exit_130_and_143_and_say_what_continues(synth_dir, tmp_path):
     out, partial = tmp_path / "run", tmp_path / "run.partial"
-    args = ["train", "--data", synth_dir, "--out", out, "--recipe", "scratch", "--epochs", "6", "--alpha", "0.35",
+    # Enough epochs that the run cannot finish between "Epoch 2/" and the signal (6 did once, on a loaded CPU: a
+    # 32-px epoch of 133 images takes a tenth of a second).
+    args = ["train", "--data", synth_dir, "--out", out, "--recipe", "scratch", "--epochs", "40", "--alpha", "0.35",
             "--image-size", "32", "--batch-size", "16", "--weights", "none", "--threshold-policy", "fixed:0.5"]
     child = Child(*args)
     child.wait_for("Epoch 2/")  # the first epoch is done: its checkpoint and history row are written
@@ -211,7 +213,7 @@ def test_ctrl_c_in_train_and_sigterm_in_convert_exit_130_and_143_and_say_what_co
     r = subprocess.run([sys.executable, "-m", "melkit.cli", *map(str, args), "--resume"], capture_output=True,
                        text=True, env=env_without_tf_logging(), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "Epoch 1/6" not in r.stdout  # continued, not started again
+    assert "Epoch 1/40" not in r.stdout  # continued, not started again
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert not native_lines(r.stderr), r.stderr[-3000:]  # a successful command's stderr
 
