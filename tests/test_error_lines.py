@@ -154,7 +154,7 @@ def test_read_json_keeps_what_is_merely_nested_or_null(tmp_path):
 def env_without_tf_logging() -> dict:
     """The environment of a user who has not set TF_CPP_MIN_LOG_LEVEL (this test process's import of
     TensorFlow sets it)."""
-    env = {**os.environ, "CI": "true", "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "CI": "true", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}  # lines as printed
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     return env
 
@@ -163,8 +163,11 @@ class Child:
     """A melkit command in a subprocess, its stdout read line by line on a thread (every wait bounded)."""
 
     def __init__(self, *args):
+        # SIGINT as at a terminal: a test run started in the background (``cmd &`` in a script) inherits SIGINT
+        # ignored, and a Python started so never turns it into KeyboardInterrupt.
         self.proc = subprocess.Popen([sys.executable, "-m", "melkit.cli", *map(str, args)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env_without_tf_logging())
+                                     stderr=subprocess.PIPE, text=True, env=env_without_tf_logging(),
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines = queue.Queue()
         threading.Thread(target=lambda: [self.lines.put(line) for line in self.proc.stdout], daemon=True).start()
 
@@ -182,11 +185,14 @@ class Child:
             assert self.proc.poll() is None or not self.lines.empty(), seen
 
     def stop(self, sig) -> tuple[int, str]:
+        assert self.proc.poll() is None, f"the command ended (exit {self.proc.returncode}) before the signal"
         self.proc.send_signal(sig)
         try:
-            _, err = self.proc.communicate(timeout=120)
+            out, err = self.proc.communicate(timeout=120)
         finally:
             self.proc.kill()
+        if self.proc.returncode == 0:  # the signal did not stop it: what it printed after, to see where it went
+            err += "\n[stdout after the signal]\n" + out[-2000:]
         return self.proc.returncode, err
 
 
