@@ -168,6 +168,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     labels = np.array([r.label for r in records], int)
     image_ids = [r.image_id for r in records]
     lesion_ids = [r.lesion_id for r in records]
+    image_sources = [parity.record_source(r) for r in records]  # per-source guard, band, risk and metrics
     timings["images_s"] = time.perf_counter() - t_start
     echo(f"{len(records)} images ({int(labels.sum())} mel) from {source.description}")
 
@@ -183,7 +184,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
             probs[m.name], score = evaluate.tflite_outputs(m, images, threads=latency.usable_cores())
             if score is not None:  # a --domain-guard model: how many of these images it would assess
                 domain[m.name] = reporting.domain_summary(m.card, score, image_ids, labels,
-                                                          [parity.record_source(r) for r in records])
+                                                          image_sources)
         timings[f"eval_{m.name}_s"] = time.perf_counter() - t
     timings["evaluation_s"] = time.perf_counter() - t0
 
@@ -194,7 +195,7 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
     results = parity.evaluate(names, probs, thresholds, labels, lesion_ids, image_ids, reference.name,
                               n_boot=opts.n_boot, seed=opts.seed, shown=shown)
     groups = parity.subgroups(records, names, probs, thresholds, labels, reference.name)
-    sources = parity.by_source([parity.record_source(r) for r in records], names, probs, thresholds, labels,
+    sources = parity.by_source(image_sources, names, probs, thresholds, labels,
                                lesion_ids, image_ids, reference.name, n_boot=opts.n_boot, seed=opts.seed,
                                shown=shown)
     for m in models:  # a folded (or tempered) card: its threshold on the scale of the P(mel) shown, too
@@ -202,9 +203,9 @@ def run_bench(opts: BenchOptions, echo=print) -> BenchResult:
             results[m.name]["metrics"]["threshold_shown"] = float(shown_p_mel(m.card, [m.threshold])[0])
     failures = parity.gate_failures(results, reference.name, opts.max_auc_drop, opts.min_agreement)
     borderline = {m.name: parity.borderline_summary(m.card, probs[m.name], m.threshold, probs[reference.name],
-                                                    reference.threshold, [parity.record_source(r) for r in records])
+                                                    reference.threshold, image_sources)
                   for m in models if m.card is not None and m.card.borderline and m is not reference}
-    risk = {m.name: parity.risk_bands_summary(m.card, probs[m.name], labels, [parity.record_source(r) for r in records])
+    risk = {m.name: parity.risk_bands_summary(m.card, probs[m.name], labels, image_sources)
             for m in models if m.card is not None and m.card.likelihood_ratios}
 
     lat = _latency(opts, models, arrays, keras_model, echo) if opts.latency else None

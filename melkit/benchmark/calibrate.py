@@ -88,7 +88,7 @@ from melkit.core.metrics import (
     parse_threshold_policy,
 )
 from melkit.core.options import SEED, check, opt
-from melkit.core.probability import fold_logit, logit_clip, tempered, unfold
+from melkit.core.probability import fold_logit, logit_band, logit_clip, tempered, unfold
 from melkit.core.spreadsheet import SpreadsheetWriter
 from melkit.data.pipeline import load_images
 from melkit.data.split import SPLITS, read_split_csv
@@ -501,10 +501,8 @@ def _bands_at(new_card: ModelCard, card: ModelCard, s: LabelledSet, threshold: f
     bands' likelihood ratios are measured again on this set, the user's own device."""
     changes = {}
     if card.borderline is not None:
-        t, half = float(np.clip(threshold, 1e-9, 1 - 1e-9)), float(card.borderline.get("logit_half_width", 0.0))
-        z = np.log(t) - np.log1p(-t)
-        changes["borderline"] = {**card.borderline, "low": min(threshold, float(1 / (1 + np.exp(-(z - half))))),
-                                 "high": max(threshold, float(1 / (1 + np.exp(-(z + half))))),
+        low, high = logit_band(threshold, float(card.borderline.get("logit_half_width", 0.0)))
+        changes["borderline"] = {**card.borderline, "low": low, "high": high,
                                  "recentred": "melkit calibrate: the same logit half-width around its threshold"}
     if card.likelihood_ratios is not None:
         changes["likelihood_ratios"] = {**likelihood.measure(s.p, s.labels, threshold), "measured_on": s.description,

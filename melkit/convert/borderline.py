@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from melkit.core.probability import logit_band
+
 QUANTILE = 0.995
 _EPS = 1e-7
 
@@ -28,10 +30,6 @@ _EPS = 1e-7
 def _logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, float), _EPS, 1.0 - _EPS)
     return np.log(p) - np.log1p(-p)
-
-
-def _sigmoid(z: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 def measure(p_float, p_output, threshold: float, output_threshold: float | None = None, groups=None,
@@ -47,11 +45,10 @@ def measure(p_float, p_output, threshold: float, output_threshold: float | None 
     noise = float(np.quantile(np.abs(d_out - d_float), quantile)) if len(d_out) else 0.0
     farthest_flip = float(np.abs(d_out[flips]).max()) if flips.any() else 0.0
     half = max(noise, farthest_flip)
-    low, high = _sigmoid(float(_logit(t_out)) - half), _sigmoid(float(_logit(t_out)) + half)
+    low, high = logit_band(t_out, half)
     if flips.any():  # exactly every flip inside, whatever the rounding of the sigmoid
         low = min(low, float(p_output[flips].min()))
         high = max(high, float(p_output[flips].max()))
-    low, high = min(low, t_out), max(high, t_out)
     inside = (p_output >= low) & (p_output <= high)
     record = {
         "low": low,

@@ -65,6 +65,15 @@ def shown_p_mel(card, p_raw) -> np.ndarray:
     return tempered(unfold(p_raw, fold_logit(card)), t, eps)
 
 
+def logit_band(threshold: float, half_width: float) -> tuple[float, float]:
+    """(low, high): the probabilities ``half_width`` logits below and above ``threshold`` (which the band always
+    holds): the borderline band as convert measures it (melkit/convert/borderline.py) and calibrate moves it."""
+    t = float(np.clip(threshold, 1e-9, 1.0 - 1e-9))
+    z = np.log(t) - np.log1p(-t)
+    return (min(threshold, float(1.0 / (1.0 + np.exp(-(z - half_width))))),
+            max(threshold, float(1.0 / (1.0 + np.exp(-(z + half_width))))))
+
+
 PREVALENCES = (0.05, 0.15, 0.40)  # where the card states the post-test probability of each risk band
 
 
