@@ -3,7 +3,7 @@
 (a) In-domain rate on real dermoscopy: every image of each shared set (HAM10000, ISIC 2016, ISIC 2017; the
     model may have been fitted on some of them, not on the others), by class.
 (b) Flagged rate on inputs that show no lesion: generated noise, flat colours (skin tones and greys among
-    them), gradients, text pages and screenshots, checkerboards and stripes (melkit/benchmark/ood.py), and
+    them), gradients, text pages and screenshots, checkerboards and stripes (melkit/bench/ood.py), and
     natural photographs: the sample images scikit-image ships (no download) with crops and a downscale.
     scikit-image is for this benchmark only (``.venv/bin/pip install scikit-image``); without it that group
     is skipped.
@@ -32,9 +32,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from melkit.benchmark.inputs import open_tflite  # noqa: E402
-from melkit.benchmark.ood import GROUPS, generated  # noqa: E402
-from melkit.core.litert import load_interpreter, predict_p_mel, predict_with_domain, to_input  # noqa: E402
+from melkit.bench.inputs import open_tflite  # noqa: E402
+from melkit.bench.ood import GROUPS, generated  # noqa: E402
+from melkit.core.litert import (  # noqa: E402
+    load_interpreter,
+    predict_p_mel,
+    predict_with_domain,
+    to_input,
+)
 from melkit.core.probability import shown_p_mel  # noqa: E402
 from melkit.data.pipeline import load_images  # noqa: E402
 from melkit.data.readers import read_sources  # noqa: E402

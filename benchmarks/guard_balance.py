@@ -8,7 +8,7 @@ from one pass of pooled features of the run's float Keras model, and reports for
   ``--external`` set (never trained on), the quantity the screening issue bounds (melanomas <= 3 % and <= the
   nevi's rate + 1 point on each set);
 - the share of generated non-dermoscopy inputs flagged (noise, flat frames, gradients, text, patterns:
-  melkit/benchmark/ood.py).
+  melkit/bench/ood.py).
 
 Float scores (the Keras model's features and numpy's distance): the int8 model's guard follows them to about
 1 % of the threshold (README, "domain_guard.py"). Test splits are left out on purpose (a release's).
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from melkit.benchmark.ood import generated  # noqa: E402
+from melkit.bench.ood import generated  # noqa: E402
 from melkit.convert import domain_guard as guards  # noqa: E402
 from melkit.convert.export import with_two_scores  # noqa: E402
 from melkit.core.run import load_trained_model, split_records  # noqa: E402

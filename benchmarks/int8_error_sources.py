@@ -24,16 +24,16 @@ os.environ.setdefault("CI", "true")  # one line per step, no progress redraws
 
 import numpy as np  # noqa: E402
 
-from melkit.core.tf import keras  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 first)
-from melkit.convert.calibration import representative_images  # noqa: E402
 from melkit.convert.equalize import equalize_activation_ranges  # noqa: E402
 from melkit.convert.export import with_two_scores  # noqa: E402
+from melkit.convert.representative import representative_images  # noqa: E402
 from melkit.convert.rounding import INT8_MAX, fold_factor, round_pointwise_weights  # noqa: E402
 from melkit.convert.variants import convert  # noqa: E402
 from melkit.core.litert import load_interpreter, predict_p_mel  # noqa: E402
 from melkit.core.metrics import roc_auc  # noqa: E402
 from melkit.core.run import load_trained_model, predict_outputs, split_records  # noqa: E402
 from melkit.data.pipeline import load_images  # noqa: E402
+from melkit.util.tf import keras  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 first)
 
 KINDS = {
     "all": lambda name: True,

@@ -29,9 +29,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from dataclasses import replace  # noqa: E402
 
-from melkit.core.files import write_json  # noqa: E402
 from melkit.core.recipe import multisource_recipe  # noqa: E402
-from melkit.train.trainer import TrainOptions, train  # noqa: E402
+from melkit.train.trainer import TrainOptions, run_train  # noqa: E402
+from melkit.util.files import write_json  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
             for left_out in SOURCES:
                 run = args.out / arm / f"seed{seed}" / f"without-{left_out}"
                 if not (run / "metrics.json").is_file():
-                    train(TrainOptions(data=[str(p) for n, p in SOURCES.items() if n != left_out],
+                    run_train(TrainOptions(data=[str(p) for n, p in SOURCES.items() if n != left_out],
                                        external=[str(without_test_rows(left_out, args.out)), str(ISIC2016)],
                                        out=str(run), weights=str(WEIGHTS[args.alpha]), alpha=args.alpha,
                                        image_size=args.image_size, epochs=[int(e) for e in args.epochs.split(",")],

@@ -51,8 +51,8 @@ def mediapipe_top(model: Path, images: np.ndarray) -> list[str]:
 
 def measure(model_path, data, split_csv=None, split=None, limit=None) -> dict:
     """Both answers on the contract's pixels of every selected image."""
-    from melkit.benchmark import evaluate
-    from melkit.benchmark.inputs import open_tflite, select_records
+    from melkit.bench import evaluate
+    from melkit.bench.inputs import open_tflite, select_records
     from melkit.data.pipeline import load_images
 
     model = open_tflite(model_path)
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--min-agreement", type=float, help="exit 1 below this agreement")
     a = ap.parse_args(argv)
-    from melkit.core.errors import BadInputError
+    from melkit.util.errors import BadInputError
 
     try:
         r = measure(a.model, a.data, a.split_csv, a.split, a.limit)

@@ -7,7 +7,7 @@
     median and largest |dP|), for v1 and for v2. For scale, the model's own noise floor: the original
     merely re-saved as a JPEG (quality 90, same size), and the mean |dq| (the contract's uint8 input)
     between each pair.
-(b) Cost. ``melkit predict``'s decode + contract (``melkit.benchmark.predict.contract_images``) on 12-MP
+(b) Cost. ``melkit predict``'s decode + contract (``melkit.bench.predict.contract_images``) on 12-MP
     JPEGs (4000x3000): time per image and the process's peak resident memory (Linux ``VmHWM``, reset
     before the work, in a fresh process per contract), v1 (full decode) against v2 (draft decode).
 
@@ -55,7 +55,7 @@ def lesions(data: Path, n: int):
 
 
 def stability(args, card, interp, tmp: Path) -> None:
-    from melkit.benchmark.predict import contract_images
+    from melkit.bench.predict import contract_images
     from melkit.core.litert import predict_p_mel
     from melkit.core.probability import shown_p_mel
 
@@ -90,7 +90,7 @@ def _status_mb(key: str) -> float:
 
 def _cost_child(contract, paths: list) -> dict:
     """In a fresh process: decode + contract of each path, as ``melkit predict`` does; times and peak RSS."""
-    from melkit.benchmark.predict import contract_images
+    from melkit.bench.predict import contract_images
 
     contract_images(paths[:1], contract)  # warm-up (first-call costs)
     with open("/proc/self/clear_refs", "w") as f:

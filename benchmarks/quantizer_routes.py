@@ -185,8 +185,8 @@ def pick(records, n, seed=0):
 
 def calibration_images(train, contract, n, seed, by_source):
     """n-1 training images + melkit's full-range image (uint8 q). ``by_source``: equal parts of each source;
-    else the same seeded choice as melkit.convert.calibration.representative_images."""
-    from melkit.convert.calibration import full_range_image
+    else the same seeded choice as melkit.convert.representative.representative_images."""
+    from melkit.convert.representative import full_range_image
     from melkit.data.pipeline import load_images
 
     if by_source:
@@ -203,7 +203,7 @@ def calibration_images(train, contract, n, seed, by_source):
 def model_input(q, detail, contract_scale):
     """Contract uint8 q (1,S,S,3) -> the model's input: float normalised, or quantized by its own scale."""
     from melkit.core.litert import to_input
-    from melkit.data.preprocess import normalize
+    from melkit.data.contract import normalize
 
     dtype = np.dtype(detail["dtype"])
     scale, zero = detail["quantization"]
@@ -293,7 +293,7 @@ def interpreter_ms(path, image_q, threads, runs, contract_scale) -> float:
 
 def latency(paths: dict, threads: int, runs: int, rounds: int) -> dict:
     """name -> {median_ms, rounds} from LiteRT's benchmark_litert_model, rounds interleaved over the models."""
-    from melkit.benchmark import litert_tool
+    from melkit.bench import litert_tool
 
     if not litert_tool.available():
         return {name: {"error": "ai_edge_litert.tools.benchmark_litert_model not available"} for name in paths}
@@ -457,8 +457,8 @@ def main(argv=None):
     from melkit.core.card import read_model
     from melkit.core.metrics import roc_auc
     from melkit.core.probability import unfold
+    from melkit.data.contract import CONTRACT
     from melkit.data.pipeline import load_images
-    from melkit.data.preprocess import CONTRACT
 
     out = Path(args.out)
     models_dir = out / "models"
@@ -485,7 +485,7 @@ def main(argv=None):
 
     # --- calibration sets --------------------------------------------------------------------------------
     train = training_records(run, config, f32_card, split_csv, args.data_root)
-    from melkit.data.preprocess import normalize
+    from melkit.data.contract import normalize
     calib, calib_counts = {}, {}
     for key, by_source in (("train", False), ("allsrc", True)):
         q, counts = calibration_images(train, contract, args.calibration_images, args.seed, by_source)
@@ -502,8 +502,8 @@ def main(argv=None):
     if run is not None:
         from melkit.convert.converter import DESCRIPTION
         from melkit.convert.equalize import equalize_activation_ranges
-        from melkit.convert.metadata import ModelInfo, add_metadata
         from melkit.convert.export import with_two_scores
+        from melkit.convert.metadata import ModelInfo, add_metadata
         from melkit.convert.variants import convert
         from melkit.core.run import load_trained_model
 

@@ -31,10 +31,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from dataclasses import replace  # noqa: E402
 
-from melkit.core.files import write_json  # noqa: E402
 from melkit.core.recipe import default_recipe  # noqa: E402
 from melkit.data.augment import AugmentParams  # noqa: E402
-from melkit.train.trainer import TrainOptions, train  # noqa: E402
+from melkit.train.trainer import TrainOptions, run_train  # noqa: E402
+from melkit.util.files import write_json  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
                 results[name] = rows_of(json.loads((run / "metrics.json").read_text()))
             continue
         if not (run / "metrics.json").is_file():
-            train(TrainOptions(data=[str(d) for d in arm["data"]], external=[str(d) for d in arm["external"]],
+            run_train(TrainOptions(data=[str(d) for d in arm["data"]], external=[str(d) for d in arm["external"]],
                                out=str(run), weights=str(WEIGHTS[args.alpha]), alpha=args.alpha,
                                image_size=args.image_size, epochs=[int(e) for e in args.epochs.split(",")],
                                source_balance=arm.get("source_balance"), seed=args.seed,

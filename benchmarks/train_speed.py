@@ -27,11 +27,11 @@ os.environ.setdefault("CI", "true")
 
 import numpy as np  # noqa: E402
 
-from melkit.core.tf import keras, tf  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 first)
-from melkit.data.readers import read_dataset  # noqa: E402
 from melkit.core.model import build_model, set_trainable  # noqa: E402
 from melkit.core.recipe import paper_recipe  # noqa: E402
-from melkit.train.trainer import TrainOptions, train  # noqa: E402
+from melkit.data.readers import read_dataset  # noqa: E402
+from melkit.train.trainer import TrainOptions, run_train  # noqa: E402
+from melkit.util.tf import keras, tf  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1 first)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,7 @@ def main():
         # (A) melkit, end to end.
         print(f"\n== (A) melkit train(): recipe {recipe.name}, stage {stage.name} ({stage.trainable}) ==")
         t0 = time.perf_counter()
-        res = train(TrainOptions(data=str(data), out=str(tmp / "run"), recipe=recipe,
+        res = run_train(TrainOptions(data=str(data), out=str(tmp / "run"), recipe=recipe,
                                  weights=args.weights, seed=args.seed))
         t_melkit = time.perf_counter() - t0
         with open(res.out_dir / "split.csv", newline="") as f:

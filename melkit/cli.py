@@ -18,22 +18,19 @@ from pathlib import Path
 
 import click
 
-from melkit.benchmark.bench import BenchOptions, run_bench
-from melkit.benchmark.calibrate import CalibrateOptions, calibrate
-from melkit.benchmark.predict import predict_files, text
-from melkit.bundle import bundle, bundle_web, serve_web
-from melkit.card_md import CardOptions, write_model_card
-from melkit.convert.converter import convert_run
-from melkit.convert.options import ConvertOptions
-from melkit.core.errors import Interrupted, MelkitError, QualityGateError
-from melkit.core.files import WRITE_ERRNOS
-from melkit.core.options import click_options, default_of, opt
-from melkit.core.progress import progress_bar
+from melkit.bench import BenchOptions, run_bench, run_predict
+from melkit.bench.predict import text
+from melkit.convert import ConvertOptions, run_convert
 from melkit.data.fetch import fetch_set
 from melkit.data.synth import write_synth_dataset
 from melkit.demo import DemoOptions, run_demo
-from melkit.report import print_train_summary
-from melkit.train.trainer import TrainOptions, train
+from melkit.release import CalibrateOptions, CardOptions, run_bundle, run_bundle_web, run_calibrate, run_card, run_web
+from melkit.train import TrainOptions, run_train
+from melkit.train.summary import print_train_summary
+from melkit.util.errors import Interrupted, MelkitError, QualityGateError
+from melkit.util.files import WRITE_ERRNOS
+from melkit.util.options import click_options, default_of, opt
+from melkit.util.progress import progress_bar
 
 
 def _one_line(e: BaseException) -> str:
@@ -88,7 +85,7 @@ class MelkitGroup(click.Group):
     """The one error boundary: MelkitError becomes a clear one-line message and its exit code (1 or 2); so do,
     with exit code 2, what the machine or a file can throw at any command: OSError (no space left, read-only,
     permission), undecodable text, malformed JSON or CSV. Writers stage their output and remove it on the way
-    out, so nothing half-written is left (see melkit.core.files). Ctrl-C (SIGINT) and SIGTERM stop a command
+    out, so nothing half-written is left (see melkit.util.files). Ctrl-C (SIGINT) and SIGTERM stop a command
     the same way, with one line that says what to run next, and exit 130 or 143 (128 + the signal's number)."""
 
     def parse_args(self, ctx, args):
@@ -188,7 +185,7 @@ def data_fetch(opts):
 @click_options(TrainOptions)
 def train_cmd(opts):
     """Fine-tune MobileNetV2 on nevus-vs-melanoma data; write a run directory with honest metrics."""
-    result = train(opts, echo=_echo)
+    result = run_train(opts, echo=_echo)
     print_train_summary(result, _echo)
 
 
@@ -197,7 +194,7 @@ def train_cmd(opts):
 @click_options(ConvertOptions)
 def convert_cmd(run_dir, opts):
     """Convert a train run to TFLite models with metadata, gated on agreement with Keras."""
-    result = convert_run(run_dir, opts, echo=_echo)
+    result = run_convert(run_dir, opts, echo=_echo)
     _echo("")
     _echo(result.table)
     if result.skipped_qat:
@@ -227,15 +224,15 @@ def bundle_cmd(ctx, model, app_dir, golden_dir, images, web_dir):
     if web_dir is not None:
         if golden_dir or images or ctx.get_parameter_source("app_dir") != click.core.ParameterSource.DEFAULT:
             raise click.UsageError("--web makes the browser page: --app, --golden-dir and --image are for the app")
-        r = bundle_web(model, web_dir)
-        _echo(f"bundled {r['card'].name} {r['card'].version} ({r['card'].variant}) with LiteRT.js {r['litertjs']} "
-              f"into {r['dir']}; serve it with: melkit web {r['dir']}")
+        r = run_bundle_web(model, web_dir)
+        _echo(f"bundled {r.card.name} {r.card.version} ({r.card.variant}) with LiteRT.js {r.litertjs} "
+              f"into {r.dir}; serve it with: melkit web {r.dir}")
         return
-    r = bundle(model, app_dir, golden_dir=golden_dir, images=list(images) or None)
-    card = r["card"]
+    r = run_bundle(model, app_dir, golden_dir=golden_dir, images=list(images) or None)
+    card = r.card
     _echo(f"bundled {card.name} {card.version} ({card.variant}, {card.input.dtype} input, "
-          f"threshold {card.threshold:.4f}) into {r['assets']}")
-    _echo(f"wrote {r['images']} golden vectors to {r['golden']}")
+          f"threshold {card.threshold:.4f}) into {r.assets}")
+    _echo(f"wrote {r.images} golden vectors to {r.golden}")
 
 
 @main.command("web")
@@ -247,7 +244,7 @@ def bundle_cmd(ctx, model, app_dir, golden_dir, images, web_dir):
 def web_cmd(target, port, host):
     """Serve the browser page until Ctrl-C: TARGET a folder made by melkit bundle --web, or a .tflite with its
     card (bundled into a temporary folder first); default the released model in tflite_models/."""
-    serve_web(target, host=host, port=port, echo=_echo)
+    run_web(target, host=host, port=port, echo=_echo)
 
 
 @main.command("demo")
@@ -274,7 +271,7 @@ def bench_cmd(opts):
 @click_options(CardOptions)
 def card_cmd(opts):
     """MODEL_CARD.md from MODEL (a .tflite with its card, or the card .json) and --bench reports."""
-    result = write_model_card(opts)
+    result = run_card(opts)
     _echo(f"{result.out}: {result.status}")
 
 
@@ -283,7 +280,7 @@ def card_cmd(opts):
 def calibrate_cmd(opts):
     """Re-fit MODEL's decision threshold (and a display temperature) on your own labelled images: a byte copy
     of MODEL with its new card in OUT."""
-    result = calibrate(opts, echo=_echo)
+    result = run_calibrate(opts, echo=_echo)
     _echo("")
     _echo(result.text)
     for path in result.written:
@@ -296,8 +293,8 @@ def calibrate_cmd(opts):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 def predict_cmd(model, images, as_json):
     """P(melanoma) and the decision for IMAGES with MODEL (a .tflite with its card, or a run dir)."""
-    result = predict_files(model, list(images))
-    _echo(json.dumps(result, indent=2) if as_json else text(result))
+    result = run_predict(model, list(images))
+    _echo(json.dumps(result.to_dict(), indent=2) if as_json else text(result))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,11 +7,15 @@ The whole output is built in ``OUT.partial`` beside ``OUT`` under OUT's lock and
 only when every step succeeded: a failed step (a quality gate, a full disk, Ctrl-C) removes the staging
 folder and leaves no ``OUT`` behind, and a kill -9 leaves a staging folder the next run removes, so a rerun
 of the same command always starts clean.
+
+Nothing is rewritten at publication: what the steps record of where things are (the run's data directory,
+the bench report's model paths) is stored relative to the folder holding it, and so stays true after the
+rename. Only what the demo prints and returns names the staging folder's paths, mapped to the published
+ones on the way (:func:`_path_forms`, :func:`_moved`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -20,18 +24,18 @@ from pathlib import Path
 
 import click
 
-from melkit.benchmark.bench import BenchOptions, run_bench
-from melkit.benchmark.predict import predict_files, text
-from melkit.bundle import bundle
-from melkit.convert.converter import ConvertOptions, convert_run
-from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.files import atomic_writer, check_out_apart, exclusive, staging
-from melkit.core.options import SEED, Epochs, default_of, opt
+from melkit.bench.bench import BenchOptions, BenchResult, run_bench
+from melkit.bench.predict import run_predict, text
+from melkit.release.bundle import run_bundle
+from melkit.convert.converter import ConvertOptions, ConvertResult, run_convert
+from melkit.util.errors import BadInputError, QualityGateError
+from melkit.util.files import check_out_apart, exclusive, staging
+from melkit.util.options import SEED, Epochs, default_of, opt
 from melkit.data.readers import read_dataset
 from melkit.data.split import read_split_csv
 from melkit.data.synth import write_synth_dataset
-from melkit.report import print_train_summary
-from melkit.train.trainer import TrainOptions, train
+from melkit.train.summary import print_train_summary
+from melkit.train.trainer import TrainOptions, TrainResult, run_train
 
 # The repository's Android project, next to the package in a checkout (editable install).
 APP_TEMPLATE = Path(__file__).resolve().parents[1] / "android_demo"
@@ -65,7 +69,18 @@ class DemoOptions:
     bench_runs: int = 50
 
 
-def run_demo(opts: DemoOptions, echo=print) -> dict:
+@dataclass
+class DemoResult:
+    """What ``melkit demo`` made, every path in it under the published folder: each step's result, and the
+    artifacts listed at the end (name -> path: data, run, tflite, bench, android_demo where made)."""
+
+    train: TrainResult
+    convert: ConvertResult
+    bench: BenchResult
+    artifacts: dict
+
+
+def run_demo(opts: DemoOptions, echo=print) -> DemoResult:
     """Run every step into a staging folder and publish it as ``--out`` (see the module's docstring); the
     returned results and artifacts name the published paths."""
     out = Path(opts.out)
@@ -80,15 +95,14 @@ def run_demo(opts: DemoOptions, echo=print) -> dict:
         with staging(out) as staged:
             forms = _path_forms(staged, out)
             results = _steps(opts, staged, out, _published_echo(echo, forms))
-            _relocate(staged, forms)
     results = _moved(results, forms)
     echo(f"\ndemo finished in {time.time() - t0:.0f} s; artifacts:")
-    for name, path in results["artifacts"].items():
+    for name, path in results.artifacts.items():
         echo(f"  {name:13s} {path}")
     return results
 
 
-def _steps(opts: DemoOptions, staged: Path, out: Path, echo) -> dict:
+def _steps(opts: DemoOptions, staged: Path, out: Path, echo) -> DemoResult:
     """The six steps, writing under ``staged``; the progress lines name where things will be (under ``out``)."""
     artifacts = {}
     data_dir = opts.data_dir
@@ -109,7 +123,7 @@ def _steps(opts: DemoOptions, staged: Path, out: Path, echo) -> dict:
     echo(f"[2/{STEPS}] train ({recipe.name} recipe, MobileNetV2 alpha {recipe.alpha}, {recipe.image_size} px) "
          f"-> {out / 'run'}")
     try:
-        result = train(train_opts, echo=echo)
+        result = run_train(train_opts, echo=echo)
     except QualityGateError as e:  # train keeps such a run for a look; the demo keeps nothing unfinished
         raise QualityGateError(f"{str(e).split('; the run is kept')[0]}; the demo wrote nothing to {out}") from None
     print_train_summary(_moved(result, _path_forms(staged, out)), echo)
@@ -117,7 +131,7 @@ def _steps(opts: DemoOptions, staged: Path, out: Path, echo) -> dict:
 
     tflite_dir = staged / "tflite"
     echo(f"\n[3/{STEPS}] convert: float32 (parity reference) + int8 -> {out / 'tflite'}")
-    conv = convert_run(result.out_dir, ConvertOptions(variants=["float32", "int8"], out=str(tflite_dir),
+    conv = run_convert(result.out_dir, ConvertOptions(variants=["float32", "int8"], out=str(tflite_dir),
                                                       min_agreement=opts.min_agreement, seed=opts.seed), echo=echo)
     echo(conv.table)
     if conv.failed:
@@ -139,7 +153,7 @@ def _steps(opts: DemoOptions, staged: Path, out: Path, echo) -> dict:
     image = min(test, key=lambda r: r.image_id).path if test else None
     echo(f"\n[5/{STEPS}] predict one test image with the int8 model")
     if image is not None:
-        echo(text(predict_files(models["int8"], [image])))
+        echo(text(run_predict(models["int8"], [image])))
     else:
         echo("      (no test image found on disk; skipped)")
 
@@ -148,49 +162,28 @@ def _steps(opts: DemoOptions, staged: Path, out: Path, echo) -> dict:
     if app is None:
         echo("      android_demo/ is not beside the package (not a checkout); skipped")
     else:
-        b = _moved(bundle(models["int8"], app), _path_forms(staged, out))
-        echo(f"      {b['model']} (+ card, labels.txt); {b['images']} golden vectors in {b['golden']}")
+        b = _moved(run_bundle(models["int8"], app), _path_forms(staged, out))
+        echo(f"      {b.model} (+ card, labels.txt); {b.images} golden vectors in {b.golden}")
         artifacts["android_demo"] = app
-    return {"train": result, "convert": conv, "bench": bench, "artifacts": artifacts}
-
-
-# Text files in which a step may record where its inputs are (the run's data directory, the bench report's
-# model paths): rewritten to name the published folder. Models, images and the app's sources are left as they are.
-_TEXT_SUFFIXES = {".json", ".md", ".csv", ".txt"}
+    return DemoResult(train=result, convert=conv, bench=bench, artifacts=artifacts)
 
 
 def _path_forms(staged: Path, out: Path) -> list:
-    """(staging path, published path) pairs as steps may have written them: resolved, absolute, as given, and
-    each as it reads inside a JSON string. The staging folder is named ``<out>.partial``, so no published
-    path contains one of these."""
+    """(staging path, published path) pairs, in the forms a step may print or return a path in: resolved,
+    absolute and as given. The staging folder is named ``<out>.partial``, so no published path contains one
+    of these."""
     resolved = staged.resolve()
     pairs = {(str(resolved), str(resolved.parent / out.name)),
              (os.path.abspath(staged), os.path.abspath(out)),
              (str(staged), str(out))}
-    pairs |= {(json.dumps(a)[1:-1], json.dumps(b)[1:-1]) for a, b in pairs}
     return sorted(pairs, key=lambda p: -len(p[0]))  # longest first: an absolute path before its relative tail
 
 
-def _replaced(text, pairs: list):
-    """``text`` (str or bytes) with each pair's first form replaced by its second, in the pairs' order."""
+def _replaced(text: str, pairs: list) -> str:
+    """``text`` with each pair's first form replaced by its second, in the pairs' order."""
     for a, b in pairs:
         text = text.replace(a, b)
     return text
-
-
-def _relocate(staged: Path, forms: list) -> None:
-    """Make the text files under ``staged`` that name it name the published folder instead (``forms``: see
-    _path_forms): e.g. ``run/config.json`` records its data directory, which ``melkit convert OUT/run`` reads
-    again."""
-    pairs = [(a.encode(), b.encode()) for a, b in forms]
-    for path in sorted(staged.rglob("*")):
-        if path.suffix not in _TEXT_SUFFIXES or path.is_symlink() or not path.is_file():
-            continue
-        data = path.read_bytes()
-        new = _replaced(data, pairs)
-        if new != data:
-            with atomic_writer(path, "wb") as f:
-                f.write(new)
 
 
 def _published_echo(echo, forms: list):

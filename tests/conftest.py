@@ -97,25 +97,13 @@ def tiny_data(tmp_path_factory):
 
 
 def tiny_recipe(**kw):
-    """The demo's scratch recipe shrunk: a 48-px alpha-0.35 MobileNetV2 trained from random init (no ImageNet
-    weights), every layer for 12 epochs, then the top blocks fine-tuned for 2. On ``tiny_data`` it learns the
-    synthetic ABCD task in ~25 s on 2 CPU cores (val AUC ~0.9); at 32 px the last feature map is 1x1 and it
-    learns far slower."""
+    """melkit's ``tiny`` recipe (melkit.core.recipe.tiny_recipe: a 48-px alpha-0.35 MobileNetV2 from random init,
+    ~25 s on ``tiny_data``), with the fields in ``kw`` replaced."""
     from dataclasses import replace
 
-    from melkit.core.recipe import Recipe, Stage
+    from melkit.core.recipe import tiny_recipe as tiny_preset
 
-    r = Recipe(
-        name="tiny",
-        stages=[Stage("scratch", "all", 12, 2e-3, augment=True),
-                Stage("finetune", "from:block_15_expand", 2, 1e-4, augment=True, early_stopping_patience=2)],
-        image_size=48,
-        alpha=0.35,
-        batch_size=16,
-        bn_inference=False,
-        bn_momentum=0.9,  # as the scratch recipe: BatchNorm statistics must catch up within a short run
-    )
-    return replace(r, **kw)
+    return replace(tiny_preset(), **kw)
 
 
 def short_recipe(epochs: int, **kw):
@@ -137,9 +125,9 @@ TINY_SEED = int(os.environ.get("MELKIT_TEST_SEED", "0"))
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_data, tmp_path_factory):
-    from melkit.train.trainer import TrainOptions, train
+    from melkit.train.trainer import TrainOptions, run_train
 
-    return built_once(tmp_path_factory, "tiny_run", lambda folder: train(TrainOptions(
+    return built_once(tmp_path_factory, "tiny_run", lambda folder: run_train(TrainOptions(
         data=str(tiny_data), out=str(folder / "tiny"), recipe=tiny_recipe(), weights=None, n_boot=200,
         seed=TINY_SEED)))
 
@@ -167,12 +155,12 @@ LOOSE = 0.5
 
 @pytest.fixture(scope="session")
 def converted(tiny_run, tmp_path_factory):
-    from melkit.convert.converter import ConvertOptions, convert_run
+    from melkit.convert.converter import ConvertOptions, run_convert
 
     def build(out):
         opts = ConvertOptions(variants=["float32", "fp16", "dynamic", "int8"], out=str(out), calibration_images=40,
                               min_agreement=LOOSE, debug=True)
-        return convert_run(tiny_run.out_dir, opts), out
+        return run_convert(tiny_run.out_dir, opts), out
 
     return built_once(tmp_path_factory, "converted", build)
 

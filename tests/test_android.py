@@ -18,8 +18,8 @@ import os
 import re
 import shutil
 import subprocess
-import zipfile
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -143,8 +143,8 @@ def test_jvm_core_matches_python_goldens(converted, core_classes, tmp_path):
     probabilities are Python's."""
     from dataclasses import replace
 
-    from melkit.bundle import check_model
-    from melkit.golden import write_goldens
+    from melkit.release.bundle import check_model
+    from melkit.release.golden import write_goldens
 
     _, out = converted
     dirs, images, indexes = [], [], []
@@ -194,8 +194,8 @@ def test_jvm_core_matches_python_goldens(converted, core_classes, tmp_path):
 
 def test_jvm_golden_test_fails_on_one_wrong_byte(converted, core_classes, tmp_path):
     """Negative control: the JVM test really compares (one flipped input byte fails it)."""
-    from melkit.bundle import check_model
-    from melkit.golden import write_goldens
+    from melkit.release.bundle import check_model
+    from melkit.release.golden import write_goldens
 
     model = model_file(converted[1], "int8")
     card, interp = check_model(model)
@@ -212,8 +212,8 @@ def test_jvm_golden_test_fails_on_a_wrong_borderline_meaning(converted, core_cla
     """Negative control: a golden whose recorded meaning drops its "borderline: " fails GoldenTest."""
     from dataclasses import replace
 
-    from melkit.bundle import check_model
-    from melkit.golden import write_goldens
+    from melkit.release.bundle import check_model
+    from melkit.release.golden import write_goldens
 
     model = model_file(converted[1], "int8")
     card, interp = check_model(model)
@@ -228,8 +228,8 @@ def test_jvm_golden_test_fails_on_a_wrong_borderline_meaning(converted, core_cla
 
 def test_jvm_golden_test_fails_on_a_wrong_risk_band(converted, core_classes, tmp_path):
     """Negative controls: a golden whose recorded risk band, or post-test probability, is not the JVM's fails."""
-    from melkit.bundle import check_model
-    from melkit.golden import write_goldens
+    from melkit.release.bundle import check_model
+    from melkit.release.golden import write_goldens
 
     model = model_file(converted[1], "int8")
     card, interp = check_model(model)
@@ -341,8 +341,8 @@ def test_decode_table_is_what_pillow_decodes(tmp_path):
     """The table's sizes are read_rgb's own: real JPEGs (draft mode) and PNGs (full decode) up to 12 Mpx."""
     from PIL import Image
 
+    from melkit.data.contract import CONTRACTS
     from melkit.data.imageio import read_rgb
-    from melkit.data.preprocess import CONTRACTS
 
     checked = set()
     for row in decode_golden().table()["plans"]:
@@ -419,7 +419,7 @@ def test_activity_uses_the_picker_the_plan_and_no_score_out_of_domain():
     assert used == {"result_not_assessed", "result_not_assessed_spoken"} and "pMel" not in branch[1]
     assert "risk" not in branch[1]  # no risk band for an image not assessed
     assert act.count("+ riskSpoken") == 3 and act.count("+ risk,") == 3  # the three assessed branches
-    from melkit.golden import PREVALENCES
+    from melkit.release.golden import PREVALENCES
 
     # the goldens check the post-test probabilities at the prevalences the app shows
     shown = re.search(r"double\[\] PREVALENCES = \{([^}]*)\}", act)

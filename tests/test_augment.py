@@ -54,7 +54,7 @@ def test_recipe_from_an_old_dict_gets_no_camera_augmentation():
 
 
 def test_default_augmenter_has_the_old_layers_and_gives_the_old_output():
-    from melkit.core.tf import keras
+    from melkit.util.tf import keras
 
     aug = build_augmenter(AugmentParams(), seed=3)
     assert [type(layer).__name__ for layer in aug.model.layers] == [

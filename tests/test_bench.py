@@ -15,14 +15,15 @@ import pytest
 from click.testing import CliRunner
 from conftest import HAM, built_once, need, subset_of
 
-from melkit.benchmark import inputs, latency, parity
-from melkit.benchmark import report as reporting
-from melkit.benchmark.bench import BenchOptions
-from melkit.benchmark.report import latency_ratios
+from melkit.bench import inputs, latency, parity
+from melkit.bench import report as reporting
+from melkit.bench.bench import BenchOptions
+from melkit.bench.report import latency_ratios
 from melkit.cli import main
-from melkit.core.errors import BadInputError
 from melkit.core.metrics import binary_report
+from melkit.core.run import load_run
 from melkit.data.records import Record
+from melkit.util.errors import BadInputError
 
 FAST = ["--runs", "3", "--warmup", "1", "--sweep-threads", "1", "--bootstrap", "50"]
 
@@ -189,11 +190,11 @@ def _fake_report(sources):
                for i, les, y, src in zip(SRC_IDS, SRC_LESIONS, SRC_Y, sources)]
     results = parity.evaluate(names, SRC_P, SRC_THR, SRC_Y, SRC_LESIONS, SRC_IDS, "ref", n_boot=30)
     host = {"cpu": "cpu", "usable_cores": 2, "machine": "x86_64", "python": "3", "versions": {}}
-    return reporting.build(
+    return reporting.build(reporting.ReportInputs(
         models=models, reference=models[0], source=inputs.ImageSource(records, "six images"), records=records,
         labels=SRC_Y, skipped=[], results=results, subgroups={}, latency=None, host=host, opts=BenchOptions(),
         failures=[], timings={},
-        by_source=_by_source([parity.record_source(r) for r in records]))
+        by_source=_by_source([parity.record_source(r) for r in records])))
 
 
 def test_report_by_source_sections():
@@ -341,7 +342,7 @@ def test_bench_writes_parseable_reports(bench_out, tiny_run):
 def test_predict_agrees_with_bench(bench_out, tiny_run, converted):
     out, _ = bench_out
     rows = list(csv.DictReader(open(out / "predictions.csv")))[:2]
-    data = json.loads((tiny_run.out_dir / "config.json").read_text())["data"]["dir"]
+    data = load_run(tiny_run.out_dir).data_dir
     from melkit.data.readers import read_dataset
 
     paths = {r.image_id: r.path for r in read_dataset(data).records}
@@ -379,7 +380,7 @@ def test_gates_exit_1_and_still_write_the_report(bench_out, converted, tiny_run,
         card.pop(measured_around_the_threshold)
     model.with_suffix(".json").write_text(json.dumps(card))
     common = ["bench", "--reference", model_file(converted, "float32"), model, "--data",
-              json.loads((tiny_run.out_dir / "config.json").read_text())["data"]["dir"], "--split-csv",
+              load_run(tiny_run.out_dir).data_dir, "--split-csv",
               tiny_run.out_dir / "split.csv", "--no-latency", "--bootstrap", "20"]
     r = run(*common, "--out", tmp_path / "fail", "--min-agreement", "1.0")
     assert r.exit_code == 1, r.output
@@ -400,7 +401,8 @@ def test_one_class_data_reports_auc_undefined_and_exits_0(converted, synth_dir, 
     r = run("bench", model_file(converted, "float32"), model_file(converted, "int8"), "--reference",
             model_file(converted, "float32"), "--data", one, "--out", tmp_path / "b", *FAST, "--no-latency")
     assert r.exit_code == 0, r.output
-    assert "undefined" in r.output
+    # the reference's parity row: its AUC, undefined with one class, reads n/a
+    assert any(ln.split()[1:3] == ["n/a", "reference"] for ln in r.output.splitlines()), r.output
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["images"]["n_mel"] == 0 and report["images"]["n"] == len(list((one / "nv").iterdir()))
     for m in report["models"]:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from melkit.bundle import ASSETS, GOLDEN
 from melkit.cli import main
 from melkit.core.card import sha256
-from melkit.core.files import exclusive, recover
+from melkit.release.bundle import ASSETS, GOLDEN
+from melkit.util.files import exclusive, recover
 
 APP = Path(__file__).resolve().parents[1] / "android_demo"
 

@@ -18,21 +18,18 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, SHARED, need
 
-from melkit.benchmark.calibrate import (
-    MIN_PER_CLASS,
-    CalibrateOptions,
-    calibrate,
-    fit_temperature,
-    output_levels,
-    snap_to_grid,
-)
-from melkit.benchmark.inputs import open_tflite
-from melkit.benchmark.predict import predict_files
+from melkit.bench.inputs import open_tflite
+from melkit.bench.predict import run_predict
 from melkit.cli import main
 from melkit.core.card import SCHEMA_PATH, ModelCard, load_card, write_card
-from melkit.core.errors import BadInputError
-from melkit.core.metrics import bootstrap_decision_cis, choose_threshold
+from melkit.core.metrics import bootstrap_decision_cis
 from melkit.core.probability import shown_p_mel
+from melkit.core.temperature import fit_temperature
+from melkit.core.threshold_policy import choose_threshold
+from melkit.release.calibrate import CalibrateOptions, run_calibrate
+from melkit.release.calibrate_card import output_levels, snap_to_grid
+from melkit.release.calibrate_sets import MIN_PER_CLASS
+from melkit.util.errors import BadInputError
 
 RELEASE = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite"
 RELEASE_FLOAT = REPO / "tflite_models" / "melkit_mnv2_1_224_float32.tflite"
@@ -217,7 +214,7 @@ def test_calibrate_the_int8_release_on_a_synthetic_set(synth_dir, tmp_path, vali
     assert card.threshold in card.risk_edges and card.likelihood_ratios["measured_on"] != "validation"
     # predict reads the new card: the new threshold
     image = sorted((synth_dir / "images").iterdir())[0]
-    assert predict_files(out / model.name, [image])["threshold"] == card.threshold
+    assert run_predict(out / model.name, [image]).threshold == card.threshold
     # the same OUT again: refused without --force, replaced with it
     r = run(model, "--data", synth_dir, "--out", out, "--bootstrap", "50")
     assert r.exit_code == 2 and "exists" in r.stderr
@@ -233,7 +230,7 @@ def test_calibrate_the_int8_release_on_a_synthetic_set(synth_dir, tmp_path, vali
 def test_a_float_model_keeps_the_policys_threshold_and_a_temperature_only_maps_the_shown_probability(
         synth_dir, tmp_path, validator):
     out = tmp_path / "out"
-    result = calibrate(CalibrateOptions(model=str(RELEASE_FLOAT), out=str(out), data=[str(synth_dir)],
+    result = run_calibrate(CalibrateOptions(model=str(RELEASE_FLOAT), out=str(out), data=[str(synth_dir)],
                                         policy="specificity:0.8", n_boot=100), echo=lambda _: None)
     card = check_card_file(out / RELEASE_FLOAT.with_suffix(".json").name, validator)
     th = result.report["threshold"]

@@ -18,11 +18,18 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from melkit.core.card import OPTIONAL_FIELDS, SCHEMA_PATH, ModelCard, load_card, make_card, write_card
-from melkit.core.errors import BadInputError
+from melkit.core.card import (
+    OPTIONAL_FIELDS,
+    SCHEMA_PATH,
+    ModelCard,
+    load_card,
+    write_card,
+)
+from melkit.core.card_build import make_card
 from melkit.core.recipe import default_recipe
 from melkit.core.run import RunConfig
-from melkit.data.preprocess import Contract
+from melkit.data.contract import Contract
+from melkit.util.errors import BadInputError
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -302,8 +309,9 @@ def test_make_card_reproduces_the_release_card():
                "external": {s: {**m, "dir": "not in the card"} for s, m in d["external"].items()}}
     io = {"input": d["input"], "output": {k: v for k, v in d["output"].items() if k != "meaning"}}
     # the records convert adds beside the run's: the guard, the fold, licence/author and both steps' versions
-    card = make_card(d["model_file"], RELEASE.read_bytes(), d["variant"], io, config, metrics,
-                     d["source_run"]["path"], d["name"], d["version"], d["selfcheck"],
+    card = make_card(model_file=d["model_file"], data=RELEASE.read_bytes(), variant=d["variant"], io=io,
+                     config=config, metrics=metrics, run_dir=d["source_run"]["path"],
+                     name=d["name"], version=d["version"], selfcheck=d["selfcheck"],
                      extra={"conversion": d["conversion"]}, domain_guard=d.get("domain_guard"),
                      threshold_fold=d.get("threshold_fold"), license=d.get("license"), author=d.get("author"),
                      versions=d["versions"] if "conversion" in d["versions"] else None,

@@ -9,18 +9,18 @@ exercised, and bad input refused with one line and exit 2.
 from __future__ import annotations
 
 import json
-import shlex
 import os
 import re
+import shlex
 import shutil
 
 import pytest
 from click.testing import CliRunner
 from conftest import REPO
 
-from melkit.card_md import CardOptions, load_inputs, render, to_yaml
 from melkit.cli import main
 from melkit.core.card import ModelCard
+from melkit.release.card_document import CardOptions, load_inputs, render, to_yaml
 
 MODELS = REPO / "tflite_models" / "previous-1.1.0"  # the 1.1.0 release, kept beside 3.0.0: fixed numbers to check
 INT8 = MODELS / "melkit_mnv2_1_224_int8.tflite"

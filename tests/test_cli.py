@@ -96,9 +96,9 @@ def test_demo_small(tmp_path):
     # run does that): 40 lesions, a 2-epoch 32-px scratch recipe whose BatchNorm uses the last batch's
     # statistics (momentum 0: not a constant model after 2 epochs) and a fixed threshold, as
     # benchmarks/reliability.py's demo. `melkit demo` itself is timed in the README.
-    from melkit.bundle import ASSETS
     from melkit.core.recipe import Stage
     from melkit.demo import APP_TEMPLATE
+    from melkit.release.bundle import ASSETS
 
     recipe = tmp_path / "tiny.json"
     recipe.write_text(json.dumps(tiny_recipe(stages=[Stage("scratch", "all", 2, 2e-3)], image_size=32,
@@ -118,9 +118,13 @@ def test_demo_small(tmp_path):
     assert (demo / "android_demo" / ASSETS / "melkit_mnv2_0.35_32_int8.tflite").read_bytes() == \
         (demo / "tflite" / "melkit_mnv2_0.35_32_int8.tflite").read_bytes()
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (APP_TEMPLATE / ASSETS).glob("*")) == repo_assets
-    # Built in demo.partial and published with one rename: what the steps recorded names the published folder.
+    # Built in demo.partial and published with one rename: what the steps recorded, relative to where they
+    # recorded it, names the published folder without a rewrite.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "tiny.json"]
-    assert json.loads((demo / "run" / "config.json").read_text())["data"]["dir"] == str((demo / "data").resolve())
+    assert json.loads((demo / "run" / "config.json").read_text())["data"]["dir"] == "../data"
+    report = json.loads((demo / "bench" / "report.json").read_text())
+    assert [m["path"] for m in report["models"]] == ["../run"] + [f"../tflite/melkit_mnv2_0.35_32_{v}.tflite"
+                                                                 for v in ("float32", "int8")]
     assert not [p for p in demo.rglob("*") if p.suffix in (".json", ".md", ".csv") and b"demo.partial" in p.read_bytes()]
     r = run("demo", "--out", tmp_path / "demo")
     assert r.exit_code == 2 and "not empty" in r.output

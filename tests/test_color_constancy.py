@@ -6,25 +6,25 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import LOOSE, built_once, tiny_recipe
+
 from melkit.core.run import load_run, load_trained_model, predict_proba
+from melkit.data.contract import SHADES_OF_GRAY, resize_uint8, shades_of_gray
 from melkit.data.imageio import read_rgb
-from melkit.data.preprocess import SHADES_OF_GRAY, resize_uint8, shades_of_gray
 
 
 @pytest.fixture(scope="module")
 def sog_models(tiny_data, tmp_path_factory):
-    from melkit.convert.converter import ConvertOptions, convert_run
-    from melkit.train.trainer import TrainOptions, train
+    from melkit.convert.converter import ConvertOptions, run_convert
+    from melkit.train.trainer import TrainOptions, run_train
 
     def build(folder):
         recipe = tiny_recipe()
         recipe = replace(recipe, stages=[replace(recipe.stages[0], epochs=4)], color_constancy=False)
         run, out = folder / "run", folder / "tflite"
-        train(TrainOptions(data=str(tiny_data), out=str(run), recipe=recipe, weights=None, n_boot=50,
+        run_train(TrainOptions(data=str(tiny_data), out=str(run), recipe=recipe, weights=None, n_boot=50,
                            color_constancy=True))
-        convert_run(run, ConvertOptions(variants=["float32"], out=str(out), calibration_images=10,
+        run_convert(run, ConvertOptions(variants=["float32"], out=str(out), calibration_images=10,
                                         min_agreement=LOOSE))
         return run, out
 
@@ -40,7 +40,7 @@ def test_the_run_and_its_card_state_the_step(sog_models):
 
 
 def test_predict_applies_the_step_like_training(sog_models, tiny_data):
-    from melkit.benchmark.predict import predict_files
+    from melkit.bench.predict import run_predict
 
     run, out = sog_models
     paths = sorted((tiny_data / "images").iterdir())[:6]
@@ -52,5 +52,5 @@ def test_predict_applies_the_step_like_training(sog_models, tiny_data):
     expected = predict_proba(model, with_step)
     assert not np.allclose(expected, predict_proba(model, without), atol=1e-4)
     for m in (run, next(out.glob("*_float32.tflite"))):
-        got = [r["p_mel"] for r in predict_files(m, paths)["predictions"]]
+        got = [r["p_mel"] for r in run_predict(m, paths).predictions]
         np.testing.assert_allclose(got, expected, atol=2e-3)

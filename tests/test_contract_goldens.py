@@ -1,4 +1,4 @@
-"""The contract goldens (melkit/golden.py write_contract_goldens): the committed files are what this melkit
+"""The contract goldens (melkit/release/golden.py write_contract_goldens): the committed files are what this melkit
 writes, byte for byte, and they exercise what they claim to (colour constancy changes the casts, leaves
 an all-zero channel alone, caps at 255; v2's box step runs with k >= 2, drops a remainder, follows the
 EXIF orientation, and equals v1 where k = 1); plus cards with and without colour constancy, in Python.
@@ -13,12 +13,24 @@ import pytest
 from conftest import REPO
 from test_card import card_json, replaced
 
-from melkit.core.card import ModelCard
-from melkit.core.errors import BadInputError
-from melkit.core.card import sha256
-from melkit.data.preprocess import CONTRACT, CONTRACT_V2, SHADES_OF_GRAY, resize_uint8, shades_of_gray
-from melkit.golden import (CONTRACT_CASES, CONTRACT_SIZES, GENERATED, contract_images, photo_image, sog_illuminant,
-                           write_contract_goldens)
+from melkit.core.card import ModelCard, sha256
+from melkit.data.contract import (
+    CONTRACT,
+    CONTRACT_V2,
+    SHADES_OF_GRAY,
+    resize_uint8,
+    shades_of_gray,
+)
+from melkit.release.golden import (
+    CONTRACT_CASES,
+    CONTRACT_SIZES,
+    GENERATED,
+    contract_images,
+    photo_image,
+    sog_illuminant,
+    write_contract_goldens,
+)
+from melkit.util.errors import BadInputError
 
 COMMITTED = REPO / "android_demo" / "app" / "src" / "test" / "resources" / "contract"
 
@@ -45,9 +57,9 @@ def q_of(index, name, size, cc, contract=CONTRACT.name):
 def test_regenerating_reproduces_the_committed_files_byte_for_byte(tmp_path):
     index = write_contract_goldens(tmp_path / "contract")
     want, got = files(COMMITTED), files(tmp_path / "contract")
-    assert sorted(got) == sorted(want), "regenerate with: python -m melkit.golden " + str(COMMITTED.relative_to(REPO))
+    assert sorted(got) == sorted(want), "regenerate with: python -m melkit.release.golden " + str(COMMITTED.relative_to(REPO))
     for name in want:
-        assert got[name] == want[name], f"{name} differs: regenerate with python -m melkit.golden"
+        assert got[name] == want[name], f"{name} differs: regenerate with python -m melkit.release.golden"
     assert len(index["images"]) == len(CONTRACT_CASES) and sum(len(v) for v in want.values()) < 200_000  # small
 
 

@@ -12,17 +12,30 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melkit.convert.contract import check_contract_change, config_for_cards, image_sizes
+from melkit.convert.contract_version import (
+    check_contract_change,
+    config_for_cards,
+    image_sizes,
+)
 from melkit.convert.options import ConvertOptions
-from melkit.core.card import ModelCard, make_card
-from melkit.core.errors import BadInputError
+from melkit.core.card import ModelCard
+from melkit.core.card_build import make_card
 from melkit.core.recipe import default_recipe
 from melkit.core.run import RunConfig
+from melkit.data.contract import (
+    CONTRACT,
+    CONTRACT_V2,
+    SHADES_OF_GRAY,
+    Contract,
+    box_factor,
+    box_reduce,
+    resize_uint8,
+    shades_of_gray,
+)
 from melkit.data.imageio import draft_scale, read_rgb
-from melkit.data.preprocess import (CONTRACT, CONTRACT_V2, SHADES_OF_GRAY, Contract, box_factor, box_reduce,
-                                    resize_uint8, shades_of_gray)
 from melkit.data.synth import write_synth_dataset
-from melkit.golden import photo_image
+from melkit.release.golden import photo_image
+from melkit.util.errors import BadInputError
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -122,7 +135,8 @@ def test_contract_v2_from_json_refuses_what_is_not_v2(change):
 
 def test_a_v2_card_validates_and_is_checked_against_the_release_model():
     jsonschema = pytest.importorskip("jsonschema")
-    from test_card import RELEASE_V1 as RELEASE, SCHEMA_PATH, card_json
+    from test_card import RELEASE_V1 as RELEASE
+    from test_card import SCHEMA_PATH, card_json
 
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
     d = card_json(RELEASE.with_suffix(".json"))
@@ -141,7 +155,8 @@ def test_a_v2_card_validates_and_is_checked_against_the_release_model():
 
 def test_make_card_states_the_v2_contract_of_an_upgraded_config():
     pytest.importorskip("jsonschema")
-    from test_card import RELEASE_V1 as RELEASE, card_json
+    from test_card import RELEASE_V1 as RELEASE
+    from test_card import card_json
 
     d = card_json(RELEASE.with_suffix(".json"))
     config = RunConfig(labels=tuple(d["labels"]), preprocessing=CONTRACT_V2.for_size(d["preprocessing"]["image_size"]),
@@ -153,8 +168,9 @@ def test_make_card_states_the_v2_contract_of_an_upgraded_config():
     metrics = {"threshold": d["threshold"], "threshold_policy": d["threshold_policy"], "val": d["validation"]}
     io = {"input": d["input"], "output": {k: v for k, v in d["output"].items() if k != "meaning"}}
     change = {"from": "melkit-v1", "checked_images": 3, "max_short_side": 256}
-    card = make_card(d["model_file"], RELEASE.read_bytes(), d["variant"], io, config, metrics, d["source_run"]["path"],
-                     d["name"], d["version"], d["selfcheck"],
+    card = make_card(model_file=d["model_file"], data=RELEASE.read_bytes(), variant=d["variant"], io=io,
+                     config=config, metrics=metrics, run_dir=d["source_run"]["path"],
+                     name=d["name"], version=d["version"], selfcheck=d["selfcheck"],
                      extra={"conversion": {**d["conversion"], "contract_change": change}})
     assert card.preprocessing == CONTRACT_V2.for_size(224) and card.to_json()["preprocessing"]["name"] == "melkit-v2"
     assert card.conversion["contract_change"] == change
@@ -162,9 +178,9 @@ def test_make_card_states_the_v2_contract_of_an_upgraded_config():
 
 def test_run_config_schema_accepts_both_contracts():
     jsonschema = pytest.importorskip("jsonschema")
-    import melkit.core.run
-
     from pathlib import Path
+
+    import melkit.core.run
 
     schema = json.loads(Path(melkit.core.run.__file__).with_name("run_config.schema.json").read_text())
     node = schema["properties"]["preprocessing"]["properties"]["name"]

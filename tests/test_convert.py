@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from conftest import LOOSE
 
 from melkit.cli import main
-from melkit.convert.converter import ConvertOptions, convert_run
+from melkit.convert.converter import ConvertOptions, run_convert
 from melkit.convert.metadata import read_metadata
 from melkit.convert.selfcheck import compare
 from melkit.core.card import load_card
-from melkit.core.errors import BadInputError
 from melkit.core.litert import io_details, load_interpreter
+from melkit.util.errors import BadInputError
 
 
 def test_every_variant_is_written_with_card_and_labels(converted):
@@ -82,7 +82,7 @@ def test_scores_sum_to_one_and_follow_the_logit(converted, tiny_run):
     interp.invoke()
     y = interp.get_tensor(d_out["index"])[0]
     assert y.sum() == pytest.approx(1.0, abs=1e-5)
-    from melkit.core.tf import keras
+    from melkit.util.tf import keras
 
     logit = keras.models.load_model(tiny_run.out_dir / "model.keras")(x).numpy()[0, 0]
     fold = load_card(out / "melkit_mnv2_0.35_48_float32.tflite").threshold_fold  # folded in: logit - zt
@@ -92,7 +92,7 @@ def test_scores_sum_to_one_and_follow_the_logit(converted, tiny_run):
 
 def test_same_seed_same_int8_bytes(tiny_run, tmp_path, converted):
     opts = ConvertOptions(variants=["int8"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE)
-    convert_run(tiny_run.out_dir, opts)
+    run_convert(tiny_run.out_dir, opts)
     name = "melkit_mnv2_0.35_48_int8.tflite"
     assert (tmp_path / name).read_bytes() == (converted[1] / name).read_bytes()
 
@@ -100,7 +100,7 @@ def test_same_seed_same_int8_bytes(tiny_run, tmp_path, converted):
 def test_int8_input_and_float_output_options(tiny_run, tmp_path):
     opts = ConvertOptions(variants=["int8"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE,
                           input_type="int8", output_type="float32")
-    convert_run(tiny_run.out_dir, opts)
+    run_convert(tiny_run.out_dir, opts)
     io = io_details(load_interpreter(tmp_path / "melkit_mnv2_0.35_48_int8.tflite"))
     assert io["input"]["dtype"] == "int8" and io["input"]["quantization"]["zero_point"] == 0
     assert io["output"]["dtype"] == "float32"
@@ -113,19 +113,19 @@ def test_int8_mixed_keeps_a_named_layer_in_float(tiny_run, tmp_path, converted):
     worst = rows[0]["tensor_name"]
     opts = ConvertOptions(variants=["int8-mixed"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE,
                           float_layers=[worst])
-    convert_run(tiny_run.out_dir, opts)
+    run_convert(tiny_run.out_dir, opts)
     interp = load_interpreter(tmp_path / "melkit_mnv2_0.35_48_int8-mixed.tflite")
     kept = [t for t in interp.get_tensor_details() if t["name"] == worst]
     assert kept and kept[0]["dtype"] == np.float32
     with pytest.raises(BadInputError, match="no tensor named"):
-        convert_run(tiny_run.out_dir, ConvertOptions(variants=["int8-mixed"], out=str(tmp_path / "x"),
+        run_convert(tiny_run.out_dir, ConvertOptions(variants=["int8-mixed"], out=str(tmp_path / "x"),
                                                      calibration_images=40, float_layers=["nope"]))
 
 
 def test_qat_runs_and_is_compared_with_ptq(tiny_run, tmp_path):
     opts = ConvertOptions(variants=["int8", "qat"], out=str(tmp_path), calibration_images=40, min_agreement=LOOSE)
     lines = []
-    result = convert_run(tiny_run.out_dir, opts, echo=lines.append)
+    result = run_convert(tiny_run.out_dir, opts, echo=lines.append)
     assert any(re.match(r"qat: Keras-QAT validation AUC [01]\.\d{4} \(float Keras [01]\.\d{4}\)", line)
                for line in lines), lines
     qat = [c for c in result.checks if c.variant == "qat"][0]
@@ -193,7 +193,7 @@ def test_bad_run_dirs_exit_2(tmp_path, tiny_run):
 def test_depthwise_equalisation_keeps_the_float_model(tiny_run):
     from melkit.convert.qat import equalize_depthwise
     from melkit.core.run import load_trained_model
-    from melkit.core.tf import keras
+    from melkit.util.tf import keras
 
     model, _ = load_trained_model(tiny_run.out_dir)
     x = np.random.default_rng(0).uniform(-1, 1, (4, 48, 48, 3)).astype(np.float32)
@@ -207,10 +207,14 @@ def test_depthwise_equalisation_keeps_the_float_model(tiny_run):
 
 
 def test_range_equalisation_keeps_the_float_model_and_fills_the_relu6_range(tiny_run):
-    from melkit.convert.calibration import representative_images
-    from melkit.convert.equalize import _channel_max, equalizable_pairs, equalize_activation_ranges
+    from melkit.convert.equalize import (
+        _channel_max,
+        equalizable_pairs,
+        equalize_activation_ranges,
+    )
+    from melkit.convert.representative import representative_images
     from melkit.core.run import load_trained_model
-    from melkit.data.preprocess import normalize
+    from melkit.data.contract import normalize
 
     model, config = load_trained_model(tiny_run.out_dir)
     rep = representative_images(tiny_run.out_dir, config, 40, 0)
@@ -274,9 +278,9 @@ def test_compensated_rounding_beats_nearest_on_the_layer_output():
 
 def test_converter_keeps_the_compensated_int8_weights(tiny_run, converted):
     """The int8 model holds exactly the rounded weights: the converter's own rounding must not undo them."""
-    from melkit.convert.calibration import representative_images
     from melkit.convert.equalize import equalize_activation_ranges
     from melkit.convert.export import with_two_scores
+    from melkit.convert.representative import representative_images
     from melkit.convert.rounding import pointwise_convs, round_pointwise_weights
     from melkit.core.run import load_trained_model
 
@@ -382,7 +386,7 @@ def test_keras_converter_gives_from_keras_models_graph(quantized):
     """variants.keras_converter skips from_keras_model's whole-model SavedModel; what it converts must be the
     same model: ops, tensor names, quantization, signature, output order and outputs to the bit."""
     from melkit.convert.variants import _representative, keras_converter
-    from melkit.core.tf import keras, tf
+    from melkit.util.tf import keras, tf
 
     keras.utils.set_random_seed(0)
     x = keras.Input((16, 16, 3), name="image")
@@ -412,7 +416,7 @@ def test_balanced_calibration_draws_each_source_alike():
     from collections import Counter
     from types import SimpleNamespace
 
-    from melkit.convert.calibration import _balanced_pick
+    from melkit.convert.representative import _balanced_pick
 
     records = [SimpleNamespace(source=s) for s, n in (("a", 100), ("b", 10), ("c", 50)) for _ in range(n)]
     pick = _balanced_pick(records, 60, np.random.default_rng(0))

@@ -10,13 +10,13 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import LOOSE
+
 from melkit.cli import main
 from melkit.convert import converter
-from melkit.convert.converter import ConvertOptions, convert_run
+from melkit.convert.converter import ConvertOptions, run_convert
 from melkit.core.card import sha256
-from melkit.core.files import exclusive, recover
+from melkit.util.files import exclusive, recover
 
 
 def consistent(out):
@@ -30,7 +30,7 @@ def consistent(out):
 
 def test_a_crash_keeps_the_previous_conversion_and_later_ones_keep_the_rest(tiny_run, tmp_path, monkeypatch):
     out = tmp_path / "tflite"
-    convert_run(tiny_run.out_dir, ConvertOptions(variants=["float32"], out=str(out), calibration_images=8,
+    run_convert(tiny_run.out_dir, ConvertOptions(variants=["float32"], out=str(out), calibration_images=8,
                                                  min_agreement=LOOSE))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     real = converter.write_variant
@@ -42,12 +42,12 @@ def test_a_crash_keeps_the_previous_conversion_and_later_ones_keep_the_rest(tiny
 
     monkeypatch.setattr(converter, "write_variant", crash_after_the_model)
     with pytest.raises(KeyboardInterrupt):
-        convert_run(tiny_run.out_dir, ConvertOptions(variants=["float32"], out=str(out), calibration_images=8,
+        run_convert(tiny_run.out_dir, ConvertOptions(variants=["float32"], out=str(out), calibration_images=8,
                                                      min_agreement=LOOSE, version="9.9.9"))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous good model and card
     assert not (tmp_path / "tflite.partial").exists()
     monkeypatch.setattr(converter, "write_variant", real)
-    convert_run(tiny_run.out_dir, ConvertOptions(variants=["dynamic"], out=str(out), calibration_images=8,
+    run_convert(tiny_run.out_dir, ConvertOptions(variants=["dynamic"], out=str(out), calibration_images=8,
                                                  min_agreement=LOOSE))
     names = consistent(out)
     assert any(n.endswith("_float32.tflite") for n in names) and any(n.endswith("_dynamic.tflite") for n in names)

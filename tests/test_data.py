@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melkit.core.errors import BadInputError
 from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.readers import read_dataset
+from melkit.util.errors import BadInputError
 
 HEADER = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
 

@@ -3,7 +3,7 @@ that names the problem, no staging folder, partial file or temp file left behind
 was, and a rerun of the same command that works.
 
 Faults are injected, not provoked (the tests run as root, whom chmod does not stop): ``Disk`` stands in for the
-``os`` module inside melkit.core.files, where every atomic write and every lock of melkit goes through, and
+``os`` module inside melkit.util.files, where every atomic write and every lock of melkit goes through, and
 raises ENOSPC or EROFS for the paths a test names, at the moment the write would be published (the temp file
 exists then, so its removal is checked too) or the lock file created (the first write of every command).
 """
@@ -27,13 +27,15 @@ from click.testing import CliRunner
 from conftest import REPO
 
 import melkit.demo as demo
-from melkit.benchmark.bench import BenchResult
+from melkit.bench.bench import BenchResult
+from melkit.bench.predict import PredictResult
 from melkit.cli import main
 from melkit.convert.converter import ConvertResult
-from melkit.core import files
-from melkit.core.errors import QualityGateError
-from melkit.core.files import atomic_writer, is_temp, sweep_temps
-from melkit.train.trainer import RunResult
+from melkit.release.bundle import BundleResult
+from melkit.train.trainer import TrainResult
+from melkit.util import files
+from melkit.util.errors import QualityGateError
+from melkit.util.files import atomic_writer, is_temp, sweep_temps
 
 # A one-epoch-per-stage run at 32 px; a fixed threshold, as a model this small may not separate the classes yet.
 TINY = ["--weights", "none", "--alpha", "0.35", "--image-size", "32", "--epochs", "1,1", "--batch-size", "16",
@@ -46,7 +48,7 @@ def run(*args):
 
 
 class Disk:
-    """The ``os`` module as melkit.core.files sees it, with a disk that fails: ``replace`` (an atomic write's
+    """The ``os`` module as melkit.util.files sees it, with a disk that fails: ``replace`` (an atomic write's
     publication, a staged folder's swap) and ``open`` (a lock file) raise ``OSError(err)`` for a path
     ``at(path)`` accepts; everything else is the real os."""
 
@@ -224,10 +226,10 @@ def fake_steps(monkeypatch, fail_at: str | None = None, err=None):
         (data,) = opts.data
         ids = [r["image_id"] for r in csv.DictReader(open(Path(data) / "metadata.csv"))]
         (run_dir / "split.csv").write_text("image_id,split\n" + "".join(f"{i},test\n" for i in ids))
-        (run_dir / "config.json").write_text(json.dumps({"data": {"dir": str(Path(data).resolve())}}))
-        return RunResult(run_dir, {"threshold": 0.5}, None)
+        (run_dir / "config.json").write_text(json.dumps({"data": {"dir": os.path.relpath(data, run_dir)}}))
+        return TrainResult(run_dir, {"threshold": 0.5}, None)
 
-    def convert_run(run_dir, opts, echo=print):
+    def run_convert(run_dir, opts, echo=print):
         out = Path(opts.out)
         out.mkdir()
         models = {v: out / f"m_{v}.tflite" for v in ("float32", "int8")}
@@ -241,7 +243,7 @@ def fake_steps(monkeypatch, fail_at: str | None = None, err=None):
         out.mkdir()
         (out / "report.md").write_text("# bench\n")
         maybe_fail("bench", out)
-        (out / "report.json").write_text(json.dumps({"models": [{"path": str(m)} for m in opts.models]}))
+        (out / "report.json").write_text(json.dumps({"models": [{"path": os.path.relpath(m, out)} for m in opts.models]}))
         return BenchResult({"gates": {"failures": []}}, out, "bench table", [out / "report.md"])
 
     def app_copy(staged):
@@ -252,13 +254,15 @@ def fake_steps(monkeypatch, fail_at: str | None = None, err=None):
     def bundle(model, app):
         (app / "model.tflite").write_bytes(Path(model).read_bytes())
         maybe_fail("bundle", app)
-        return {"model": "model.tflite", "images": 0, "golden": app}
+        return BundleResult(assets=app, model=app / "model.tflite", golden=app, images=0, card=None)
 
-    for name, fake in [("train", train), ("convert_run", convert_run), ("run_bench", run_bench),
-                       ("_app_copy", app_copy), ("bundle", bundle)]:
+    for name, fake in [("run_train", train), ("run_convert", run_convert), ("run_bench", run_bench),
+                       ("_app_copy", app_copy), ("run_bundle", bundle)]:
         monkeypatch.setattr(demo, name, fake)
     monkeypatch.setattr(demo, "print_train_summary", lambda result, echo: echo(f"run: {result.out_dir}"))
-    monkeypatch.setattr(demo, "predict_files", lambda model, images: {"images": [str(i) for i in images]})
+    monkeypatch.setattr(demo, "run_predict", lambda model, images: PredictResult(
+        model=str(model), kind="tflite", variant="int8", threshold=0.5, image_size=224,
+        predictions=[{"image": str(i)} for i in images]))
     monkeypatch.setattr(demo, "text", lambda result: "P(mel) 0.5")
 
 
@@ -285,12 +289,26 @@ def test_a_demo_step_that_fails_leaves_no_output_and_the_rerun_works(tmp_path, m
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"] and leftovers(tmp_path) == []
     assert sorted(p.name for p in out.iterdir()) == ["android_demo", "bench", "data", "run", "tflite"]
-    # What the steps recorded names the published folder, not the staging folder they wrote in.
-    assert json.loads((out / "run" / "config.json").read_text())["data"]["dir"] == str((out / "data").resolve())
+    # What the steps recorded, relative to its own folder, names the published files as it is: nothing rewritten.
+    assert json.loads((out / "run" / "config.json").read_text())["data"]["dir"] == "../data"
     paths = [m["path"] for m in json.loads((out / "bench" / "report.json").read_text())["models"]]
-    assert paths == [str(out / "run"), str(out / "tflite" / "m_float32.tflite"), str(out / "tflite" / "m_int8.tflite")]
-    assert all(Path(p).exists() for p in paths)
+    assert paths == ["../run", "../tflite/m_float32.tflite", "../tflite/m_int8.tflite"]
+    assert all((out / "bench" / p).exists() for p in paths)
     assert f"run: {out / 'run'}" in r.output and "demo.partial" not in r.output
+
+
+def test_a_demo_returns_its_results_under_the_published_folder(tmp_path, monkeypatch):
+    fake_steps(monkeypatch)
+    out = tmp_path / "demo"
+    said = []
+    result = demo.run_demo(demo.DemoOptions(out=str(out), lesions=12), echo=said.append)
+    assert isinstance(result, demo.DemoResult)
+    assert result.train.out_dir == out / "run" and result.bench.out_dir == out / "bench"
+    assert result.convert.models == {v: out / "tflite" / f"m_{v}.tflite" for v in ("float32", "int8")}
+    assert result.artifacts == {"data": out / "data", "run": out / "run", "tflite": out / "tflite",
+                                "bench": out / "bench" / "report.md", "android_demo": out / "android_demo"}
+    assert all(p.exists() for p in result.artifacts.values())
+    assert not [line for line in said if "demo.partial" in str(line)]
 
 
 def test_a_demo_whose_training_fails_its_gate_says_nothing_was_kept(tmp_path, monkeypatch):
@@ -335,7 +353,7 @@ KILLED_DEMO = textwrap.dedent("""
         print("training", flush=True)
         time.sleep(600)
 
-    demo.train = train
+    demo.run_train = train
     run_demo(DemoOptions(out=sys.argv[1], lesions=12))
 """)
 
@@ -368,7 +386,7 @@ def test_a_demo_killed_9_midway_is_cleaned_up_by_the_rerun(tmp_path, monkeypatch
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from melkit.core.files import atomic_writer
+    from melkit.util.files import atomic_writer
 
     with atomic_writer(Path(sys.argv[1])) as f:
         f.write("half a model card")

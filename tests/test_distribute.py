@@ -17,15 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import sys, json
-from melkit.core.tf import tf
+from melkit.util.tf import tf
 if sys.argv[3] == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[4])
 from conftest import short_recipe
-from melkit.train.trainer import TrainOptions, train
+from melkit.train.trainer import TrainOptions, run_train
 # one epoch per stage: what is tested is the strategy (replicas, one writer), not what the model learns
-r = train(TrainOptions(data=sys.argv[1], out=sys.argv[2], recipe=short_recipe(1), weights=None, strategy=sys.argv[3],
+r = run_train(TrainOptions(data=sys.argv[1], out=sys.argv[2], recipe=short_recipe(1), weights=None, strategy=sys.argv[3],
                        n_boot=50))
 print("RESULT", json.dumps({"replicas": r.config.training["replicas"], "auc": r.metrics["test"]["auc"]}))
 """
@@ -79,8 +79,8 @@ def test_multiworker_two_processes_on_localhost(synth_dir, tmp_path):
 
 
 def test_multiworker_without_tf_config_is_bad_usage(synth_dir, tmp_path):
-    from melkit.core.errors import BadInputError
     from melkit.train.distribute import make_strategy
+    from melkit.util.errors import BadInputError
 
     env = dict(os.environ)
     env.pop("TF_CONFIG", None)

@@ -32,16 +32,22 @@ from click.testing import CliRunner
 from conftest import LOOSE, REPO, built_once
 from PIL import Image
 
-from melkit.benchmark.ood import generated
+from melkit.bench.ood import generated
 from melkit.cli import main
 from melkit.convert import domain_guard as guards
-from melkit.convert.converter import ConvertOptions, convert_run
+from melkit.convert.converter import ConvertOptions, run_convert
 from melkit.convert.metadata import read_metadata
 from melkit.core.card import SCHEMA_PATH, ModelCard, load_card, write_card
-from melkit.core.errors import BadInputError
-from melkit.core.litert import io_details, load_interpreter, predict_p_mel, predict_with_domain, to_input
+from melkit.core.litert import (
+    io_details,
+    load_interpreter,
+    predict_p_mel,
+    predict_with_domain,
+    to_input,
+)
 from melkit.core.run import load_run, split_records
 from melkit.data.pipeline import load_images
+from melkit.util.errors import BadInputError
 
 VARIANTS = ("float32", "int8")
 QUANTILE = 0.9  # the tiny guard's threshold: a tenth of validation lies out of its domain by construction
@@ -59,7 +65,7 @@ def guarded(tiny_run, tmp_path_factory):
     def build(out):
         opts = ConvertOptions(variants=list(VARIANTS), out=str(out), calibration_images=40, min_agreement=LOOSE,
                               domain_guard=True, domain_guard_quantile=QUANTILE)
-        result = convert_run(tiny_run.out_dir, opts)
+        result = run_convert(tiny_run.out_dir, opts)
         assert not result.failed, result.table
         return out
 
@@ -368,7 +374,7 @@ def test_bench_reports_the_in_domain_rate(guarded, synth_dir, tmp_path):
         g = entry["domain_guard"]
         assert g["n"] == report["images"]["n"] and 0 <= g["n_in_domain"] <= g["n"]
         assert g["in_domain_rate"] == pytest.approx(g["n_in_domain"] / g["n"])
-        assert g["threshold"] == load_card(entry["path"]).guard_threshold
+        assert g["threshold"] == load_card(out / entry["path"]).guard_threshold  # the path is the report's
         n_mel = report["images"]["n_mel"]
         assert round(g["not_assessed_mel"] * n_mel + g["not_assessed_nv"] * (g["n"] - n_mel)) == g["n"] - g["n_in_domain"]
     text = (out / "report.md").read_text()
@@ -379,7 +385,7 @@ def test_the_guard_summary_counts_melanomas_and_nevi_apart_per_source():
     """bench's domain summary: the share of each class not assessed, overall and per source."""
     from types import SimpleNamespace
 
-    from melkit.benchmark.report import domain_summary
+    from melkit.bench.report import domain_summary
 
     card = SimpleNamespace(guard_threshold=1.0, in_domain=lambda s: np.asarray(s) <= 1.0)
     scores = [0.5, 2.0, 0.5, 0.5, 3.0, 0.5, 0.5, 0.5]
@@ -443,10 +449,19 @@ def test_jvm_core_matches_python_goldens_of_guard_models(guarded, val_images, tm
     """The Android core reads the guard output as Python does (score bit for bit, in_domain, "not assessed"),
     on goldens with out-of-domain images added: the default set (its noise and text) and the validation images
     each model scores highest (out of the tiny guard's domain by construction) and lowest."""
-    from test_android import CORE, CORE_TESTS, JVM_CP, cp, java_files, need_jvm, run_junit, sh
+    from test_android import (
+        CORE,
+        CORE_TESTS,
+        JVM_CP,
+        cp,
+        java_files,
+        need_jvm,
+        run_junit,
+        sh,
+    )
 
-    from melkit.bundle import check_model
-    from melkit.golden import write_goldens
+    from melkit.release.bundle import check_model
+    from melkit.release.golden import write_goldens
 
     need_jvm()
     classes = tmp_path / "classes"

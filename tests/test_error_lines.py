@@ -30,11 +30,11 @@ from PIL import Image
 from test_disk_faults import TINY, failing_disk, leftovers, one_error
 
 from melkit.cli import _one_line, main
-from melkit.core import files, native_logs
 from melkit.core.card import ModelCard
-from melkit.core.errors import BadInputError
 from melkit.core.litert import load_interpreter
 from melkit.train.callbacks import HISTORY_COLUMNS
+from melkit.util import files, native_logs
+from melkit.util.errors import BadInputError
 
 RELEASE = REPO / "tflite_models"
 INT8 = RELEASE / "melkit_mnv2_1_224_int8.tflite"
@@ -67,7 +67,7 @@ def test_a_full_disk_in_trains_checkpoints_and_history_is_one_line_and_resumes(s
     and exit 1 before); history.csv is written whole or not at all. Each time: one line naming where space ran
     out and the command that continues, exit 2, the run kept with no torn file and no checkpoint half-written by
     TensorFlow (its ``*_temp`` folder) left; --resume then finishes the run."""
-    from melkit.core.tf import keras, tf
+    from melkit.util.tf import keras, tf
 
     out, partial = tmp_path / "run", tmp_path / "run.partial"
     args = ["train", "--data", synth_dir, "--out", out, *TINY]
@@ -353,7 +353,7 @@ def test_a_successful_predict_ends_stderr_with_no_native_log_line(tmp_path):
 
 
 def test_importing_tensorflow_through_melkit_prints_nothing():
-    code = "import melkit.core.tf"
+    code = "import melkit.util.tf"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_without_tf_logging(),
                        timeout=300)
     assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -1,4 +1,5 @@
-"""``melkit data fetch`` against a stand-in for the Dataverse API on 127.0.0.1, started here; never the internet.
+"""``melkit data fetch`` against the stand-in for the Dataverse API in fake_dataverse.py, on 127.0.0.1, started
+here; never the internet.
 
 The stand-in answers like the real record: a file list with ids, sizes and MD5s (native API), files by id
 (access API), an ingested table served as ``.tab`` unless ``format=original`` is asked for, a redirect to
@@ -10,45 +11,22 @@ built here from a few tiny JPEGs.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import re
 import socket
-import threading
 import time
 import zipfile
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
+from fake_dataverse import Dataverse, StoredFile, jpeg, zip_of
 
 from melkit.cli import main
-from melkit.core.errors import BadInputError
-from melkit.data import fetch
-from melkit.data.extract import Limits, safe_extract
+from melkit.data.fetch import dataverse as fetch_dataverse
+from melkit.data.fetch import http as fetch_http
+from melkit.data.fetch.extract import Limits, safe_extract
 from melkit.data.readers import read_dataset
-
-DOI = "doi:10.7910/DVN/DBW86T"
-
-
-def jpeg(seed: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(buf, "JPEG")
-    return buf.getvalue()
-
-
-def zip_of(entries) -> bytes:
-    """A zip of [(name or ZipInfo, bytes)]."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in entries:
-            z.writestr(name, data)
-    return buf.getvalue()
+from melkit.util.errors import BadInputError
 
 
 def symlink_entry(name: str, target: str):
@@ -81,34 +59,6 @@ GT_HAM = ("lesion_id,image_id,dx,dx_type,age,sex,localization,dataset\n"
           f"HAMT_3,{TEST_IDS[2]},df,histo,40,female,leg,vidir\n").encode()
 
 
-@dataclass
-class StoredFile:
-    id: int
-    label: str
-    body: bytes  # the original bytes, the ones the checksum is of
-    tab: bytes | None = None  # an ingested table's .tab rendering
-    original_name: str | None = None
-    md5: str | None = None  # what the listing claims, if not the truth
-    redirect: bool = False  # the access URL answers 303 to /storage/ID
-    truncate_once: bool = False  # the first answer drops the connection halfway
-    fail_once: int | None = None  # the first answer is this HTTP status
-    size_listed: bool = True  # False: the listing omits the original's size (only the checksum can tell)
-    drip_s: float | None = None  # every answer sends its body one byte per this many seconds
-    fail_always: int | None = None  # every answer is this HTTP status
-    garbage: str | None = None  # "status": every answer is no HTTP at all; "reason": a 404 with a garbage reason
-
-    def listing(self) -> dict:
-        md5 = self.md5 or hashlib.md5(self.body).hexdigest()
-        df = {"id": self.id, "filename": self.label, "filesize": len(self.tab or self.body), "md5": md5,
-              "checksum": {"type": "MD5", "value": md5}, "contentType": "application/zip"}
-        if self.tab is not None:
-            df.update(contentType="text/tab-separated-values", originalFileFormat="text/csv",
-                      originalFileName=self.original_name, originalFileSize=len(self.body))
-        if not self.size_listed:
-            df.pop("originalFileSize" if self.tab is not None else "filesize")
-        return {"label": self.label, "restricted": False, "dataFile": df}
-
-
 def ham_files(part_2=PART_2, part_2_md5=None):
     return [
         StoredFile(3172585, "HAM10000_images_part_1.zip", PART_1, redirect=True, truncate_once=True),
@@ -127,124 +77,6 @@ def isic_files(gt=GT_ONE_HOT):
     ]
 
 
-DRIP_LIMIT_S = 8.0
-GARBAGE = b"\x1b[2J\x07\x00EVIL\x08\x9b\x7f " + b"x" * 5000  # clears a terminal, rings, and goes on and on
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0: one request per connection, so closing early is a real truncation.
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        dv = self.server.dataverse
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        dv.log.append((url.path, url.query, self.headers.get("Range")))
-        if url.path == "/api/datasets/:persistentId/" and query.get("persistentId") == [DOI]:
-            if dv.listing == "silent":  # accepts the request, then never answers
-                dv.stopping.wait()
-                return
-            body = json.dumps({"status": "OK", "data": {"latestVersion": {
-                "files": [f.listing() for f in dv.files.values()]}}}).encode()
-            return self._answer(200, body, {"Content-Type": "application/json"})
-        m = re.fullmatch(r"/api/access/datafile/(\d+)|/storage/(\d+)", url.path)
-        f = dv.files.get(int(m[1] or m[2])) if m else None
-        if f is None:
-            return self._answer(404, b'{"status":"ERROR"}')
-        if f.fail_once:
-            status, f.fail_once = f.fail_once, None
-            return self._answer(status, b"busy")
-        if f.fail_always:
-            return self._answer(f.fail_always, b"busy")
-        if f.garbage == "status":
-            self.wfile.write(GARBAGE + b"\r\n\r\n")
-            return
-        if f.garbage == "reason":
-            self.send_response(404, GARBAGE.decode("latin-1"))
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        if m[1] and f.redirect:
-            return self._answer(303, b"", {"Location": f"{dv.url}/storage/{f.id}?{url.query}"})
-        body = f.body if f.tab is None or query.get("format") == ["original"] else f.tab
-        start = int(re.fullmatch(r"bytes=(\d+)-", self.headers["Range"])[1]) if self.headers["Range"] else 0
-        if start >= len(body):
-            return self._answer(416, b"")
-        headers = {"Content-Type": "application/octet-stream"}
-        if start:
-            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
-        if f.drip_s:
-            return self._drip(206 if start else 200, body[start:], headers, f.drip_s)
-        if f.truncate_once:
-            f.truncate_once = False
-            return self._answer(206 if start else 200, body[start:], headers, send=(len(body) - start) // 2)
-        return self._answer(206 if start else 200, body[start:], headers)
-
-    def _drip(self, status, body, headers, every_s):
-        """Headers at once, then the body one byte per ``every_s`` seconds, for DRIP_LIMIT_S at most (so that
-        a client that never gives up makes a test fail, not hang)."""
-        dv = self.server.dataverse
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        until = time.monotonic() + DRIP_LIMIT_S
-        for i in range(len(body)):
-            if dv.stopping.wait(every_s) or time.monotonic() > until:
-                return
-            try:
-                self.wfile.write(body[i:i + 1])
-            except OSError:  # the client hung up
-                return
-
-    # benchmarks/reliability.py's server trickles every body, so that a kill lands mid-download
-    trickle_chunk: int | None = None
-    trickle_every_s = 0.0
-
-    def _answer(self, status, body, headers=None, send=None):
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        body = body if send is None else body[:send]
-        if self.trickle_chunk is None:
-            self.wfile.write(body)
-            return
-        try:
-            for i in range(0, len(body), self.trickle_chunk):
-                self.wfile.write(body[i:i + self.trickle_chunk])
-                time.sleep(self.trickle_every_s)
-        except OSError:  # the client was killed mid-answer
-            pass
-
-
-class Dataverse:
-    """The stand-in server, on a free port of 127.0.0.1, in a thread."""
-
-    def __init__(self, files, listing=None):
-        self.files = {f.id: f for f in files}
-        self.listing = listing  # "silent": the file list request is never answered
-        self.log = []
-        self.stopping = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.dataverse = self
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def requests_for(self, file_id):
-        return [e for e in self.log if e[0] in (f"/api/access/datafile/{file_id}", f"/storage/{file_id}")]
-
-    def close(self):
-        self.stopping.set()  # ends the handlers that drip or stay silent
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def dataverse():
     started = []
@@ -260,8 +92,8 @@ def dataverse():
 
 @pytest.fixture(autouse=True)
 def _no_waiting(monkeypatch):
-    monkeypatch.setattr(fetch, "BACKOFF_S", 0.0)
-    monkeypatch.delenv(fetch.BASE_URL_ENV, raising=False)
+    monkeypatch.setattr(fetch_http, "BACKOFF_S", 0.0)
+    monkeypatch.delenv(fetch_dataverse.BASE_URL_ENV, raising=False)
 
 
 def run(*args, env=None):
@@ -395,7 +227,7 @@ def test_no_network_says_so_and_exits_2(tmp_path):
 def test_isic2018_test_set_from_the_env_var_base_url(dataverse, tmp_path, gt):
     dv = dataverse(ham_files() + isic_files(gt))
     out = tmp_path / "isic"
-    r = run("isic2018-test", "--to", out, env={fetch.BASE_URL_ENV: dv.url})
+    r = run("isic2018-test", "--to", out, env={fetch_dataverse.BASE_URL_ENV: dv.url})
     assert r.exit_code == 0, r.output
     assert (out / "ISIC2018_Task3_Test_GroundTruth.csv").read_bytes() == gt
     # The archive's own top folder is not nested twice.
@@ -492,7 +324,7 @@ def test_the_deadline_ends_a_download_that_never_stalls_outright(dataverse, tmp_
 
 
 def test_retries_announce_their_waits_and_stop_at_the_deadline(dataverse, tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch, "BACKOFF_S", 0.4)  # waits of 0.4, 0.8, 1.6 s: the third would pass the deadline
+    monkeypatch.setattr(fetch_http, "BACKOFF_S", 0.4)  # waits of 0.4, 0.8, 1.6 s: the third would pass the deadline
     files = ham_files()
     files[2].fail_always = 503  # the metadata table
     dv = dataverse(files)
@@ -531,7 +363,7 @@ def test_garbage_from_the_server_is_quoted_printable_and_short(dataverse, tmp_pa
     assert all(c.isprintable() for c in r.output.replace("\n", "")), repr(r.output)
     line = error_line(r)
     assert "EVIL" in line and "more characters]" in line  # what is printable of it is kept, up to a point
-    assert "x" * (fetch.SERVER_TEXT + 1) not in r.output and len(line) < 600
+    assert "x" * (fetch_http.SERVER_TEXT + 1) not in r.output and len(line) < 600
     if garbage == "status":
         assert "sent no valid HTTP answer (BadStatusLine: ?[2J?" in line and "retry 1 of 1" in r.stdout
     else:
@@ -539,6 +371,6 @@ def test_garbage_from_the_server_is_quoted_printable_and_short(dataverse, tmp_pa
 
 
 def test_printable_replaces_control_characters_and_truncates():
-    assert fetch._printable("a\x1b[31mb\r\n\tc\x00") == "a?[31mb c?"
-    long = fetch._printable("\x07" + "y" * 1000)
+    assert fetch_http.printable("a\x1b[31mb\r\n\tc\x00") == "a?[31mb c?"
+    long = fetch_http.printable("\x07" + "y" * 1000)
     assert long == "?" + "y" * 199 + "... [801 more characters]"

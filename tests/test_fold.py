@@ -15,9 +15,9 @@ from conftest import REPO, SHARED
 
 from melkit.convert.fold import fold_threshold
 from melkit.core.card import ModelCard, load_card
-from melkit.core.errors import BadInputError
 from melkit.core.litert import load_interpreter, run_outputs
 from melkit.core.probability import shown_p_mel, tempered, unfold
+from melkit.util.errors import BadInputError
 
 RELEASE_INT8 = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite"
 UNFOLDED_INT8 = REPO / "tflite_models" / "previous-1.1.0" / "melkit_mnv2_1_224_int8.tflite"

@@ -8,14 +8,14 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import tiny_recipe
+
 from melkit.cli import main
-from melkit.core.errors import BadInputError, QualityGateError
 from melkit.data import split as splitting
 from melkit.data.readers import read_dataset
 from melkit.train import trainer
-from melkit.train.trainer import TrainOptions, train
+from melkit.train.trainer import TrainOptions, run_train
+from melkit.util.errors import BadInputError, QualityGateError
 
 
 def copy_set(src, dest, edit_rows=None, encoding="utf-8"):
@@ -53,10 +53,10 @@ def test_missing_lesion_ids_are_counted_and_the_split_mode_says_image(synth_dir,
     assert read_dataset(synth_dir).without_lesion_id == 0
     opts = TrainOptions(data=str(d), out=str(tmp_path / "run"), recipe=tiny_recipe(), weights=None)
     with pytest.warns(UserWarning, match="have no lesion_id"):
-        *_, summary, _ = trainer._prepare_data(opts, opts.recipe, tmp_path / "run", echo=lambda m: None)
+        summary = trainer._prepare_data(opts, opts.recipe, tmp_path / "run", echo=lambda m: None).summary
     assert summary["split"]["mode"] == "image" and summary["split"]["images_without_lesion_id"] == len(ds.records)
-    *_, summary, _ = trainer._prepare_data(TrainOptions(data=str(synth_dir), recipe=tiny_recipe()), tiny_recipe(),
-                                           tmp_path / "run2", echo=lambda m: None)
+    summary = trainer._prepare_data(TrainOptions(data=str(synth_dir), recipe=tiny_recipe()), tiny_recipe(),
+                                    tmp_path / "run2", echo=lambda m: None).summary
     assert summary["split"]["mode"] == "lesion" and summary["split"]["images_without_lesion_id"] == 0
 
 
@@ -140,7 +140,7 @@ def test_a_run_whose_threshold_is_0_or_1_is_not_written(synth_dir, tmp_path, mon
 
     recipe = replace(recipe, stages=[replace(recipe.stages[0], epochs=1)])
     with pytest.raises(QualityGateError, match="threshold on validation is 1"):
-        train(TrainOptions(data=str(synth_dir), out=str(tmp_path / "run"), recipe=recipe, weights=None, n_boot=10))
+        run_train(TrainOptions(data=str(synth_dir), out=str(tmp_path / "run"), recipe=recipe, weights=None, n_boot=10))
     assert not (tmp_path / "run").exists()  # no finished run: convert would refuse it minutes later
 
 
@@ -161,7 +161,7 @@ def test_published_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
     import os
     import stat
 
-    from melkit.core.files import FILE_MODE, atomic_path, atomic_writer, write_json
+    from melkit.util.files import FILE_MODE, atomic_path, atomic_writer, write_json
 
     umask = os.umask(0o022)
     try:
@@ -183,7 +183,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monk
     from PIL import Image
 
     from melkit.data import imageio
-    from melkit.data.preprocess import CONTRACT_V2
+    from melkit.data.contract import CONTRACT_V2
 
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)
@@ -200,7 +200,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monk
 
 
 def test_a_second_writer_of_the_same_output_exits_2_at_once(synth_dir, tmp_path):
-    from melkit.core.files import exclusive
+    from melkit.util.files import exclusive
 
     out = tmp_path / "run"
     with exclusive(out):  # as if another `melkit train --out run` were running

@@ -1,13 +1,16 @@
-"""The package's layering, read from the source (ast): who may import whom.
+"""The package's layering, read from the source (ast): who may import whom. Floors, from the bottom:
 
-    melkit/cli.py, demo.py, bundle.py, golden.py, report.py   commands and apps
-    melkit/train/ convert/ benchmark/                          the three stages: core and data only
-    melkit/core/                                               run API, card, metrics, model, files
-    melkit/data/                                               readers, split, contract, pipeline
+    melkit/util/                          imports nothing of melkit: errors, files, progress, tf, options, fmt
+    melkit/data/                          records, readers, split, the preprocessing contract, pipeline, fetch
+    melkit/core/                          shared by the stages: recipe, model, run, card, litert, metrics
+    melkit/train/ convert/ bench/         the three stages: util, data and core only, never each other
+    melkit/release/                       what turns a model into deliverables: may use any stage
+    melkit/cli.py, demo.py, __main__.py   commands and the whole job
 
-``data`` may use only core's leaf modules (errors, files, progress, tf), which import nothing of melkit.
-A function-local import is allowed only where it defers something heavy (TensorFlow, LiteRT, TFMOT,
-matplotlib, or a melkit module that imports one at its top), and says so in a comment on its line.
+A module imports only from its own floor or below (a folder's modules import each other freely; the stages
+are one floor of three rooms that do not). A function-local import is allowed only where it defers something
+heavy (TensorFlow, LiteRT, TFMOT, matplotlib, or a melkit module that imports one at its top), and says so in
+a comment on its line.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "melkit"
-STAGES = {"train", "convert", "benchmark"}
-APPS = {"cli", "demo", "bundle", "golden", "report", "__main__"}
-CORE_LEAVES = {"melkit.core.errors", "melkit.core.files", "melkit.core.progress", "melkit.core.tf",
-               "melkit.core.native_logs"}
+FLOORS = {"util": 0, "data": 1, "core": 2, "train": 3, "convert": 3, "bench": 3, "release": 4, "app": 5}
+STAGES = {name for name, floor in FLOORS.items() if floor == 3}
 HEAVY_EXTERNAL = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "ai_edge_litert.interpreter",
                   "matplotlib")
 
@@ -33,8 +34,9 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(tree):
-    """(imported module, is function-local, node) for every import in the tree."""
+def _imports(tree, modules=()):
+    """(imported module, is function-local, node) for every import in the tree; ``modules``: melkit's
+    modules, to tell a submodule imported from its package from a name the package exports."""
     top = {id(n) for n in tree.body}
     # Imports guarded at module level (if/try) count as top-level ones.
     for n in tree.body:
@@ -45,9 +47,12 @@ def _imports(tree):
             for a in n.names:
                 yield a.name, id(n) not in top, n
         elif isinstance(n, ast.ImportFrom) and n.module and not n.level:
-            yield n.module, id(n) not in top, n
-            for a in n.names:  # "from melkit.benchmark import report" imports the submodule
-                yield f"{n.module}.{a.name}", id(n) not in top, n
+            # "from melkit.bench import report" imports the submodule, not the package's public face
+            subs = [f"{n.module}.{a.name}" for a in n.names if f"{n.module}.{a.name}" in modules]
+            if len(subs) < len(n.names):
+                yield n.module, id(n) not in top, n
+            for sub in subs:
+                yield sub, id(n) not in top, n
 
 
 def _graph():
@@ -57,7 +62,7 @@ def _graph():
         source = path.read_text()
         tree = ast.parse(source)
         lines = source.splitlines()
-        edges[name] = [(m, local, lines[n.lineno - 1], n.lineno) for m, local, n in _imports(tree)
+        edges[name] = [(m, local, lines[n.lineno - 1], n.lineno) for m, local, n in _imports(tree, modules)
                        if m in modules or m.split(".")[0] != "melkit"]
     return modules, edges
 
@@ -70,31 +75,27 @@ def _internal(name):
 
 
 def _layer(name: str) -> str:
+    """The folder a module lives in (its floor's name); the package's own modules are the apps."""
     parts = name.split(".")
     if len(parts) == 1:
-        return "package"
-    return parts[1] if parts[1] in STAGES | {"core", "data"} else "app"
+        return "util"  # melkit/__init__.py: the version, nothing imported
+    return parts[1] if parts[1] in FLOORS else "app"
 
 
-def test_stages_import_only_core_and_data():
+def test_every_folder_has_a_floor():
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders <= set(FLOORS), f"folders without a floor in FLOORS: {sorted(folders - set(FLOORS))}"
+
+
+def test_stages_never_import_each_other():
     bad = [f"{name}:{no} -> {m}" for name in MODULES for m, _, _, no in _internal(name)
            if _layer(name) in STAGES and _layer(m) in STAGES and _layer(m) != _layer(name)]
     assert not bad, "a stage imports another stage:\n" + "\n".join(bad)
 
 
-def test_lower_layers_never_import_upward():
-    rank = {"package": 0, "data": 1, "core": 2, "train": 3, "convert": 3, "benchmark": 3, "app": 4}
-    bad = []
-    for name in MODULES:
-        for m, _, _, no in _internal(name):
-            if _layer(name) == "data" and _layer(m) == "core":
-                # data sits below core, except for core's leaves, which import nothing of melkit
-                if m not in CORE_LEAVES:
-                    bad.append(f"{name}:{no} -> {m} (data may use only {sorted(CORE_LEAVES)})")
-            elif rank[_layer(m)] > rank[_layer(name)]:
-                bad.append(f"{name}:{no} -> {m}")
-    for leaf in CORE_LEAVES:
-        bad += [f"{leaf}:{no} -> {m} (a core leaf)" for m, _, _, no in _internal(leaf) if m not in CORE_LEAVES]
+def test_imports_only_from_the_same_floor_or_below():
+    bad = [f"{name}:{no} -> {m} ({_layer(name)} imports {_layer(m)}, a floor above it)"
+           for name in MODULES for m, _, _, no in _internal(name) if FLOORS[_layer(m)] > FLOORS[_layer(name)]]
     assert not bad, "imports against the layering:\n" + "\n".join(bad)
 
 
@@ -156,13 +157,14 @@ def test_function_local_imports_only_defer_heavy_modules_and_say_so():
 def test_the_layer_check_sees_a_cross_stage_import(tmp_path):
     """The checker itself: a stage importing another stage is caught."""
     tree = ast.parse("def f():\n    from melkit.convert.export import with_two_scores  # TensorFlow\n")
-    found = [(m, local) for m, local, _ in _imports(tree)]
+    found = [(m, local) for m, local, _ in _imports(tree, MODULES)]
     assert ("melkit.convert.export", True) in found
     assert _layer("melkit.train.trainer") in STAGES and _layer("melkit.convert.export") in STAGES
-    assert _layer("melkit.core.run") == "core" and _layer("melkit.bundle") == "app"
+    assert _layer("melkit.core.run") == "core" and _layer("melkit.release.bundle") == "release"
+    assert _layer("melkit.cli") == "app" and _layer("melkit.util.files") == "util"
 
 
 def test_heavy_detection():
     heavy = _heavy_modules()
-    assert {"melkit.core.tf", "melkit.train.stages"} <= heavy
-    assert not heavy & {"melkit.core.errors", "melkit.core.files", "melkit.data.readers", "melkit.cli"}
+    assert {"melkit.util.tf", "melkit.train.stages"} <= heavy
+    assert not heavy & {"melkit.util.errors", "melkit.util.files", "melkit.data.readers", "melkit.cli"}

@@ -13,6 +13,7 @@ from test_bench import model_file, run
 from melkit.core.card import load_card
 from melkit.core.likelihood import measure, ratios
 from melkit.core.probability import band_of, post_test_probability
+from melkit.core.run import load_run
 
 
 def test_an_output_on_an_edge_is_in_the_band_above():
@@ -72,7 +73,7 @@ def test_predict_gives_the_band_and_bench_measures_the_same_ratios_on_validation
     card = load_card(model)
     r = run("bench", "--reference", model_file(converted, "float32"), model, "--split", "val",
             "--split-csv", tiny_run.out_dir / "split.csv", "--data",
-            json.loads((tiny_run.out_dir / "config.json").read_text())["data"]["dir"], "--out", tmp_path / "b",
+            load_run(tiny_run.out_dir).data_dir, "--out", tmp_path / "b",
             "--no-latency", "--bootstrap", "20")
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "b" / "report.json").read_text())
@@ -83,7 +84,7 @@ def test_predict_gives_the_band_and_bench_measures_the_same_ratios_on_validation
     assert "## Risk bands" in (tmp_path / "b" / "report.md").read_text()
     from melkit.data.readers import read_dataset
 
-    data = json.loads((tiny_run.out_dir / "config.json").read_text())["data"]["dir"]
+    data = load_run(tiny_run.out_dir).data_dir
     images = [str(rec.path) for rec in read_dataset(data).records[:6]]
     out = run("predict", model, *images, "--json")
     assert out.exit_code == 0, out.output

@@ -61,7 +61,7 @@ def test_mediapipe_top_category_is_melkits_decision(converted, variant, synth_di
         pytest.skip("no mediapipe venv (bash setup.sh --with-mediapipe)")
     from conftest import SHARED
 
-    from melkit.benchmark.inputs import open_tflite
+    from melkit.bench.inputs import open_tflite
     from melkit.core.litert import predict_p_mel
     from melkit.core.probability import shown_p_mel
     from melkit.data.pipeline import load_images
@@ -99,7 +99,7 @@ def test_mediapipe_decides_as_melkit_where_the_releases_argmax_would_not():
         pytest.skip("no mediapipe venv (bash setup.sh --with-mediapipe)")
     from conftest import SHARED, need
 
-    from melkit.benchmark.inputs import open_tflite
+    from melkit.bench.inputs import open_tflite
     from melkit.core.litert import predict_p_mel
     from melkit.core.probability import shown_p_mel
     from melkit.data.pipeline import load_images

@@ -11,7 +11,7 @@ from ai_edge_litert import schema_py_generated as tfl
 from ai_edge_litert.interpreter import Interpreter
 
 from melkit.convert.metadata import ModelInfo, add_metadata, read_metadata
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 
 INFO = ModelInfo(name="melkit nv-vs-mel", version="0.1.0", description="Nevus vs melanoma, MobileNetV2.",
                  author="melkit", license="Apache-2.0", labels=["nv", "mel"], image_size=16)
@@ -20,7 +20,7 @@ INFO = ModelInfo(name="melkit nv-vs-mel", version="0.1.0", description="Nevus vs
 @pytest.fixture(scope="module")
 def plain():
     """A tiny real float classifier shaped like ours: [1, 16, 16, 3] -> [1, 2] = [1 - p, p]."""
-    from melkit.core.tf import keras, tf
+    from melkit.util.tf import keras, tf
 
     keras.utils.set_random_seed(0)
     x = keras.Input((16, 16, 3), batch_size=1)

@@ -1,4 +1,5 @@
-"""Tests of melkit.core.metrics against hand-computed values (sklearn only as a cross-check)."""
+"""Tests of melkit.core.metrics and melkit.core.threshold_policy against hand-computed values (sklearn only as a
+cross-check)."""
 
 import json
 
@@ -6,21 +7,20 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from melkit.core.errors import BadInputError
 from melkit.core.metrics import (
     _weighted_auc,
     binary_report,
     bootstrap_auc_ci,
     brier_score,
-    choose_threshold,
     confusion_at,
     expected_calibration_error,
-    parse_threshold_policy,
     reliability_curve,
     roc_auc,
     sensitivity_at_specificity,
     specificity_at_sensitivity,
 )
+from melkit.core.threshold_policy import choose_threshold, parse_threshold_policy
+from melkit.util.errors import BadInputError
 
 # A small data set used by several tests: 4 nevi, 3 melanomas.
 #   index:  0    1    2    3    4    5    6

@@ -29,14 +29,14 @@ from conftest import REPO, cli, copy_model
 from conftest import one_line_error as one_line_of
 from PIL import Image
 
-import melkit.benchmark.calibrate as calibrate_mod
-import melkit.benchmark.predict as predict_mod
-import melkit.bundle as bundle_mod
-from melkit.benchmark import evaluate, latency, litert_tool
-from melkit.benchmark.inputs import open_model, open_tflite
-from melkit.benchmark.predict import contract_images, predict_files
+import melkit.bench.predict as predict_mod
+import melkit.release.bundle as bundle_mod
+import melkit.release.calibrate as calibrate_mod
+from melkit.bench import evaluate, latency, litert_tool
+from melkit.bench.inputs import open_model, open_tflite
+from melkit.bench.predict import contract_images, run_predict
 from melkit.core.card import SCHEMA_PATH, ModelCard, load_card, sha256
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 
 MODELS = REPO / "tflite_models"
 RELEASE_INT8 = MODELS / "melkit_mnv2_1_224_int8.tflite"  # 2.1.0: threshold folded in, domain guard
@@ -92,15 +92,15 @@ def test_predict_answers_with_the_model_its_card_was_checked_against(synth_dir, 
     reading its domain score as P(mel))."""
     model = copy_model(PREVIOUS_INT8, tmp_path / "m")
     images = some_images(synth_dir, 4)
-    expected = predict_files(model, images)
-    other = predict_files(RELEASE_INT8, images)
-    assert [r["p_mel"] for r in other["predictions"]] != [r["p_mel"] for r in expected["predictions"]]
+    expected = run_predict(model, images)
+    other = run_predict(RELEASE_INT8, images)
+    assert [r["p_mel"] for r in other.predictions] != [r["p_mel"] for r in expected.predictions]
 
     swapped = swap_after_first_call(monkeypatch, predict_mod, "read_rgb", model, RELEASE_INT8.read_bytes())
     r = cli("predict", model, *images, "--json")
     assert swapped and sha256(model.read_bytes()) == sha256(RELEASE_INT8.read_bytes())  # it did change mid-run
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == expected
+    assert json.loads(r.stdout) == expected.to_dict()
 
 
 def test_bundle_copies_and_measures_the_checked_bytes(synth_dir, tmp_path, monkeypatch):
@@ -123,7 +123,7 @@ def test_bundle_copies_and_measures_the_checked_bytes(synth_dir, tmp_path, monke
     # the goldens' outputs are the checked model's: the same P(mel) predict gives for the same image
     entry = index["images"][0]
     source = app / bundle_mod.GOLDEN / entry["source"]
-    assert entry["p_mel"] == pytest.approx(predict_files(PREVIOUS_INT8, [source])["predictions"][0]["p_mel"],
+    assert entry["p_mel"] == pytest.approx(run_predict(PREVIOUS_INT8, [source]).predictions[0]["p_mel"],
                                            abs=1e-12)
 
 
@@ -138,7 +138,7 @@ def test_calibrate_measures_and_copies_the_checked_bytes(synth_dir, tmp_path, mo
     assert load_card(out / model.name).sha256 == sha256(checked)
     rows = {row["image_id"]: float(row["p_mel"]) for row in csv.DictReader(open(out / "predictions.csv"))}
     images = some_images(synth_dir, 3)
-    want = predict_files(PREVIOUS_INT8, images)["predictions"]  # a plain card: p_mel is the raw output
+    want = run_predict(PREVIOUS_INT8, images).predictions  # a plain card: p_mel is the raw output
     assert [rows[p.stem] for p in images] == pytest.approx([w["p_mel"] for w in want], abs=1e-6)
 
 
@@ -313,12 +313,12 @@ def test_streamed_predict_gives_what_one_batch_gave(synth_dir, monkeypatch):
     decoded into one array, then run)."""
     images = some_images(synth_dir, 5)
     monkeypatch.setattr(predict_mod, "CHUNK", 2)
-    streamed = predict_files(RELEASE_INT8, images)
+    streamed = run_predict(RELEASE_INT8, images)
     monkeypatch.setattr(predict_mod, "CHUNK", 10**6)
-    assert predict_files(RELEASE_INT8, images) == streamed
+    assert run_predict(RELEASE_INT8, images) == streamed
     model = open_model(RELEASE_INT8)
     p, score = evaluate.tflite_outputs(model, contract_images(images, model.contract))
-    rows = streamed["predictions"]
+    rows = streamed.predictions
     assert [r["domain_score"] for r in rows] == score.tolist()
     assert [r["p_output"] for r in rows if r["in_domain"]] == [float(v) for v, s in zip(p, score)
                                                               if model.card.in_domain(s)]

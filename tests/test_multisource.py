@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +17,11 @@ from click.testing import CliRunner
 from conftest import HAM, ISIC2016, built_once, need, subset_of, tiny_recipe
 
 from melkit.cli import main
-from melkit.core.errors import BadInputError
+from melkit.core.run import load_run
 from melkit.data.pipeline import source_weights, strata
 from melkit.data.records import Record
 from melkit.data.synth import write_synth_dataset
+from melkit.util.errors import BadInputError
 
 ISIC2017 = HAM.parent / "isic2017-nv-mel"
 
@@ -85,7 +87,7 @@ def test_metrics_per_source_and_external(multi_run, sources):
         assert sum(per_source) == m[split]["n"] and min(per_source) > 0
         assert all(len(m["sources"][s][split]["auc_ci"]) == 2 for s in ("clinic_a", "clinic_b"))
     ext = m["external"]["clinic_c"]
-    assert ext["n"] == len(_metadata(sources["c"])) and ext["dir"] == str(sources["c"].resolve())
+    assert ext["n"] == len(_metadata(sources["c"])) and (out / ext["dir"]).resolve() == sources["c"].resolve()
     assert ext["auc"] is not None and ext["auc_ci"][0] <= ext["auc"] <= ext["auc_ci"][1]
     # evaluated at the run's own threshold
     assert ext["threshold"] == m["threshold"]
@@ -95,7 +97,10 @@ def test_metrics_per_source_and_external(multi_run, sources):
 def test_config_records_sources_and_balance(multi_run, sources):
     out, _ = multi_run
     config = json.loads((out / "config.json").read_text())
-    assert config["data"]["dirs"] == [str(sources["a"].resolve()), str(sources["b"].resolve())]
+    # stored relative to the run's folder (melkit.util.paths), so a run moved with its data still reads
+    assert not any(Path(d).is_absolute() for d in config["data"]["dirs"])
+    assert [(out / d).resolve() for d in config["data"]["dirs"]] == [sources["a"].resolve(), sources["b"].resolve()]
+    assert load_run(out).data_dirs == [str(sources["a"].resolve()), str(sources["b"].resolve())]
     assert set(config["data"]["counts_by_source"]) == {"clinic_a", "clinic_b"}
     assert config["recipe"]["source_balance"] is True
     assert set(config["data"]["split"]["counts"]["by_source"]) == {"clinic_a", "clinic_b"}
@@ -103,12 +108,12 @@ def test_config_records_sources_and_balance(multi_run, sources):
 
 def test_convert_reads_a_multi_source_run(multi_run, tmp_path):
     """The later stages find a run's validation images in all of its sources; the card carries them."""
-    from melkit.convert.converter import convert_run
+    from melkit.convert.converter import run_convert
     from melkit.convert.options import ConvertOptions
     from melkit.core.card import load_card
 
     out, _ = multi_run
-    result = convert_run(out, ConvertOptions(variants=["float32"], out=str(tmp_path)), echo=lambda *a: None)
+    result = run_convert(out, ConvertOptions(variants=["float32"], out=str(tmp_path)), echo=lambda *a: None)
     m = json.loads((out / "metrics.json").read_text())
     assert result.checks[0].n == m["val"]["n"] and result.checks[0].passed
     card = load_card(result.models["float32"])

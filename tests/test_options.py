@@ -10,23 +10,23 @@ import pytest
 from click.testing import CliRunner
 
 from melkit import cli
-from melkit.benchmark.bench import BenchOptions
-from melkit.benchmark.calibrate import CalibrateOptions
-from melkit.card_md import CardOptions
+from melkit.bench.bench import BenchOptions
 from melkit.convert.options import ConvertOptions
-from melkit.core.errors import BadInputError
 from melkit.core.metrics import N_BOOT
-from melkit.core.options import SEED, cli_fields, flag_name, option_of
 from melkit.core.recipe import load_recipe
 from melkit.demo import DemoOptions
+from melkit.release.calibrate import CalibrateOptions
+from melkit.release.card_document import CardOptions
 from melkit.train.trainer import TrainOptions
+from melkit.util.errors import BadInputError
+from melkit.util.options import SEED, cli_fields, flag_name, option_of
 
 COMMANDS = {  # command path -> (options class, the library function the command hands opts to)
-    ("train",): (TrainOptions, "train"),
-    ("convert",): (ConvertOptions, "convert_run"),
+    ("train",): (TrainOptions, "run_train"),
+    ("convert",): (ConvertOptions, "run_convert"),
     ("bench",): (BenchOptions, "run_bench"),
-    ("card",): (CardOptions, "write_model_card"),
-    ("calibrate",): (CalibrateOptions, "calibrate"),
+    ("card",): (CardOptions, "run_card"),
+    ("calibrate",): (CalibrateOptions, "run_calibrate"),
     ("demo",): (DemoOptions, "run_demo"),
     ("data", "synth"): (cli.SynthOptions, "write_synth_dataset"),
     ("data", "fetch"): (cli.FetchOptions, "fetch_set"),
@@ -115,15 +115,15 @@ def test_every_option_field_has_help_or_is_self_explaining():
 
 def test_defaults_on_the_command_line_are_the_dataclass_defaults(calls, tmp_path):
     assert run("convert", "RUN", "--float32").exit_code == 0
-    assert calls["convert_run"] == ConvertOptions(variants=["float32"])
+    assert calls["run_convert"] == ConvertOptions(variants=["float32"])
     assert run("bench", "RUN").exit_code == 0
     assert calls["run_bench"] == BenchOptions(models=["RUN"])
     assert calls["run_bench"].n_boot == N_BOOT and calls["run_bench"].seed == SEED
     assert run("demo").exit_code == 0
     assert calls["run_demo"] == DemoOptions()
     assert run("train", "--data", "D").exit_code == 0
-    assert calls["train"] == TrainOptions(data="D")
-    assert calls["train"].recipe == load_recipe("default")
+    assert calls["run_train"] == TrainOptions(data="D")
+    assert calls["run_train"].recipe == load_recipe("default")
     assert run("data", "synth", tmp_path / "s").exit_code == 0
     assert calls["write_synth_dataset"] == {"out_dir": str(tmp_path / "s"), "n_lesions": 240, "mel_fraction": 0.35,
                                             "seed": 0, "progress": calls["write_synth_dataset"]["progress"]}
@@ -138,12 +138,12 @@ def test_flags_that_map_to_fields_differently(calls):
             "--no-align-threshold", "--model-version", "2.0.0", "--float-layer", "a", "--float-layer", "b",
             "--data", "D", "--calibration-images", "40")
     assert r.exit_code == 0, r.output
-    o = calls["convert_run"]
+    o = calls["run_convert"]
     assert o.variants == ["int8", "qat", "int8-mixed"]  # in the declared order
     assert o.equalize_margin is None and o.align_threshold is False and o.version == "2.0.0"
     assert o.float_layers == ["a", "b"] and o.data_dir == "D" and o.calibration_images == 40
     assert run("convert", "RUN", "--int8", "--equalize-margin", "2").exit_code == 0
-    assert calls["convert_run"].equalize_margin == 2.0 and calls["convert_run"].align_threshold is True
+    assert calls["run_convert"].equalize_margin == 2.0 and calls["run_convert"].align_threshold is True
 
     r = run("bench", "a.tflite", "b.tflite", "--no-latency", "--no-xnnpack-off", "--bootstrap", "10",
             "--sweep-threads", "0", "--data", "D")
@@ -157,13 +157,13 @@ def test_train_recipe_overrides(calls):
     r = run("train", "--data", "D", "--recipe", "paper", "--alpha", "0.35", "--image-size", "96",
             "--batch-size", "8", "--epochs", "3", "--threshold-policy", "youden", "--oversample")
     assert r.exit_code == 0, r.output
-    recipe = calls["train"].recipe
+    recipe = calls["run_train"].recipe
     assert recipe.name == "paper" and (recipe.alpha, recipe.image_size, recipe.batch_size) == (0.35, 96, 8)
     assert recipe.threshold_policy == "youden" and recipe.oversample is True
     assert [s.epochs for s in recipe.stages] == [3]
     # Not given: the recipe's own values.
     assert run("train", "--data", "D", "--recipe", "paper").exit_code == 0
-    assert calls["train"].recipe == load_recipe("paper")
+    assert calls["run_train"].recipe == load_recipe("paper")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -20,11 +20,11 @@ import pytest
 from conftest import REPO, cli, copy_model, one_line_error
 from conftest import class_copy as copy_classes
 
-from melkit.core.errors import BadInputError
-from melkit.core.files import OUTPUT_MARKER, check_out_apart
 from melkit.core.recipe import default_recipe
 from melkit.core.run import RunConfig
-from melkit.data.preprocess import CONTRACT
+from melkit.data.contract import CONTRACT
+from melkit.util.errors import BadInputError
+from melkit.util.files import OUTPUT_MARKER, check_out_apart
 
 FLOAT = REPO / "tflite_models" / "melkit_mnv2_1_224_float32.tflite"
 INT8 = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite"

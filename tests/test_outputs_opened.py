@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from melkit.cli import main
-from melkit.core.spreadsheet import FORMULA_START, SpreadsheetWriter, safe_cell
+from melkit.util.spreadsheet import FORMULA_START, SpreadsheetWriter, safe_cell
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite"  # committed: no training needed

@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 from conftest import HAM, need
 
+from melkit.data.contract import (
+    CONTRACT,
+    SHADES_OF_GRAY,
+    Contract,
+    _root,
+    contract_input,
+    normalize,
+    resize_uint8,
+    shades_of_gray,
+)
 from melkit.data.imageio import read_rgb
-from melkit.data.preprocess import (CONTRACT, SHADES_OF_GRAY, Contract, _root, contract_input, normalize,
-                                    resize_uint8, shades_of_gray)
 
 
 def test_downscale_by_two_averages_each_2x2_block():
@@ -42,7 +50,7 @@ def test_upscale_uses_edge_clamping():
 
 @pytest.mark.parametrize("size", [32, 96, 160, 224])
 def test_matches_tensorflow_bilinear_half_pixel(size):
-    from melkit.core.tf import tf
+    from melkit.util.tf import tf
 
     rng = np.random.default_rng(size)
     img = rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)
@@ -52,7 +60,7 @@ def test_matches_tensorflow_bilinear_half_pixel(size):
 
 
 def test_real_image_matches_tensorflow():
-    from melkit.core.tf import tf
+    from melkit.util.tf import tf
 
     path = sorted((need(HAM) / "images").glob("*.jpg"))[0]
     img = read_rgb(path)
@@ -70,7 +78,7 @@ def test_normalize_and_uint8_quantization_identity():
 
 
 def test_normalize_tensor_equals_numpy():
-    from melkit.core.tf import tf
+    from melkit.util.tf import tf
     q = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
     assert np.array_equal(normalize(q), normalize(tf.constant(q)).numpy())
 

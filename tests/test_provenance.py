@@ -19,14 +19,20 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO
 
-from melkit.card_md import CardOptions, front_matter, hf_license_id, load_inputs, render
 from melkit.cli import main
 from melkit.convert.metadata import read_metadata
 from melkit.convert.options import ConvertOptions
 from melkit.convert.provenance import DEFAULT_AUTHOR, MAX_TEXT
 from melkit.core.card import ModelCard, load_card
-from melkit.core.errors import BadInputError
 from melkit.data.sources import UNKNOWN_LICENCE, source_licence, training_licence
+from melkit.release.card_document import (
+    CardOptions,
+    front_matter,
+    hf_license_id,
+    load_inputs,
+    render,
+)
+from melkit.util.errors import BadInputError
 
 RELEASE_CARD = REPO / "tflite_models" / "previous-2.1.0" / "melkit_mnv2_1_224_int8.json"  # HAM10000 + ISIC 2017
 PACKAGES = ("tensorflow", "tf_keras", "ai-edge-litert", "pillow", "numpy")

@@ -13,15 +13,15 @@ import csv
 import json
 
 import pytest
-from conftest import REPO, cli, one_line_error
-from conftest import class_copy as copy_classes, tiny_recipe
+from conftest import REPO, cli, one_line_error, tiny_recipe
+from conftest import class_copy as copy_classes
 from PIL import Image
 
-from melkit.core.errors import BadInputError
 from melkit.data.readers import read_dataset
 from melkit.data.sources import write_metadata_from_ground_truth
 from melkit.train import trainer
 from melkit.train.trainer import TrainOptions
+from melkit.util.errors import BadInputError
 
 FLOAT = REPO / "tflite_models" / "melkit_mnv2_1_224_float32.tflite"
 INT8 = REPO / "tflite_models" / "melkit_mnv2_1_224_int8.tflite"
@@ -157,6 +157,6 @@ def test_train_refuses_a_missing_image_unless_told_to_skip_it(synth_dir, tmp_pat
     said = []
     opts = TrainOptions(data=str(d), out=str(tmp_path / "run"), recipe=tiny_recipe(), weights=None,
                         skip_unreadable=True)
-    *_, summary, _ = trainer._prepare_data(opts, opts.recipe, tmp_path / "run", echo=said.append)
+    summary = trainer._prepare_data(opts, opts.recipe, tmp_path / "run", echo=said.append).summary
     assert [s["image_id"] for s in summary["skipped"]] == ["GHOST_1"] and "not found" in summary["skipped"][0]["reason"]
     assert summary["counts"]["images"] == len(rows_of(synth_dir)) and any("skipped 1" in m for m in said)

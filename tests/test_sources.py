@@ -10,11 +10,11 @@ import pytest
 from conftest import HAM, SHARED, need
 from PIL import Image
 
-from melkit.core.errors import BadInputError
 from melkit.data import split as S
 from melkit.data.readers import folder_source, read_dataset, read_sources
 from melkit.data.records import Record
 from melkit.data.synth import write_synth_dataset
+from melkit.util.errors import BadInputError
 
 ISIC2017 = SHARED / "data" / "isic2017-nv-mel"
 HEADER = ["lesion_id", "image_id", "dx", "dataset", "split"]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import HAM, need
 
-from melkit.core.errors import BadInputError
 from melkit.data import split as S
 from melkit.data.readers import read_dataset
 from melkit.data.records import Record
+from melkit.util.errors import BadInputError
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +94,9 @@ def test_synthetic_split_is_grouped(synth_dir):
 def test_too_few_images_of_each_class_is_bad_input_not_a_traceback():
     """8 images, 5 nv and 3 mel, each its own lesion: a 15 % fold (k = 7) cannot be stratified. sklearn's
     ValueError becomes one line that says so (exit 2), and train leaves no run behind."""
-    from melkit.core.errors import BadInputError
     from melkit.data.records import Record
     from melkit.data.split import split_by_lesion
+    from melkit.util.errors import BadInputError
 
     records = [Record(f"i{i}", f"l{i}", int(i >= 5), f"i{i}.png") for i in range(8)]
     with pytest.raises(BadInputError, match=r"too few images for a 15% lesion-grouped split \(5 nv, 3 mel\)"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melkit.core.errors import BadInputError
 from melkit.data.synth import LOCALIZATIONS, METADATA_COLUMNS, write_synth_dataset
+from melkit.util.errors import BadInputError
 
 HEADER = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "dataset"]
 N_LESIONS = 60

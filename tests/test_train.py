@@ -2,15 +2,26 @@
 
 import csv
 import json
+import os
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import HAM, TINY_SEED, WEIGHTS_035, need, short_recipe, subset_of, tiny_recipe
+from conftest import (
+    HAM,
+    TINY_SEED,
+    WEIGHTS_035,
+    need,
+    short_recipe,
+    subset_of,
+    tiny_recipe,
+)
 
-from melkit.core.errors import BadInputError
 from melkit.train import callbacks as cb
-from melkit.train.trainer import TrainOptions, train
+from melkit.train import rundir
+from melkit.train.trainer import TrainOptions, run_train
+from melkit.util.errors import BadInputError
 
 RUN_FILES = ["config.json", "curves.png", "fingerprint.json", "history.csv", "metrics.json", "model.keras",
              "predictions.csv", "split.csv"]
@@ -59,9 +70,9 @@ def test_metrics_json(tiny_run):
 
 def test_saved_model_reproduces_predictions(tiny_run):
     from melkit.core.run import predict_proba
-    from melkit.core.tf import keras
     from melkit.data.pipeline import load_images
     from melkit.data.readers import read_dataset
+    from melkit.util.tf import keras
 
     preds = list(csv.DictReader(open(tiny_run.out_dir / "predictions.csv")))
     model = keras.models.load_model(tiny_run.out_dir / "model.keras")
@@ -74,7 +85,7 @@ def test_saved_model_reproduces_predictions(tiny_run):
 
 def test_same_seed_same_run(tiny_data, tmp_path, tiny_run):
     # Determinism: the session's run repeated with the same seed gives the same history and metrics.
-    again = train(TrainOptions(data=str(tiny_data), out=str(tmp_path / "again"), recipe=tiny_recipe(),
+    again = run_train(TrainOptions(data=str(tiny_data), out=str(tmp_path / "again"), recipe=tiny_recipe(),
                                weights=None, n_boot=200, seed=TINY_SEED))
     assert again.metrics == tiny_run.metrics
     a = (tiny_run.out_dir / "history.csv").read_text().splitlines()
@@ -85,7 +96,7 @@ def test_same_seed_same_run(tiny_data, tmp_path, tiny_run):
 
 def test_refuses_to_overwrite_a_run(synth_dir, tiny_run):
     with pytest.raises(BadInputError, match="already holds a melkit run"):
-        train(TrainOptions(data=str(synth_dir), out=str(tiny_run.out_dir), recipe=tiny_recipe(), weights=None))
+        run_train(TrainOptions(data=str(synth_dir), out=str(tiny_run.out_dir), recipe=tiny_recipe(), weights=None))
 
 
 def test_interrupted_run_resumes(synth_dir, tmp_path, monkeypatch):
@@ -101,15 +112,15 @@ def test_interrupted_run_resumes(synth_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cb.HistoryLog, "on_epoch_end", crash_in_finetune)
     with pytest.raises(KeyboardInterrupt):
-        train(opts)
+        run_train(opts)
     partial = tmp_path / "run.partial"
     assert partial.is_dir() and not out.exists()
     assert not (partial / "model.keras").exists()  # nothing looks finished
     with pytest.raises(BadInputError, match="--resume"):
-        train(opts)
+        run_train(opts)
     monkeypatch.setattr(cb.HistoryLog, "on_epoch_end", real)
     opts.resume = True
-    result = train(opts)
+    result = run_train(opts)
     assert (out / "model.keras").exists() and not partial.exists()
     rows = list(csv.DictReader(open(out / "history.csv")))
     first = recipe.stages[0]
@@ -129,7 +140,7 @@ def test_resume_refuses_any_difference_and_names_it(synth_dir, tmp_path, monkeyp
 
     monkeypatch.setattr(cb.HistoryLog, "on_epoch_end", crash)
     with pytest.raises(KeyboardInterrupt):
-        train(TrainOptions(**opts))
+        run_train(TrainOptions(**opts))
     partial = tmp_path / "run.partial"
     fp = json.loads((partial / "fingerprint.json").read_text())
     assert {"data", "split", "split_mode", "weights", "recipe", "image_size", "seed", "versions"} <= set(fp)
@@ -147,7 +158,7 @@ def test_resume_refuses_any_difference_and_names_it(synth_dir, tmp_path, monkeyp
     for change, key in [(dict(split_csv=str(swapped)), "split"), (dict(split="image"), "split_mode"),
                         (dict(weights=str(weights)), "weights"), (dict(seed=1), "seed")]:
         with pytest.raises(BadInputError, match=rf"--resume: .*\b{key}\b.* differ"):
-            train(TrainOptions(**{**opts, **change, "resume": True}))
+            run_train(TrainOptions(**{**opts, **change, "resume": True}))
         assert partial.is_dir() and json.loads((partial / "fingerprint.json").read_text()) == fp  # kept as it was
 
 
@@ -157,7 +168,22 @@ def test_resume_needs_the_same_recipe(synth_dir, tmp_path):
     (partial / "config.json").write_text(json.dumps({"recipe": {"name": "other"}, "seed": 0, "preprocessing": {},
                                                      "data": {"dir": str(synth_dir)}}))
     with pytest.raises(BadInputError, match="recipe differs"):
-        train(TrainOptions(data=str(synth_dir), out=str(tmp_path / "r"), recipe=tiny_recipe(), weights=None, resume=True))
+        run_train(TrainOptions(data=str(synth_dir), out=str(tmp_path / "r"), recipe=tiny_recipe(), weights=None, resume=True))
+
+
+def test_resume_compares_where_the_data_is_not_how_it_was_written(tiny_run, tiny_data, synth_dir, tmp_path):
+    """An unfinished run of an older melkit recorded its data directory absolute, a newer one relative to the
+    run folder: the same directory either way. Another directory is refused."""
+    partial = tmp_path / "r.partial"
+    partial.mkdir()
+    config = replace(tiny_run.config, data={**tiny_run.config.data, "dir": os.path.relpath(tiny_data, tmp_path / "r")},
+                     folder=tmp_path / "r")
+    for written in (str(tiny_data.resolve()), os.path.relpath(tiny_data, partial)):
+        (partial / "config.json").write_text(json.dumps({**config.to_json(), "data": {"dir": written}}))
+        rundir.check_resume(partial, config, resume=True)
+    (partial / "config.json").write_text(json.dumps({**config.to_json(), "data": {"dir": str(synth_dir)}}))
+    with pytest.raises(BadInputError, match="data directory differs"):
+        rundir.check_resume(partial, config, resume=True)
 
 
 def test_no_melanoma_is_refused(tmp_path, synth_dir):
@@ -167,7 +193,7 @@ def test_no_melanoma_is_refused(tmp_path, synth_dir):
     (d / "images").symlink_to(synth_dir / "images")
     (d / "metadata.csv").write_text("\n".join([lines[0]] + [l for l in lines[1:] if ",nv," in l]) + "\n")
     with pytest.raises(BadInputError, match="no readable mel images"):
-        train(TrainOptions(data=str(d), out=str(tmp_path / "out"), recipe=tiny_recipe(), weights=None))
+        run_train(TrainOptions(data=str(d), out=str(tmp_path / "out"), recipe=tiny_recipe(), weights=None))
     assert not (tmp_path / "out").exists()
 
 
@@ -175,7 +201,7 @@ def test_no_melanoma_is_refused(tmp_path, synth_dir):
 def test_real_ham10000_subset_learns(tmp_path):
     """ImageNet alpha-0.35 weights, 64 px, 300 real lesions: the lesion-grouped val AUC beats chance clearly."""
     data = subset_of(need(HAM), tmp_path / "ham", n_lesions=300, seed=0)
-    r = train(TrainOptions(data=str(data), out=str(tmp_path / "run"), weights=str(need(WEIGHTS_035)),
+    r = run_train(TrainOptions(data=str(data), out=str(tmp_path / "run"), weights=str(need(WEIGHTS_035)),
                            recipe=tiny_recipe(image_size=64, stages=[tiny_recipe().stages[0].__class__(
                                "head", "head", 8, 1e-3)]), n_boot=200))
     assert r.metrics["val"]["auc"] > 0.7, r.metrics["val"]

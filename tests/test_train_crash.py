@@ -30,7 +30,7 @@ ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "CI": "true", "TF_CPP_MIN_LOG_L
 WRAPPER = r'''
 import os, shutil, signal, sys
 from pathlib import Path
-import melkit.core.files as files
+import melkit.util.files as files
 from melkit.train import rundir, trainer
 
 point = sys.argv[1]

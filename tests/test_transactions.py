@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from melkit.core import files
-from melkit.core.files import recover, staging, staging_many
+from melkit.util import files
+from melkit.util.files import recover, staging, staging_many
 
 
 def version_of(d):
@@ -97,7 +97,7 @@ def test_several_targets_are_published_together(tmp_path, monkeypatch):
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from melkit.core.files import staging_many
+    from melkit.util.files import staging_many
     root = Path(sys.argv[1])
     for v in range(10**6):
         with staging_many([root / "assets", root / "golden"]) as dirs:

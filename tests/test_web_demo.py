@@ -2,7 +2,7 @@
 ``melkit web``, and the page end to end in headless Chromium against ``melkit predict``.
 
 - ``node --test web_demo/test/`` (node's own runner): the JS contract equals Python's bit for bit on contract
-  goldens written now by ``melkit.golden.write_contract_goldens``, the JS card, header and postprocessing
+  goldens written now by ``melkit.release.golden.write_contract_goldens``, the JS card, header and postprocessing
   equal Python's on the app's model goldens, and the batch patch (2.1.0's -1 to 1) changes nothing else.
 - One Chromium (Debian's, driven by puppeteer-core: web_demo/tools/drive.mjs) opens the served pages and gives
   each image to the file picker (one by drag and drop) as a person would, reading the result the page shows: the
@@ -34,9 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import HAM, ISIC2016, REPO, SHARED, cli, copy_model, one_line_error
+from PIL import Image
 
 WEB = REPO / "web_demo"
 CHROMIUM = Path(os.environ.get("MELKIT_CHROMIUM", "/usr/bin/chromium"))
@@ -76,7 +75,7 @@ def need_litert():
 # the contract, card and postprocessing in JavaScript (node --test)
 # ---------------------------------------------------------------------------------------------------------------
 def test_js_contract_card_and_postprocessing_equal_pythons(tmp_path):
-    from melkit.golden import write_contract_goldens
+    from melkit.release.golden import write_contract_goldens
 
     node = need_node()
     index = write_contract_goldens(tmp_path / "contract")
@@ -126,7 +125,7 @@ def test_bundle_web_usage_and_folders_it_will_not_replace(converted, tmp_path):
 
 
 def test_bundle_web_and_melkit_web_serve_the_page_with_its_mime_types(converted, tmp_path):
-    from melkit.bundle import WEB_MANIFEST, web_server
+    from melkit.release.bundle import WEB_MANIFEST, web_server
 
     need_litert()
     out = tmp_path / "web"
@@ -173,9 +172,9 @@ def _real_images() -> list[Path]:
 
 
 def _non_lesion(folder: Path) -> list[Path]:
-    """Two generated images of each non-lesion group (melkit.benchmark.ood), as PNG (lossless: the page's q must
+    """Two generated images of each non-lesion group (melkit.bench.ood), as PNG (lossless: the page's q must
     equal Python's exactly), plus two as JPEG."""
-    from melkit.benchmark.ood import GROUPS, generated
+    from melkit.bench.ood import GROUPS, generated
 
     folder.mkdir()
     out = []
@@ -190,10 +189,10 @@ def _non_lesion(folder: Path) -> list[Path]:
 
 
 def _large_photos(folder: Path, real: list[Path]) -> list[Path]:
-    """Phone-sized JPEGs: a generated photo-like field (melkit.golden.photo_image) and, with ../shared, two real
+    """Phone-sized JPEGs: a generated photo-like field (melkit.release.golden.photo_image) and, with ../shared, two real
     lesions upscaled 4x, one stored sideways with EXIF orientation 6. For the released (v2) model Python decodes
     them at 1/4 (draft mode) then boxes by 2; the page reduces its full decode to the same size."""
-    from melkit.golden import photo_image
+    from melkit.release.golden import photo_image
 
     folder.mkdir()
     photo = folder / "photo_1800x2400.jpg"
@@ -230,7 +229,7 @@ def _bad_inputs(folder: Path, a_jpeg: Path) -> dict:
 
 
 def _serve(folder: Path):
-    from melkit.bundle import web_server
+    from melkit.release.bundle import web_server
 
     server = web_server(folder, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -247,12 +246,12 @@ def _with_unmeasured_band(model: Path, folder: Path, images: list[Path]) -> Path
     """A copy of ``model`` whose card leaves the LR of the risk band most of ``images`` fall in unmeasured (null,
     as melkit writes it for a band holding no image of a class): the page's words for that, end to end. No
     committed card has such a band. ``model`` as it is where its card has no bands."""
-    from melkit.benchmark.predict import predict_files
+    from melkit.bench.predict import run_predict
 
     card = json.loads(model.with_suffix(".json").read_text())
     if "likelihood_ratios" not in card:
         return model
-    hits = [row["risk_band"] for row in predict_files(model, [str(p) for p in images])["predictions"]
+    hits = [row["risk_band"] for row in run_predict(model, [str(p) for p in images]).predictions
             if row.get("risk_band") is not None]
     top = Counter(hits).most_common(1)[0][0] if hits else None
     copy = copy_model(model, folder)
@@ -296,7 +295,7 @@ def _check_risk(page: dict, card, p_raw: float) -> None:
         assert f"at {100 * q:.0f}\u00a0% prevalence: {100 * pt:.1f}\u00a0%" in page["text"], page["text"]
 
 
-def _compare(page_rows: dict, result: dict, step: float, reduced=(), card=None) -> dict:
+def _compare(page_rows: dict, result, step: float, reduced=(), card=None) -> dict:
     """Page vs melkit predict on the same files: decisions equal, raw outputs within one output step, and every
     image predict did not assess not assessed on the page either. ``reduced``: files Python decodes reduced
     (draft mode) and the page approximates by block means; their distance in steps is kept apart. With ``card``
@@ -305,7 +304,7 @@ def _compare(page_rows: dict, result: dict, step: float, reduced=(), card=None) 
     n = same = close = assessed = risk_same = risk_compared = risk_unmeasured = 0
     missed_guard, apart, reduced_steps, risk_apart, bands_shown = [], {}, {}, {}, {}
     reduced = {str(p) for p in reduced}
-    for row in result["predictions"]:
+    for row in result.predictions:
         page = page_rows[row["image"]]
         assert page["state"] == "done", (row["image"], page)
         n += 1
@@ -350,10 +349,10 @@ def _compare(page_rows: dict, result: dict, step: float, reduced=(), card=None) 
 
 
 def test_page_in_headless_chromium_answers_as_melkit_predict(converted, synth_dir, tmp_path):
-    from melkit.benchmark.predict import predict_files
-    from melkit.bundle import bundle_web
+    from melkit.bench.predict import run_predict
     from melkit.core.card import load_card
     from melkit.core.litert import load_interpreter, predict_p_mel
+    from melkit.release.bundle import run_bundle_web
 
     node = need_browser()
     real = _real_images()
@@ -370,9 +369,9 @@ def test_page_in_headless_chromium_answers_as_melkit_predict(converted, synth_di
     previous_images = goldens + real[::10]  # both classes, three sources
 
     site = tmp_path / "site"
-    bundle_web(RELEASED, site / "released")
-    bundle_web(tiny, site / "tiny")
-    bundle_web(PREVIOUS, site / "previous")
+    run_bundle_web(RELEASED, site / "released")
+    run_bundle_web(tiny, site / "tiny")
+    run_bundle_web(PREVIOUS, site / "previous")
     # a model that is not the one its card describes: other bytes (sha256), or the right sha256 but other tensors
     shutil.copytree(site / "released", site / "other-bytes")
     model = site / "other-bytes" / "model" / RELEASED.name
@@ -439,14 +438,14 @@ def test_page_in_headless_chromium_answers_as_melkit_predict(converted, synth_di
     dropped = [x for x in released["results"] if x.get("dropped")]
     assert dropped and dropped[0]["state"] == "done"
 
-    result = predict_files(RELEASED, [str(p) for p in images])
+    result = run_predict(RELEASED, [str(p) for p in images])
     t0 = time.perf_counter()  # melkit predict's time per image on the real ones, as the page's below
-    predict_files(RELEASED, [str(p) for p in real or goldens])
+    run_predict(RELEASED, [str(p) for p in real or goldens])
     predict_ms = 1000 * (time.perf_counter() - t0) / len(real or goldens)
     step = card.output.quantization.scale
     stats = _compare(rows, result, step, reduced=large, card=card)
     real_rows = [rows[str(p)] for p in real]
-    predicted_real = [row for row in result["predictions"] if Path(row["image"]) in set(real)]
+    predicted_real = [row for row in result.predictions if Path(row["image"]) in set(real)]
     # the image predict did not assess is not assessed on the page; none of the generated non-lesion images
     # is given a score there that predict did not give
     assert stats["not_assessed_missed"] == [], stats
@@ -455,7 +454,7 @@ def test_page_in_headless_chromium_answers_as_melkit_predict(converted, synth_di
     # phone-sized JPEGs: Python's scaled decode approximated by block means; how far the output moves with that
     # is the model's own sensitivity (kept in the report, 2-4 steps for 2.1.0, up to 13 for 3.0.0), checked below
     # by its two parts: q within 2 of Python's, and the page's output equal to Python's on the page's own q
-    assert sum(row["decision"] == "not_assessed" for row in result["predictions"]) >= len(non_lesion) // 2
+    assert sum(row["decision"] == "not_assessed" for row in result.predictions) >= len(non_lesion) // 2
     # risk bands: predict gives them for every assessed image; the page shows the same band and LR for the same
     # output (and, by _check_risk, Python's band for its own output everywhere)
     assert stats["risk_compared"] >= 0.9 * stats["assessed"] and stats["risk_same"] == stats["risk_compared"], stats
@@ -487,7 +486,7 @@ def test_page_in_headless_chromium_answers_as_melkit_predict(converted, synth_di
 
     # the tests' tiny model (no guard, 48 px) the same way
     assert "error" not in tiny_page["ready"], tiny_page["ready"]
-    tiny_result = predict_files(tiny, [str(p) for p in tiny_images])
+    tiny_result = run_predict(tiny, [str(p) for p in tiny_images])
     tiny_card = load_card(tiny)
     tiny_stats = _compare({x["path"]: x for x in tiny_page["results"]}, tiny_result,
                           tiny_card.output.quantization.scale, card=tiny_card)
@@ -504,7 +503,7 @@ def test_page_in_headless_chromium_answers_as_melkit_predict(converted, synth_di
     previous_card = load_card(PREVIOUS)
     assert previous_card.likelihood_ratios is None
     previous_stats = _compare({x["path"]: x for x in previous["results"]},
-                              predict_files(PREVIOUS, [str(p) for p in previous_images]),
+                              run_predict(PREVIOUS, [str(p) for p in previous_images]),
                               previous_card.output.quantization.scale, card=previous_card)
     assert previous_stats["n"] == len(previous_images) and previous_stats["risk_compared"] == 0, previous_stats
     assert previous_stats["decisions_equal"] == previous_stats["n"], previous_stats

@@ -4,7 +4,7 @@
     RUN/tflite/<name>_<variant>.json     its card (melkit/core/card.py)
     RUN/tflite/labels.txt                nv, mel
 
-:func:`convert_run` is the list of passes. The shared ones prepare the float model once (calibration
+:func:`run_convert` is the list of passes. The shared ones prepare the float model once (calibration
 set, range equalisation, weight rounding); the per-variant ones turn it into a checked .tflite (QAT,
 conversion, decision grid, metadata, self-check). Each pass returns its part of the card's
 ``conversion`` record, so the card says exactly what was done.
@@ -25,8 +25,8 @@ from melkit.convert import borderline as borderlines
 from melkit.convert import domain_guard as guards
 from melkit.core import likelihood
 from melkit.convert import qat as qat_training
-from melkit.convert.calibration import representative_images
-from melkit.convert.contract import config_for_cards
+from melkit.convert.representative import representative_images
+from melkit.convert.contract_version import config_for_cards
 from melkit.convert.decision_grid import align_to_threshold
 from melkit.convert.equalize import equalize_activation_ranges
 from melkit.convert.export import with_two_scores
@@ -38,8 +38,9 @@ from melkit.convert.rounding import round_pointwise_weights
 from melkit.convert.selfcheck import Check, compare, table
 from melkit.convert.variants import VARIANTS, check_input_quantization, convert, debug_report
 from melkit.core import card as cards
-from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer, check_out_apart, exclusive, keep_the_rest, read_json, staging
+from melkit.core.card_build import make_card
+from melkit.util.errors import BadInputError
+from melkit.util.files import atomic_writer, check_out_apart, exclusive, keep_the_rest, read_json, staging
 from melkit.core.litert import io_details, load_interpreter, predict_p_mel, predict_with_domain
 from melkit.core.metrics import roc_auc
 from melkit.core.probability import unfold
@@ -336,18 +337,19 @@ def drop_unhelpful_qat(built: dict) -> str:
 def write_variant(out: Path, b: Built, source: Source, opts: ConvertOptions) -> list:
     stem = f"{source.name}_{b.variant}"
     model_path, card_path = out / f"{stem}.tflite", out / f"{stem}.json"
-    card = cards.make_card(model_path.name, b.data, b.variant, b.io, source.config, source.metrics, source.run_dir,
-                           source.name, opts.version, b.check.to_dict(), extra={"conversion": b.conversion},
-                           domain_guard=b.guard, threshold_fold=b.fold, borderline=b.borderline,
-                           likelihood_ratios=b.likelihood_ratios,
-                           **({} if source.provenance is None else source.provenance.card_fields(b.variant)))
+    card = make_card(model_file=model_path.name, data=b.data, variant=b.variant, io=b.io,
+                     config=source.config, metrics=source.metrics, run_dir=source.run_dir,
+                     name=source.name, version=opts.version,
+                     selfcheck=b.check.to_dict(), extra={"conversion": b.conversion}, domain_guard=b.guard,
+                     threshold_fold=b.fold, borderline=b.borderline, likelihood_ratios=b.likelihood_ratios,
+                     **({} if source.provenance is None else source.provenance.card_fields(b.variant)))
     with atomic_writer(model_path, "wb") as f:
         f.write(b.data)
     cards.write_card(card_path, card)
     return [model_path, card_path]
 
 
-def convert_run(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
+def run_convert(run_dir, opts: ConvertOptions, echo=print) -> ConvertResult:
     """Convert a run. The output folder is built in a staging folder and published in one step, under a lock:
     a crash keeps the previous models and cards, a second convert into the same folder exits 2."""
     opts.validate()

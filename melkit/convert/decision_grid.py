@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 
 
 def _softmax_io(model):

@@ -46,9 +46,9 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert import schema_py_generated as tfl
 
-from melkit.core.errors import BadInputError
-from melkit.core.progress import progress_bar
-from melkit.data.preprocess import normalize
+from melkit.util.errors import BadInputError
+from melkit.util.progress import progress_bar
+from melkit.data.contract import normalize
 
 LAYERS = ("block_9_add", "block_12_add", "block_15_add")
 SCORE_NAME = "domain_score"
@@ -93,7 +93,7 @@ def _model_layer(model, name):
 
 def pooled_features(model, images_q, layers=LAYERS, batch_size=32, desc="guard features") -> np.ndarray:
     """(N, D) float64: the spatial mean of each layer's output, concatenated, for contract images (uint8 q)."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     outs = [keras.layers.GlobalAveragePooling2D()(_model_layer(model, n).output) for n in layers]
     probe = keras.Model(model.input, outs)
@@ -173,7 +173,7 @@ def fit_on_images(model, train_q, val_q, components=None, shrinkage=0.1, quantil
 
 def with_domain_guard(model, guard: DomainGuard):
     """``model`` (image -> [P(nv), P(mel)]) with the guard as a second output: image -> [probabilities, score]."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     L = keras.layers
     bias = -(guard.mean @ guard.projection)

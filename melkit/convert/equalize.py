@@ -38,7 +38,7 @@ def PASS_THROUGH(L):  # noqa: N802 - a tuple of classes, built lazily (TensorFlo
 
 def equalizable_pairs(model) -> list:
     """(BatchNorm, ReLU6, consumer conv) triples that can be rescaled without changing the float model."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     L = keras.layers
     pairs = []
@@ -71,7 +71,7 @@ def _channel_max(model, relus, images_q) -> list:
 
 def equalize_activation_ranges(model, images_q, margin: float):
     """A copy of ``model`` with its ReLU6 channel ranges equalised on ``images_q``; returns (copy, n_layers)."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     if margin < 1.0:
         raise ValueError("margin must be >= 1 (below 1 the float model would clip on the calibration images)")

@@ -18,7 +18,7 @@ OUTPUT_NAME = "probabilities"
 
 def with_two_scores(logit_model):
     """Flat model: image -> [P(nv), P(mel)], the logit layer folded into the two-score layer."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     logit = logit_model.get_layer("logit")
     weights, bias = logit.get_weights()  # (features, 1), (1,)

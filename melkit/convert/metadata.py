@@ -22,7 +22,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as tfl
 from flatbuffers import number_types
 
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 
 METADATA_NAME = "TFLITE_METADATA"
 LABELS_FILE = "labels.txt"

@@ -8,8 +8,8 @@ import click
 
 from melkit.convert.provenance import DEFAULT_AUTHOR, check_text
 from melkit.convert.variants import FULL_INTEGER, IO_TYPES, VARIANTS
-from melkit.core.errors import BadInputError
-from melkit.core.options import SEED, check, opt
+from melkit.util.errors import BadInputError
+from melkit.util.options import SEED, check, opt
 
 WEIGHT_ROUNDING = ("compensated", "nearest")
 QAT_TARGETS = ("teacher", "labels")

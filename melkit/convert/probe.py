@@ -6,13 +6,13 @@ one probe model returns every requested layer's output in a single forward pass 
 
 from __future__ import annotations
 
-from melkit.core.progress import progress_bar
-from melkit.data.preprocess import normalize
+from melkit.util.progress import progress_bar
+from melkit.data.contract import normalize
 
 
 def layer_batches(model, layers, images_q, batch_size: int = 32, desc: str = "probing"):
     """Yield, for each batch of contract images (uint8 q), the numpy outputs of ``layers`` in order."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     probe = keras.Model(model.input, [layer.output for layer in layers])
     with progress_bar(total=len(images_q), desc=desc, unit="img") as bar:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from melkit import __version__
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 from melkit.data.readers import read_sources
 from melkit.data.sources import training_licence
 

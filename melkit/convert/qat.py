@@ -13,8 +13,8 @@ import numpy as np
 
 from melkit.convert.graph import single_consumer
 from melkit.convert.probe import layer_batches
-from melkit.core.errors import BadInputError
-from melkit.core.progress import keras_verbose
+from melkit.util.errors import BadInputError
+from melkit.util.progress import keras_verbose
 from melkit.core.run import predict_outputs
 from melkit.data.augment import AugmentParams, build_augmenter
 from melkit.data.pipeline import class_weights, make_dataset
@@ -30,7 +30,7 @@ def equalize_depthwise(model) -> int:
     ``mean/s`` and ``gamma*s`` gives exactly the same output, so the float model is unchanged.
     Returns the number of layers equalised.
     """
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     n = 0
     for layer in model.layers:
@@ -52,7 +52,7 @@ def equalize_depthwise(model) -> int:
 
 def _observed_ranges(model, images_q) -> dict:
     """layer name -> (min, max) of its output over the calibration images (float model)."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     lo = {l.name: np.inf for l in layers}
@@ -127,7 +127,7 @@ def quantization_aware_model(float_model, train_q, train_labels, images_q, *, ep
     """
     import tensorflow_model_optimization as tfmot  # TFMOT imports TensorFlow: imported when first needed
 
-    from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras, tf  # TensorFlow: imported when first needed
 
     if target not in ("teacher", "labels"):
         raise BadInputError("QAT target must be teacher or labels")

@@ -29,7 +29,7 @@ INT8_MAX = 127
 def fold_factor(conv):
     """Per output channel factor the converter multiplies the kernel by when it folds the next BatchNorm
     (None when no BatchNorm follows)."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     nxt = single_consumer(conv)
     if isinstance(nxt, keras.layers.BatchNormalization) and nxt.scale:
@@ -41,7 +41,7 @@ def fold_factor(conv):
 
 def pointwise_convs(model) -> list:
     """(conv, fold factor) for every 1x1, stride-1, ungrouped Conv2D with one input, followed by a BatchNorm."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     out = []
     for layer in model.layers:
@@ -98,7 +98,7 @@ def compensated_rounding(w: np.ndarray, h: np.ndarray, damp: float = 0.01) -> np
 
 def round_pointwise_weights(model, images_q, seed: int, damp: float = 0.01):
     """A copy of ``model`` whose 1x1 convolutions hold compensated int8-grid weights; returns (copy, n_layers)."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())

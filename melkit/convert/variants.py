@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.files import atomic_writer
+from melkit.util.errors import BadInputError, QualityGateError
+from melkit.util.files import atomic_writer
 from melkit.core.litert import load_interpreter
-from melkit.data.preprocess import CONTRACT, normalize
+from melkit.data.contract import CONTRACT, normalize
 
 IO_TYPES = ("uint8", "int8", "float32")
 
@@ -62,7 +62,7 @@ def keras_converter(model):
     (outputs named as the model's), and the same outputs to the bit; only the converter's own record of what
     it converted from differs (measured on float32 and int8: 3-4 s instead of 17-18 s).
     """
-    from melkit.core.tf import tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import tf  # TensorFlow: imported when first needed
 
     if len(model.inputs) != 1:
         raise ValueError(f"expected a model with one input, not {len(model.inputs)}")
@@ -85,7 +85,7 @@ def keras_converter(model):
 def convert(model, variant: str, images_q=None, input_type="uint8", output_type="uint8",
             float_layers=()) -> bytes:
     """Convert a Keras model (image -> [P(nv), P(mel)]) to TFLite bytes."""
-    from melkit.core.tf import tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import tf  # TensorFlow: imported when first needed
 
     conv = keras_converter(model)
     if variant == "float32":
@@ -119,7 +119,7 @@ def _mixed(conv, images_q, float_layers) -> bytes:
     Not integer-only: float I/O and float kernels where denied. Uses TFLite's QuantizationDebugger,
     whose denylist is the supported way to keep selected nodes in float.
     """
-    from melkit.core.tf import tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import tf  # TensorFlow: imported when first needed
 
     if not float_layers:
         raise BadInputError("int8-mixed needs --float-layer NAME (see the --debug report for candidates)")
@@ -142,7 +142,7 @@ def _mixed(conv, images_q, float_layers) -> bytes:
 
 def debug_report(model, images_q, out_csv) -> list:
     """Per-layer quantization error of the int8 model (TFLite QuantizationDebugger), worst first."""
-    from melkit.core.tf import tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import tf  # TensorFlow: imported when first needed
 
     conv = keras_converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]

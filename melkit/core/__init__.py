@@ -1,5 +1,6 @@
-"""What the three stages share: the run API (``run``), the typed model card (``card``), metrics, the model
-and its recipes, running a .tflite (``litert``), options declared once (``options``), files, errors.
+"""What the three stages share, above ``data``: the run API (``run``), the typed model card (``card``),
+metrics, the model and its recipes, running a .tflite (``litert``), probabilities and likelihood ratios.
 
-``train``, ``convert`` and ``benchmark`` import ``core`` and ``data``, never each other (tests/test_layers.py).
+``train``, ``convert`` and ``bench`` import ``util``, ``data`` and ``core``, never each other
+(tests/test_layers.py).
 """

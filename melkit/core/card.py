@@ -9,7 +9,8 @@ In Python the card is a :class:`ModelCard` (frozen): :meth:`ModelCard.from_json`
 the JSON the converter writes (same keys, order and values). ``model_card.schema.json`` beside this file
 is the same contract as a JSON Schema (tests/test_card.py keeps the two in step; the Android app's
 ModelCard.java reads every field it requires). Free-form parts (where the model came from, metrics, the
-self-check, versions, the conversion settings) stay plain dicts.
+self-check, versions, the conversion settings) stay plain dicts. The tensors' types and the reader of each field
+are in melkit/core/card_parts.py; the card a conversion writes is built by melkit/core/card_build.py.
 
 ``license`` and ``author`` (one line each) say under which terms the model may be used (by default its
 training data's) and who made it; ``versions`` then holds the package versions of the training run and of
@@ -18,7 +19,7 @@ same (melkit/convert/provenance.py). Cards of older releases have neither field 
 (the training run's); they load unchanged.
 
 One optional field, ``calibration``, is added by ``melkit calibrate`` when a user re-fits the threshold on
-their own labelled images (melkit/benchmark/calibrate.py): the card then says on which set the threshold
+their own labelled images (melkit/release/calibrate.py): the card then says on which set the threshold
 was chosen, and may carry a temperature that maps the probability shown to a person. The decision always
 compares the model's raw P(mel) with ``threshold``; cards without the field are unchanged byte for byte.
 
@@ -49,7 +50,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -57,144 +57,31 @@ from pathlib import Path
 
 import numpy as np
 
-from melkit.core.errors import BadInputError
-from melkit.core.files import _jsonable, read_json, write_json
+from melkit.util.errors import BadInputError
+from melkit.util.files import read_json, write_json
+from melkit.core.card_parts import (
+    _IMPLEMENTED,
+    TensorSpec,
+    _borderline,
+    _calibration,
+    _domain_guard,
+    _get,
+    _items,
+    _json_type,
+    _likelihood_ratios,
+    _one_line,
+    _preprocessing,
+    _threshold_fold,
+)
 from melkit.core.litert import io_details
 from melkit.core.probability import band_of
-from melkit.core.run import RunConfig
-from melkit.data.preprocess import CONTRACTS, Contract
+from melkit.data.contract import Contract
 
 CARD_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("model_card.schema.json")
 TENSOR_DTYPES = ("uint8", "int8", "float32")  # what the contract's feeding (and the app) handles
-QUANT_TOLERANCE = 1e-6  # relative, on the scale
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_KINDS = {
-    "a string": lambda v: isinstance(v, str),
-    "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "a number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "an object": lambda v: isinstance(v, dict),
-    "an array": lambda v: isinstance(v, list),
-}
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _json_type(v) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, float):
-        return "a number"
-    for kind, test in _KINDS.items():
-        if test(v):
-            return kind
-    return type(v).__name__
-
-
-def _get(obj: dict, key: str, where: str, kind: str, nullable: bool = False):
-    """``obj[key]``, checked to be of JSON ``kind``; BadInputError naming the field (``where`` + key)."""
-    name = f"{where}.{key}" if where else key
-    if key not in obj:
-        raise BadInputError(f"model card field {name!r} is missing")
-    value = obj[key]
-    if value is None and nullable:
-        return None
-    if not _KINDS[kind](value):
-        raise BadInputError(f"model card field {name!r} must be {kind}{' or null' if nullable else ''}, "
-                            f"not {_json_type(value)}")
-    return value
-
-
-def _items(values: list, name: str, kind: str) -> tuple:
-    for i, v in enumerate(values):
-        if not _KINDS[kind](v):
-            raise BadInputError(f"model card field '{name}[{i}]' must be {kind}, not {_json_type(v)}")
-    return tuple(values)
-
-
-@dataclass(frozen=True)
-class Quantization:
-    """Affine quantization of an integer tensor: real = scale * (q - zero_point)."""
-
-    scale: float
-    zero_point: int
-
-    @classmethod
-    def from_json(cls, d: dict, where: str) -> Quantization:
-        scale = _get(d, "scale", where, "a number")
-        if not (math.isfinite(scale) and scale > 0):
-            raise BadInputError(f"model card field '{where}.scale' must be positive, not {scale}")
-        return cls(scale, _get(d, "zero_point", where, "an integer"))
-
-    def to_json(self) -> dict:
-        return {"scale": self.scale, "zero_point": self.zero_point}
-
-    def matches(self, actual: dict | None) -> bool:
-        """Same as ``actual`` (io_details' form): zero point exactly, scale within QUANT_TOLERANCE."""
-        return actual is not None and int(actual["zero_point"]) == int(self.zero_point) and \
-            abs(float(actual["scale"]) - float(self.scale)) <= QUANT_TOLERANCE * abs(float(self.scale))
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """The model's input or output tensor as the card promises it (io_details' form, plus the output's meaning)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    quantization: Quantization | None
-    meaning: str | None = None  # output only: how to read the scores
-
-    @classmethod
-    def from_json(cls, d: dict, where: str, with_meaning: bool = False) -> TensorSpec:
-        q = _get(d, "quantization", where, "an object", nullable=True)
-        shape = _items(_get(d, "shape", where, "an array"), f"{where}.shape", "an integer")
-        if not shape or min(shape) < 0:
-            raise BadInputError(f"model card field '{where}.shape' must be a non-empty list of sizes, "
-                                f"not {list(shape)}")
-        return cls(_get(d, "name", where, "a string"), shape,
-                   _get(d, "dtype", where, "a string"),
-                   None if q is None else Quantization.from_json(q, f"{where}.quantization"),
-                   _get(d, "meaning", where, "a string") if with_meaning else None)
-
-    def to_json(self) -> dict:
-        out = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-               "quantization": None if self.quantization is None else self.quantization.to_json()}
-        if self.meaning is not None:
-            out["meaning"] = self.meaning
-        return out
-
-
-_CONTRACT_TEXT = ("name", "color", "resize", "rounding", "scale")
-_IMPLEMENTED = {c.name: c for c in CONTRACTS.values()}  # melkit-v1, melkit-v2
-
-
-def _preprocessing(d: dict, where: str = "preprocessing") -> Contract:
-    """The card's preprocessing: every field present and typed, and a contract this melkit implements."""
-    for key in _CONTRACT_TEXT:
-        _get(d, key, where, "a string")
-    if d["name"] not in _IMPLEMENTED:
-        raise BadInputError(f"model card field '{where}.name' is {d['name']!r}, not a contract this melkit "
-                            f"implements ({' or '.join(_IMPLEMENTED)})")
-    _get(d, "mean", where, "a number")
-    _get(d, "std", where, "a number")
-    iq = _get(d, "input_quantization", where, "an object")
-    _get(iq, "dtype", f"{where}.input_quantization", "a string")
-    Quantization.from_json(iq, f"{where}.input_quantization")
-    size = _get(d, "image_size", where, "an integer")
-    if size < 1:
-        raise BadInputError(f"model card field '{where}.image_size' must be positive, not {size}")
-    try:
-        return Contract.from_json(copy.deepcopy(d))
-    except (TypeError, ValueError) as e:
-        raise BadInputError(f"model card {e}") from None
-
-
 _FREE_FORM = ("source_run", "training_data", "validation", "selfcheck", "versions")
 # calibration and domain_guard: absent from the cards a plain melkit convert writes; license and author: absent
 # from the cards of releases made before melkit convert stated them (2.0.0 and older), which still load.
@@ -203,102 +90,8 @@ OPTIONAL_FIELDS = ("calibration", "domain_guard", "license", "author", "threshol
 NOT_ASSESSED = "not assessed: this does not look like a dermoscopic image of a skin lesion"
 
 
-def _one_line(d: dict, key: str) -> str:
-    """A top-level one-line text field (license, author): a non-empty string without a line break."""
-    value = _get(d, key, "", "a string")
-    if not value.strip() or "\n" in value or "\r" in value:
-        raise BadInputError(f"model card field {key!r} must be one non-empty line of text")
-    return value
-
-
-def _calibration(d: dict) -> dict:
-    """The optional record ``melkit calibrate`` adds: free-form, but its temperature is what a reader applies."""
-    where = "calibration"
-    for key in ("fitted_on", "policy"):
-        _get(d, key, where, "a string")
-    n = _get(d, "n", where, "an integer")
-    if n < 1:
-        raise BadInputError(f"model card field 'calibration.n' must be positive, not {n}")
-    t = _get(d, "temperature", where, "a number", nullable=True)
-    if t is not None and not (math.isfinite(t) and t > 0):
-        raise BadInputError(f"model card field 'calibration.temperature' must be positive or null, not {t}")
-    return copy.deepcopy(d)
-
-
-def _threshold_fold(d: dict) -> dict:
-    """The optional record of a threshold folded into the model: the original threshold (a probability
-    strictly between 0 and 1) and the folded logit (finite) are what a reader applies; the rest is free-form."""
-    where = "threshold_fold"
-    t = _get(d, "threshold", where, "a number")
-    if not (math.isfinite(t) and 0.0 < t < 1.0):
-        raise BadInputError(f"model card field 'threshold_fold.threshold' must be in (0, 1), not {t}")
-    z = _get(d, "logit", where, "a number")
-    if not math.isfinite(z):
-        raise BadInputError(f"model card field 'threshold_fold.logit' must be a finite number, not {z}")
-    _get(d, "method", where, "a string")
-    return copy.deepcopy(d)
-
-
-def _domain_guard(d: dict) -> dict:
-    """The optional record ``melkit convert --domain-guard`` writes: the guard output's tensor spec and position,
-    and the threshold; the rest (method, how it was fitted, its self-check) is free-form."""
-    where = "domain_guard"
-    out = _get(d, "output", where, "an object")
-    spec = TensorSpec.from_json(out, f"{where}.output")
-    index = _get(out, "index", f"{where}.output", "an integer")
-    if index < 1:
-        raise BadInputError(f"model card field '{where}.output.index' must be at least 1 (output 0 holds the "
-                            f"probabilities), not {index}")
-    if math.prod(spec.shape) != 1:
-        raise BadInputError(f"model card field '{where}.output.shape' must hold one score, not {list(spec.shape)}")
-    threshold = _get(d, "threshold", where, "a number")
-    if not math.isfinite(threshold):
-        raise BadInputError(f"model card field '{where}.threshold' must be a finite number, not {threshold}")
-    _get(d, "method", where, "a string")
-    return copy.deepcopy(d)
-
-
-def _borderline(d: dict, threshold: float) -> dict:
-    """The optional band around the threshold where rounding can still decide (melkit/convert/borderline.py):
-    ``low <= threshold <= high``, on the model's raw output (the scale ``threshold`` is on); the rest free-form."""
-    where = "borderline"
-    low, high = (_get(d, k, where, "a number") for k in ("low", "high"))
-    if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= threshold <= high <= 1.0):
-        raise BadInputError(f"model card field 'borderline' must hold 0 <= low <= threshold <= high <= 1, not "
-                            f"low {low}, threshold {threshold}, high {high}")
-    _get(d, "method", where, "a string")
-    return copy.deepcopy(d)
-
-
-def _likelihood_ratios(d: dict, threshold: float) -> dict:
-    """The optional risk bands (melkit/core/likelihood.py): contiguous bands of the raw output from 0 to 1,
-    one edge at the threshold, each with a name and a likelihood ratio (positive, or null where it could not
-    be measured); the rest free-form."""
-    where = "likelihood_ratios"
-    _get(d, "method", where, "a string")
-    bands = _get(d, "bands", where, "an array")
-    if len(bands) < 2:
-        raise BadInputError(f"model card field '{where}.bands' must hold at least 2 bands, not {len(bands)}")
-    edges = []
-    for k, b in enumerate(bands):
-        at = f"{where}.bands[{k}]"
-        if not isinstance(b, dict):
-            raise BadInputError(f"model card field '{at}' must be an object, not {_json_type(b)}")
-        _get(b, "name", at, "a string")
-        low, high = _get(b, "low", at, "a number"), _get(b, "high", at, "a number")
-        lr = _get(b, "lr", at, "a number", nullable=True)
-        if lr is not None and not (math.isfinite(lr) and lr > 0):
-            raise BadInputError(f"model card field '{at}.lr' must be a positive number or null, not {lr}")
-        if edges and low != edges[-1]:
-            raise BadInputError(f"model card field '{at}.low' must equal the band before's high ({edges[-1]}), "
-                                f"not {low}")
-        edges += [low] if not edges else []
-        edges.append(high)
-    if edges[0] != 0.0 or edges[-1] != 1.0 or any(b < a for a, b in zip(edges, edges[1:])):
-        raise BadInputError(f"model card field '{where}.bands' must run from 0 to 1 in order, not {edges}")
-    if threshold not in edges:
-        raise BadInputError(f"model card field '{where}.bands' must have an edge at the threshold {threshold}")
-    return copy.deepcopy(d)
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -541,79 +334,6 @@ class ModelCard:
         if not 0.0 < float(self.threshold) < 1.0:
             raise BadInputError(f"{where}card threshold {self.threshold} is not a probability strictly between 0 "
                                 f"and 1")
-
-
-def _validation(m: dict) -> dict:
-    """The headline metrics of one evaluation, as the card states them."""
-    return {k: m[k] for k in ("n", "auc", "auc_ci", "balanced_accuracy", "sensitivity", "specificity")}
-
-
-def make_card(model_file: str, data: bytes, variant: str, io: dict, config: RunConfig, metrics: dict, run_dir,
-              name: str, version: str, selfcheck: dict, extra: dict | None = None,
-              domain_guard: dict | None = None, license: str | None = None, author: str | None = None,
-              versions: dict | None = None, threshold_fold: dict | None = None,
-              borderline: dict | None = None, likelihood_ratios: dict | None = None) -> ModelCard:
-    """The card of one converted model: ``io`` is the interpreter's io_details, ``metrics`` the run's
-    metrics.json, ``domain_guard`` the guard's record (melkit/convert/domain_guard.py) if it has one.
-    ``license``, ``author`` and ``versions`` ({"training": ..., "conversion": ...}) are what the model's
-    metadata states (melkit/convert/provenance.py); without them the card is as older releases' were (no
-    licence or author, ``versions`` the run's)."""
-    d = {
-        "melkit_card": CARD_VERSION,
-        "name": name,
-        "version": version,
-        "variant": variant,
-        "model_file": model_file,
-        "sha256": sha256(data),
-        "size_bytes": len(data),
-        "labels": list(config.labels),
-        "labels_file": "labels.txt",
-        # folded into the model: its output crosses 0.5 where the trained P(mel) crosses the threshold
-        "threshold": metrics["threshold"] if threshold_fold is None else 0.5,
-        **({"threshold_fold": threshold_fold} if threshold_fold else {}),
-        "threshold_policy": metrics["threshold_policy"],
-        "decision": "melanoma-suspicious when P(mel) >= threshold, else nevus-like"
-                    + ("; not assessed (no P(mel) given) when domain_score > domain_guard.threshold"
-                       if domain_guard else "")
-                    + ("; borderline (shown with the decision) when borderline.low <= P(mel) <= borderline.high"
-                       if borderline else ""),
-        **({"borderline": borderline} if borderline else {}),
-        **({"likelihood_ratios": likelihood_ratios} if likelihood_ratios else {}),
-        "preprocessing": config.preprocessing.to_json(),
-        "input": io["input"],
-        "output": {**io["output"], "meaning": "[P(nv), P(mel)], matching labels"},
-        "source_run": {
-            # names, not this machine's paths: a card travels with its model to other machines and the app
-            "path": Path(run_dir).resolve().name,
-            "recipe": config.recipe.name,
-            "alpha": config.alpha,
-            "seed": config.seed,
-            "weights": Path(config.model["weights"]).name if config.model["weights"] else None,
-        },
-        "training_data": {
-            "dir": " + ".join(Path(d).name for d in config.data_dirs),
-            "counts": config.data["counts"],
-            **({"counts_by_source": config.data["counts_by_source"]} if "counts_by_source" in config.data else {}),
-            "split": {k: config.data["split"][k] for k in ("mode", "augment_before_split", "seed", "counts")},
-        },
-        "validation": _validation(metrics["val"]),
-        "selfcheck": selfcheck,
-        "versions": config.versions if versions is None else versions,
-        "not_a_medical_device": "Research model. It gives no diagnosis and must not be used for clinical decisions.",
-        **{k: v for k, v in (("license", license), ("author", author)) if v is not None},
-        **({"domain_guard": domain_guard} if domain_guard else {}),
-        # several sources: each one's validation at the same threshold, and each external set's
-        **({"validation_by_source": {s: _validation(m["val"]) for s, m in metrics["sources"].items() if "val" in m}}
-           if metrics.get("sources") else {}),
-        **({"external": {s: _validation(m) for s, m in metrics["external"].items() if m.get("n")}}
-           if metrics.get("external") else {}),
-        **(extra or {}),
-    }
-    text = json.dumps(d, default=_jsonable)  # numpy scalars, tuples, paths: as write_json writes them
-    card = ModelCard.from_json(json.loads(text))
-    if json.dumps(card.to_json()) != text:  # a field ModelCard does not know would be lost
-        raise ValueError(f"ModelCard does not reproduce the card of {model_file}: update melkit/core/card.py")
-    return card
 
 
 def write_card(path, card: ModelCard) -> None:

@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
-from melkit.core.native_logs import quiet
-from melkit.core.errors import BadInputError
-from melkit.data.preprocess import normalize
+from melkit.util.native_logs import quiet
+from melkit.util.errors import BadInputError
+from melkit.data.contract import normalize
 
 
 def load_interpreter(model, num_threads: int | None = None):

@@ -10,6 +10,9 @@ Conventions used throughout:
 Everything that is undefined on the data at hand (an AUC with one class, a sensitivity without
 positives) is reported as ``None`` rather than as NaN or a crash, because a benchmark on a small or
 skewed split must still produce a readable report. Bad inputs raise :class:`BadInputError`.
+
+Choosing the decision threshold by a named policy (youden, sensitivity:X, ...) is
+melkit.core.threshold_policy's job, on the ROC operating points computed here.
 """
 
 from __future__ import annotations
@@ -20,15 +23,13 @@ from numbers import Real
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from melkit.core.errors import BadInputError
-from melkit.core.options import SEED
+from melkit.util.errors import BadInputError
+from melkit.util.options import SEED
 
 __all__ = [
     "roc_auc",
     "bootstrap_auc_ci",
     "bootstrap_decision_cis",
-    "parse_threshold_policy",
-    "choose_threshold",
     "confusion_at",
     "sensitivity_at_specificity",
     "specificity_at_sensitivity",
@@ -40,10 +41,6 @@ __all__ = [
 ]
 
 N_BOOT = 1000  # bootstrap resamples of the AUC CI (melkit bench --bootstrap, train's metrics)
-
-# Written out once so that the error message and the docs cannot drift apart.
-_POLICY_FORMS = ('"youden", "sensitivity:X", "sensitivity-every-source:X", "specificity:X", "fixed:X" with X in '
-                 '(0, 1), e.g. "sensitivity:0.90"')
 
 # Ratios such as 9/10 and the literal 0.9 are both correctly rounded and compare equal, but a
 # tolerance keeps a target like 0.9 from missing a point at exactly 90% through rounding elsewhere.
@@ -246,31 +243,7 @@ def bootstrap_decision_cis(
     return out
 
 
-# --------------------------------------------------------------------------- thresholds
-
-
-def parse_threshold_policy(policy: str) -> tuple[str, float | None]:
-    """Parse a threshold policy string into ``(name, value)``.
-
-    Accepted: ``"youden"`` -> ``("youden", None)``; ``"sensitivity:X"``, ``"sensitivity-every-source:X"``,
-    ``"specificity:X"`` and ``"fixed:X"`` with X in (0, 1) -> ``(name, X)``. Anything else raises
-    BadInputError listing the accepted forms.
-    """
-    if not isinstance(policy, str):
-        raise BadInputError(f"threshold policy must be a string, one of {_POLICY_FORMS}; got {policy!r}")
-    text = policy.strip().lower()
-    if text == "youden":
-        return "youden", None
-    name, sep, raw = text.partition(":")
-    name, raw = name.strip(), raw.strip()
-    if sep and name in ("sensitivity", "sensitivity-every-source", "specificity", "fixed"):
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if math.isfinite(value) and 0.0 < value < 1.0:
-            return name, value
-    raise BadInputError(f"unknown threshold policy {policy!r}; accepted forms: {_POLICY_FORMS}")
+# --------------------------------------------------------------------------- operating points
 
 
 def _roc_points(y: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -287,60 +260,6 @@ def _roc_points(y: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     tp = np.rint(tpr * n_pos)
     fp = np.rint(fpr * n_neg)
     return thr, tp / n_pos, (n_neg - fp) / n_neg
-
-
-def choose_threshold(y_true, p, policy: str = "youden", groups=None) -> float:
-    """Pick a decision threshold (decide melanoma when ``p >= threshold``) by ``policy``.
-
-    * ``youden``: the ROC threshold maximizing sensitivity + specificity - 1; on ties the highest
-      such threshold (fewest false alarms for the same Youden index);
-    * ``sensitivity:X``: the highest threshold whose sensitivity is >= X (the most specific way to
-      miss at most 1-X of the melanomas);
-    * ``sensitivity-every-source:X``: the highest threshold at which *every* group (``groups``: one
-      source name per sample) with melanomas reaches sensitivity X: the lowest of the groups'
-      ``sensitivity:X`` thresholds. A screening policy: a pooled target is met mostly on the sources that
-      dominate the pool (their prior and their devices), while the next device may look like any of them.
-      Without ``groups`` (or with one group) it is ``sensitivity:X``;
-    * ``specificity:X``: the lowest threshold whose specificity is >= X (the most sensitive way to
-      keep false alarms at most 1-X);
-    * ``fixed:X``: X itself, whatever the data.
-
-    Returns a finite float in [0, 1]: sklearn's "nobody positive" threshold is clipped to 1.0
-    (which still calls lesions with p == 1 positive). Raises BadInputError when ``y_true`` has a
-    single class and the policy needs the ROC curve.
-    """
-    name, value = parse_threshold_policy(policy)
-    y, q = _validate(y_true, p)
-    if name == "fixed":
-        return float(value)
-    if not _both_classes(y):
-        raise BadInputError(f"threshold policy {policy!r} needs both melanoma and nevus samples, got one class")
-    if name == "sensitivity-every-source":
-        return _every_group_sensitivity(y, q, value, groups)
-    thr, sens, spec = _roc_points(y, q)
-    if name == "youden":
-        i = int(np.argmax(sens + spec - 1.0))  # argmax takes the first = highest threshold on ties
-    elif name == "sensitivity":
-        # Sensitivity only grows as the threshold falls; the first point reaching X is the highest.
-        i = int(np.argmax(sens >= value - _EPS))
-    else:
-        # Specificity only falls as the threshold falls; the last point still at X is the lowest.
-        i = int(np.nonzero(spec >= value - _EPS)[0][-1])  # never empty: the first point has spec 1
-    return float(np.clip(thr[i], 0.0, 1.0))
-
-
-def _every_group_sensitivity(y: np.ndarray, q: np.ndarray, target: float, groups) -> float:
-    """The lowest, over the groups with melanomas, of the highest threshold reaching ``target`` sensitivity
-    in that group (its nevi play no part: sensitivity counts melanomas alone)."""
-    g = np.full(len(y), "", dtype=object) if groups is None else np.asarray(groups, dtype=object)
-    if len(g) != len(y):
-        raise BadInputError(f"groups has {len(g)} entries for {len(y)} samples")
-    out = 1.0
-    for name in sorted(set(g[y == 1].tolist())):
-        mel = np.sort(q[(g == name) & (y == 1)])[::-1]  # the group's melanoma scores, highest first
-        k = int(math.ceil(target * len(mel) - _EPS))  # melanomas that must score >= the threshold
-        out = min(out, float(mel[max(k, 1) - 1]))
-    return float(np.clip(out, 0.0, 1.0))
 
 
 def confusion_at(y_true, p, threshold) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 
 HEAD_LAYERS = ("pool", "dropout", "logit")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -33,7 +33,7 @@ def resolve_weights(weights):
 
 
 def build_model(alpha=1.0, image_size=224, weights=None, dropout=0.2, bn_momentum=None):
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     weights = resolve_weights(weights)
     inputs = keras.Input((image_size, image_size, 3), name="image")
@@ -72,7 +72,7 @@ def set_trainable(model, trainable: str, bn_inference: bool = True):
     Keras 2 also runs them in inference mode: fine-tuning on a few thousand images must not overwrite
     ImageNet's batch statistics.
     """
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     layers = base_layers(model)
     if trainable == "head":
@@ -96,14 +96,14 @@ def set_trainable(model, trainable: str, bn_inference: bool = True):
 
 def feature_extractor(model):
     """The frozen base + pooling, for caching features when only the head trains."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     return keras.Model(model.input, model.get_layer("pool").output, name="features")
 
 
 def head_model(model):
     """Dropout + Dense on cached features, sharing the full model's head layers (weights included)."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     feats = keras.Input(model.get_layer("pool").output_shape[1:], name="features")
     x = model.get_layer("dropout")(feats)

@@ -2,23 +2,25 @@
 
 A run (see ``melkit/train/rundir.py`` for its files) is read here, never by reaching into ``train/``: its
 config, its threshold, the records of one of its splits, its trained Keras model rebuilt in float32, and
-batched P(mel) through the preprocessing contract.
+batched P(mel) through the preprocessing contract. The data directories a config names are stored relative
+to the run folder (:mod:`melkit.util.paths`), so a run moved together with its data still finds its images.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from melkit.core.errors import BadInputError
-from melkit.core.files import read_json
+from melkit.util.errors import BadInputError
+from melkit.util.files import read_json
+from melkit.util.paths import read_path
 from melkit.core.model import build_model  # TensorFlow: loaded only when a model is needed
 from melkit.core.recipe import Recipe
-from melkit.data.preprocess import Contract, normalize
+from melkit.data.contract import Contract, normalize
 from melkit.data.readers import read_sources
 
 RUN_CONFIG_VERSION = 1
@@ -30,6 +32,8 @@ class RunConfig:
 
     ``data``, ``model``, ``training`` and ``versions`` are records written for people and reports; what
     code depends on is typed (``preprocessing``, ``recipe``, ``labels``, ``seed``) or a property.
+    ``folder`` is the run folder that holds (or will hold) the file, never written into it: the data
+    directories stored relative to it read from there.
     """
 
     data: dict
@@ -42,6 +46,7 @@ class RunConfig:
     versions: dict
     status: str | None = None  # "training" while in OUT.partial, "complete" once published
     version: int = RUN_CONFIG_VERSION
+    folder: Path | None = field(default=None, compare=False)
 
     @property
     def image_size(self) -> int:
@@ -50,12 +55,14 @@ class RunConfig:
     @property
     def data_dir(self) -> str:
         """Where the images were, as one line (several sources' directories joined by " + ")."""
-        return self.data["dir"]
+        return " + ".join(self.data_dirs)
 
     @property
     def data_dirs(self) -> list:
-        """One directory per source."""
-        return self.data.get("dirs") or [self.data["dir"]]
+        """One directory per source, usable from any working directory: each stored path read relative to
+        ``folder`` (an older run's absolute one as it is); as stored where ``folder`` is unknown."""
+        stored = self.data.get("dirs") or [self.data["dir"]]
+        return list(stored) if self.folder is None else [read_path(d, self.folder) for d in stored]
 
     @property
     def alpha(self) -> float:
@@ -73,7 +80,8 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict, where="config.json") -> "RunConfig":
+    def from_json(cls, d: dict, where="config.json", folder=None) -> "RunConfig":
+        """The config in ``d`` (``where``: its file, for messages; ``folder``: the run folder holding it)."""
         if not isinstance(d, dict) or d.get("melkit_run") != RUN_CONFIG_VERSION:
             found = d.get("melkit_run") if isinstance(d, dict) else None
             raise BadInputError(f"{where}: not a melkit run config (version {found}, expected {RUN_CONFIG_VERSION})")
@@ -84,7 +92,8 @@ class RunConfig:
         try:
             return cls(data=d["data"], preprocessing=Contract.from_json(d["preprocessing"]), labels=tuple(d["labels"]),
                        recipe=Recipe.from_dict(d["recipe"]), model=d["model"], seed=d["seed"],
-                       training=d["training"], versions=d["versions"], status=d.get("status"))
+                       training=d["training"], versions=d["versions"], status=d.get("status"),
+                       folder=None if folder is None else Path(folder))
         except (TypeError, ValueError, KeyError) as e:
             raise BadInputError(f"{where}: {e}") from None
 
@@ -97,14 +106,14 @@ def load_run(path) -> RunConfig:
     if not (path / "config.json").is_file() or not (path / "model.keras").is_file():
         raise BadInputError(f"{path} is not a finished melkit run (needs config.json and model.keras)")
     try:
-        return RunConfig.from_json(read_json(path / "config.json"), str(path / "config.json"))
+        return RunConfig.from_json(read_json(path / "config.json"), str(path / "config.json"), folder=path)
     except ValueError as e:
         raise BadInputError(f"{path / 'config.json'}: not valid JSON ({e})") from None
 
 
 def load_trained_model(run_dir):
     """(float32 flat logit model, config) rebuilt from config.json with the run's weights."""
-    from melkit.core.tf import keras  # TensorFlow: loaded only when a model is needed
+    from melkit.util.tf import keras  # TensorFlow: loaded only when a model is needed
 
     config = load_run(run_dir)
     recipe = config.recipe

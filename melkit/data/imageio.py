@@ -71,7 +71,7 @@ def read_rgb(path, exif_transpose: bool = True, contract=None) -> np.ndarray:
     16-bit PNGs with colour (mode RGB;16) are decoded by Pillow to 8 bits already. EXIF orientation is
     applied so a phone photo is upright, as the Android core does.
 
-    ``contract`` (a :class:`melkit.data.preprocess.Contract` with its image size): for a v2 contract, a
+    ``contract`` (a :class:`melkit.data.contract.Contract` with its image size): for a v2 contract, a
     JPEG larger than needed is decoded already reduced by libjpeg's DCT scaling (Pillow's draft mode), the
     largest of 1/2, 1/4, 1/8 that keeps the short side at least ``2 * size`` (so contract step 2a still
     box-filters after it, and a 12-MP photo is never decoded in full). v1 contracts and None: full decode,

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from melkit.core.progress import progress_bar
+from melkit.util.progress import progress_bar
 from melkit.data.imageio import UnreadableImage, read_rgb
-from melkit.data.preprocess import CONTRACT, Contract, normalize
+from melkit.data.contract import CONTRACT, Contract, normalize
 
 
 @dataclass
@@ -103,7 +103,7 @@ def make_dataset(images, labels, batch_size, *, training=False, augmenter=None, 
     Training draws equally from each group of ``groups`` (see :func:`strata`; ``oversample`` alone means
     by class). Returns (x, y) or (x, y, w) batches of float32 inputs per the contract and float32 labels.
     """
-    from melkit.core.tf import tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import tf  # TensorFlow: imported when first needed
 
     labels = np.asarray(labels, np.float32).reshape(-1, 1)
     n = len(labels)

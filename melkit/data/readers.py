@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 from melkit.data.imageio import IMAGE_SUFFIXES
 from melkit.data.records import LABELS, SPLITS, DataSet, Record
 

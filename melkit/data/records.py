@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 
 # Label index = position in this tuple; the exported models' outputs follow it ([P(nv), P(mel)]).
 LABELS = ("nv", "mel")

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer
+from melkit.util.errors import BadInputError
+from melkit.util.files import atomic_writer
 from melkit.data.readers import read_table
 
 DEFAULT_BASE_URL = "https://dataverse.harvard.edu"

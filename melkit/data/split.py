@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_writer
+from melkit.util.errors import BadInputError
+from melkit.util.files import atomic_writer
 from melkit.data.records import LABELS, MEL, SPLITS, count_records
 
 SPLIT_COLUMNS = ("image_id", "lesion_id", "label", "source", "split")

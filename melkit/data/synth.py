@@ -11,22 +11,18 @@ and ``colour_cast`` / ``vignette`` give a source its own "device" look (a fixed 
 fixed dark ring toward the corners on every image). Left at their defaults they change nothing: the
 files are byte-identical to a set written without them.
 
-Each lesion is a nevus (``nv``) or a melanoma (``mel``) drawn after the dermoscopic ABCD rule:
-nevi are mostly symmetric, smooth-bordered, one-coloured and small; melanomas mostly asymmetric,
-irregular/notched, multi-coloured (black, blue-grey veil, red, white regression) and larger.
-Both classes are driven by one hidden "atypia" score whose class distributions overlap, plus
-independent nuisance factors (skin tone, size, position, lighting, hair, vignetting), so the task is
-learnable but not trivial.
-
-A lesion is rendered once in its own coordinate frame (a small texture holding pigment
-transmittance, overlay colour/opacity and coverage); each of its images warps that texture with a
-new rotation, shift and scale onto a new skin patch with new lighting, hair and noise, so images of
-one lesion show the same lesion again. Only numpy and Pillow are used; everything is vectorised.
+Each lesion is a nevus (``nv``) or a melanoma (``mel``) drawn after the dermoscopic ABCD rule and
+rendered once in its own frame (``melkit.data.synth_lesion``); each of its images warps that texture with a
+new rotation, shift and scale onto a new skin patch with new lighting, hair and noise (here), so images of
+one lesion show the same lesion again, and independent nuisance factors (skin tone, size, position,
+lighting, hair, vignetting) keep the task from being trivial. Only numpy and Pillow are used; everything
+is vectorised.
 
 Output is deterministic: the same arguments and seed give byte-identical files (for a given
-numpy/Pillow build). The data set is built in ``out_dir + ".partial"`` and moved into place with
-``os.replace`` at the end, so an interrupted run never leaves a complete-looking ``out_dir``; the next run
-(holding ``out_dir``'s lock, as every writer does) removes what a killed one left in the staging folder.
+numpy/Pillow build). The data set is built in ``out_dir + ".partial"`` and published by
+``melkit.util.files.staging`` at the end, so an interrupted run never leaves a complete-looking ``out_dir``;
+the next run (holding ``out_dir``'s lock, as every writer does) removes what a killed one left in the
+staging folder.
 """
 
 from __future__ import annotations
@@ -36,15 +32,17 @@ import io
 import math
 import os
 import re
-import shutil
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from melkit.core.errors import BadInputError
-from melkit.core.files import exclusive
+from melkit.util.errors import BadInputError
+from melkit.util.files import exclusive, staging
+from melkit.data.synth_lesion import TWO_PI, draw_lesion, render_lesion_texture, smoothstep
 
 __all__ = ["write_synth_dataset", "METADATA_COLUMNS"]
 
@@ -54,41 +52,11 @@ _LOC_P_NV = np.array([0.25, 0.22, 0.18, 0.12, 0.06, 0.10, 0.07])
 _LOC_P_MEL = np.array([0.30, 0.18, 0.14, 0.16, 0.10, 0.05, 0.07])
 
 _JPEG_QUALITY = 90
-_TWO_PI = 2.0 * math.pi
-
-# Overlay colours (linear-ish RGB in [0, 1]) for melanoma-type structures.
-_COLOURS = {
-    "black": np.array([0.13, 0.10, 0.11]),
-    "bluegrey": np.array([0.42, 0.47, 0.57]),
-    "red": np.array([0.80, 0.40, 0.44]),
-    "white": np.array([0.90, 0.87, 0.86]),
-}
 
 
 # --------------------------------------------------------------------------------------------
-# small numeric helpers
+# one image of a lesion
 # --------------------------------------------------------------------------------------------
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def _fourier_field(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, n: int,
-                   k_lo: float, k_hi: float) -> np.ndarray:
-    """Smooth random field (sum of ``n`` plane waves, wave numbers in [k_lo, k_hi]), std ~1."""
-    ang = rng.uniform(0.0, _TWO_PI, n)
-    k = rng.uniform(k_lo, k_hi, n)
-    ph = rng.uniform(0.0, _TWO_PI, n)
-    amp = rng.uniform(0.5, 1.0, n)
-    norm = math.sqrt(float(np.sum(amp ** 2)) / 2.0)
-    f = np.zeros(u.shape, dtype=np.float32)
-    for i in range(n):  # float32 keeps np.cos vectorised (SIMD) and cheap
-        f += np.float32(amp[i] / norm) * np.cos(np.float32(k[i] * math.cos(ang[i])) * u
-                                                + np.float32(k[i] * math.sin(ang[i])) * v
-                                                + np.float32(ph[i]))
-    return f
-
-
 def _lowfreq_noise(rng: np.random.Generator, w: int, h: int, cells: int) -> np.ndarray:
     """Smooth noise image (h, w), std ~1, by bicubic upsampling of a coarse random grid."""
     gh = max(2, cells)
@@ -96,190 +64,6 @@ def _lowfreq_noise(rng: np.random.Generator, w: int, h: int, cells: int) -> np.n
     g = rng.standard_normal((gh, gw)).astype(np.float32)
     img = Image.fromarray(g, mode="F").resize((w, h), Image.BICUBIC)
     return np.asarray(img, dtype=np.float32)
-
-
-# --------------------------------------------------------------------------------------------
-# lesion model
-# --------------------------------------------------------------------------------------------
-def _draw_lesion(rng: np.random.Generator, is_mel: bool) -> dict:
-    """Random lesion parameters. Lengths are in reference pixels (image height 150)."""
-    # Hidden atypia score: overlapping class distributions make the task non-trivial.
-    a = float(rng.beta(6.0, 2.5) if is_mel else rng.beta(2.0, 5.5))
-    p: dict = {"a": a, "is_mel": is_mel}
-
-    # Diameter: melanomas larger on average, heavy overlap.
-    p["R"] = float(np.clip(150.0 * (0.15 + 0.12 * a) * math.exp(rng.normal(0.0, 0.2)), 12.0, 62.0))
-
-    # Shape (A, B): elongation, low-order asymmetry, high-order border irregularity, notches.
-    p["elong"] = float(rng.uniform(0.0, 0.22))
-    p["elong_phase"] = float(rng.uniform(0.0, math.pi))
-    asym = (0.015 + 0.17 * a ** 1.3) * rng.uniform(0.5, 1.5)
-    w_asym = rng.uniform(0.2, 1.0, 3)
-    p["asym_amp"] = asym * w_asym / math.sqrt(float(np.sum(w_asym ** 2)))
-    p["asym_ph"] = rng.uniform(0.0, _TWO_PI, 3)
-    border = (0.008 + 0.11 * a ** 1.6) * rng.uniform(0.5, 1.5)
-    ks = np.arange(4, 22)
-    w_b = rng.rayleigh(1.0, ks.size) / ks ** rng.uniform(0.6, 1.1)
-    p["border_k"] = ks
-    p["border_amp"] = border * w_b / math.sqrt(float(np.sum(w_b ** 2)))
-    p["border_ph"] = rng.uniform(0.0, _TWO_PI, ks.size)
-    n_notch = int(rng.poisson(3.5 * a ** 2))
-    p["notches"] = [(float(rng.uniform(-math.pi, math.pi)), float(rng.uniform(0.08, 0.28)),
-                     float(rng.uniform(0.06, 0.25))) for _ in range(n_notch)]
-    # Border sharpness: nevi fade out gradually, melanomas tend to stop abruptly.
-    p["edge_w"] = float((1.5 + 5.0 * (1.0 - a)) * rng.uniform(0.7, 1.3))
-
-    # Colour (C): base pigment density and hue; radial profile; patchiness.
-    p["d0"] = float(rng.uniform(0.45, 1.45) + 0.55 * a)
-    p["absorb"] = np.array([0.60, 0.86, 0.98]) * rng.uniform(0.9, 1.1, 3)
-    p["center_dark"] = float(rng.uniform(-0.1, 0.35))
-    p["patch_amp"] = float((0.03 + 0.6 * a ** 1.3) * rng.uniform(0.6, 1.4))
-
-    # Extra colour components; nevi mostly none (sometimes a darker centre: two-toned).
-    n_extra = int(np.clip(round(3.4 * a + rng.normal(0.0, 0.6) - 0.7), 0, 3))
-    kinds = ["dark", "black", "bluegrey", "red", "white"]
-    wts = np.array([1.6 * (1.0 - a) + 0.3, 0.25 + 1.0 * a, 0.05 + 1.0 * a, 0.15 + 0.6 * a, 0.05 + 0.9 * a])
-    p["extras"] = list(rng.choice(kinds, size=n_extra, replace=False, p=wts / wts.sum())) if n_extra else []
-
-    # Pigment network: regular and faint in nevi, irregular (warped, thick/thin) in melanomas.
-    p["network"] = bool(rng.random() < 0.75 - 0.35 * a)
-    p["net_period"] = float(rng.uniform(6.0, 9.0))
-    p["net_strength"] = float(rng.uniform(0.06, 0.18))
-    p["net_irreg"] = float(a * rng.uniform(0.3, 1.0))
-
-    # Irregular dark dots/globules.
-    p["n_dots"] = int(rng.poisson(10.0 * a ** 2.5))
-
-    # Skin (same patient for all images of the lesion).
-    t = float(rng.beta(1.3, 2.6))
-    light = np.array([0.95, 0.79, 0.71])
-    dark = np.array([0.50, 0.33, 0.24])
-    p["skin"] = np.clip((1.0 - t) * light + t * dark + rng.normal(0.0, 0.018, 3), 0.05, 1.0)
-
-    # Lesion position on the image (per-lesion offset, each image adds a small shift).
-    p["offset"] = rng.normal(0.0, 1.0, 2) * np.array([10.0, 8.0])
-    p["tex_seed"] = int(rng.integers(0, 2 ** 62))
-    return p
-
-
-def _render_lesion_texture(p: dict, res: float = 1.0) -> list:
-    """Render the lesion in its own frame (``res`` texels per reference pixel).
-
-    Returns 6 float32 (mode "F") n x n PIL images K (3) and P (3) such that a view of the lesion
-    is ``skin * K + P`` (see below); P channels are None when the lesion has no overlays.
-    """
-    rng = np.random.default_rng(p["tex_seed"])
-    R = p["R"]
-    a = p["a"]
-
-    # Border radius as a function of angle (lookup table).
-    th = np.linspace(-math.pi, math.pi, 1024, endpoint=False)
-    mod = p["elong"] * np.cos(2.0 * (th - p["elong_phase"]))
-    for k in range(3):
-        mod = mod + p["asym_amp"][k] * np.cos((k + 1) * th + p["asym_ph"][k])
-    mod = mod + np.sum(p["border_amp"][:, None]
-                       * np.cos(p["border_k"][:, None] * th[None] + p["border_ph"][:, None]), axis=0)
-    for centre, depth, width in p["notches"]:
-        d = np.angle(np.exp(1j * (th - centre)))
-        mod = mod - depth * np.exp(-0.5 * (d / width) ** 2)
-    rlut = R * np.maximum(1.0 + mod, 0.35)
-
-    w_edge = p["edge_w"]
-    half = int(math.ceil((rlut.max() + w_edge + 4) * res))
-    ax = np.arange(-half, half + 1, dtype=np.float32) / np.float32(res)
-    u, v = np.meshgrid(ax, ax)
-    rho = np.hypot(u, v)
-    theta = np.arctan2(v, u)
-    rb = np.interp(theta, th, rlut, period=_TWO_PI).astype(np.float32)
-    alpha = _smoothstep((rb - rho) / w_edge + 0.5)
-    q = np.clip(rho / rb, 0.0, 1.5)  # normalised radius (1 at the border)
-    un, vn = u / R, v / R
-    inside = alpha > 0.5
-
-    # Base pigment density: radial profile, patchiness.
-    dens = p["d0"] * (1.0 - p["center_dark"] * (q ** 2 - 0.4))
-    dens = dens * np.exp(p["patch_amp"] * _fourier_field(rng, un, vn, 6, 3.0, 9.0))
-    dens = dens * (1.0 + 0.03 * _fourier_field(rng, un, vn, 8, 12.0, 30.0))  # fine mottling
-
-    # Pigment network.
-    if p["network"]:
-        P = p["net_period"]
-        kn = _TWO_PI / P * 2.0 / math.sqrt(3.0)
-        phi0 = rng.uniform(0.0, _TWO_PI)
-        irr = p["net_irreg"]
-        wu = u + irr * 0.5 * P * _fourier_field(rng, un, vn, 5, 4.0, 10.0)
-        wv = v + irr * 0.5 * P * _fourier_field(rng, un, vn, 5, 4.0, 10.0)
-        h = np.zeros_like(u)
-        for i in range(3):
-            ang = phi0 + i * math.pi / 3.0
-            h += np.cos(kn * (wu * math.cos(ang) + wv * math.sin(ang)))
-        thick = 0.4 + irr * 0.9 * _fourier_field(rng, un, vn, 4, 3.0, 8.0)
-        lines = _smoothstep((thick - h) / 2.0 + 0.25)
-        fade = np.clip(1.2 - q, 0.0, 1.0) if irr < 0.3 else np.clip(1.0 + 0.3 * _fourier_field(
-            rng, un, vn, 4, 2.0, 6.0) - 0.5 * q, 0.0, 1.0)
-        dens = dens * (1.0 + p["net_strength"] * 2.0 * (lines - 0.5) * fade)
-
-    overlays = []
-    for kind in p["extras"]:
-        if kind == "dark":
-            # Darker blob: central and round when atypia is low, eccentric and ragged otherwise.
-            ecc = a * rng.uniform(0.0, 0.6)
-            ang = rng.uniform(0.0, _TWO_PI)
-            cu, cv = ecc * math.cos(ang), ecc * math.sin(ang)
-            sb = rng.uniform(0.25, 0.45)
-            rr = np.hypot(un - cu, vn - cv) / sb
-            rr = rr * np.exp(0.5 * a * _fourier_field(rng, un, vn, 5, 3.0, 8.0) / 2.0)
-            dens = dens + rng.uniform(0.5, 1.3) * np.exp(-0.5 * rr ** 2)
-            continue
-        col = _COLOURS[kind].copy()
-        if kind == "bluegrey":
-            f = _fourier_field(rng, un, vn, 5, 2.0, 5.0)
-            cover, op = rng.uniform(0.2, 0.45), rng.uniform(0.45, 0.75)
-        elif kind == "black":
-            f = _fourier_field(rng, un, vn, 6, 4.0, 10.0)
-            cover, op = rng.uniform(0.12, 0.3), rng.uniform(0.75, 0.95)
-        elif kind == "red":
-            f = _fourier_field(rng, un, vn, 6, 3.0, 8.0) + 0.8 * q  # rather peripheral
-            cover, op = rng.uniform(0.12, 0.3), rng.uniform(0.35, 0.65)
-        else:  # white regression
-            f = _fourier_field(rng, un, vn, 6, 3.0, 8.0)
-            cover, op = rng.uniform(0.1, 0.25), rng.uniform(0.55, 0.85)
-        col = col * rng.uniform(0.9, 1.1)
-        thr = float(np.quantile(f[inside], 1.0 - cover)) if inside.any() else 1.0
-        m = _smoothstep((f - thr) / 1.1 + 0.5) * op * np.clip((1.05 - q) / 0.25, 0.0, 1.0)
-        overlays.append((m, col))
-
-    # Irregular dots / globules.
-    if p["n_dots"]:
-        n = p["n_dots"]
-        ang = rng.uniform(0.0, _TWO_PI, n)
-        rad = np.sqrt(rng.uniform(0.05, 0.85, n))
-        r_at = np.interp(ang, th, rlut, period=_TWO_PI)
-        cx, cy = rad * r_at * np.cos(ang), rad * r_at * np.sin(ang)
-        sz = rng.uniform(0.8, 2.2, n)
-        m = np.zeros_like(u)
-        for i in range(n):
-            m = np.maximum(m, np.exp(-0.5 * ((u - cx[i]) ** 2 + (v - cy[i]) ** 2) / sz[i] ** 2))
-        overlays.append((m * 0.85, np.array([0.17, 0.11, 0.09])))
-
-    # Composite in premultiplied form: image = skin * K + P with
-    #   K = 1 - alpha + alpha * T * (1 - M),  P = alpha * O
-    # (T: pigment transmittance, O/M: overlay colour/opacity), so each view only warps 6 channels.
-    lum_scale = 0.6 + 0.4 * float(np.mean(p["skin"])) / 0.8  # overlays follow the skin's brightness
-    O = [np.zeros_like(u) for _ in range(3)]
-    M = np.zeros_like(u)
-    for m, col in overlays:
-        m = m.astype(np.float32)
-        for c in range(3):
-            O[c] = O[c] * (1.0 - m) + m * np.float32(col[c] * lum_scale)
-        M = 1.0 - (1.0 - M) * (1.0 - m)
-    chans = []
-    for c in range(3):
-        T = np.exp(-dens * np.float32(p["absorb"][c]))
-        chans.append(1.0 - alpha + alpha * T * (1.0 - M))
-    chans += [alpha * O[c] if overlays else None for c in range(3)]
-    return [None if ch is None else Image.fromarray(np.ascontiguousarray(ch, dtype=np.float32), mode="F")
-            for ch in chans]
 
 
 def _hair_mask(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -291,7 +75,7 @@ def _hair_mask(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     for _ in range(n):
         x = rng.uniform(-0.1, 1.1) * w * ss
         y = rng.uniform(-0.1, 1.1) * h * ss
-        ang = rng.uniform(0.0, _TWO_PI)
+        ang = rng.uniform(0.0, TWO_PI)
         length = rng.uniform(0.4, 1.4) * w * ss
         steps = 30
         curv = rng.normal(0.0, 0.025)
@@ -329,7 +113,7 @@ def _device_look(cv: _Canvas, colour_cast, vignette: float):
     if colour_cast is None and not vignette:
         return None
     gains = np.ones(3) if colour_cast is None else np.asarray(colour_cast, dtype=np.float64)
-    ring = 1.0 - np.float32(vignette) * _smoothstep((cv.d - np.float32(0.45)) / np.float32(0.55))
+    ring = 1.0 - np.float32(vignette) * smoothstep((cv.d - np.float32(0.45)) / np.float32(0.55))
     return [np.float32(g) * ring for g in gains]
 
 
@@ -345,7 +129,7 @@ def _render_image(rng: np.random.Generator, p: dict, tex: list, cv: _Canvas, loo
 
     # Lesion placement for this view: new rotation, small shift and scale. The affine map takes
     # output pixel centres to lesion-texture coordinates.
-    rot = rng.uniform(0.0, _TWO_PI)
+    rot = rng.uniform(0.0, TWO_PI)
     scale = rng.uniform(0.9, 1.1) * unit
     shift = p["offset"] * unit + rng.normal(0.0, 4.0, 2) * unit
     cx = (w - 1) / 2.0 + shift[0]
@@ -372,7 +156,7 @@ def _render_image(rng: np.random.Generator, p: dict, tex: list, cv: _Canvas, loo
     r0 = rng.uniform(0.62, 1.1)
     soft = rng.uniform(0.08, 0.35)
     strength = rng.uniform(0.3, 0.97)
-    vig = (1.0 - np.float32(strength) * _smoothstep((cv.d - np.float32(r0)) / np.float32(soft))) * cv.falloff
+    vig = (1.0 - np.float32(strength) * smoothstep((cv.d - np.float32(r0)) / np.float32(soft))) * cv.falloff
 
     noise_sd = rng.uniform(0.006, 0.02) * math.sqrt(12.0)
     out = []
@@ -399,7 +183,7 @@ def _render_image(rng: np.random.Generator, p: dict, tex: list, cv: _Canvas, loo
 
 
 # --------------------------------------------------------------------------------------------
-# public API
+# the data set: arguments, plan, files
 # --------------------------------------------------------------------------------------------
 def _check_args(n_lesions, mel_fraction, images_per_lesion, image_size, seed, progress):
     def _is_int(x):
@@ -468,6 +252,105 @@ def _plan_splits(is_mel: np.ndarray, fractions, seed: int) -> list:
     return out
 
 
+@dataclass
+class _Plan:
+    """The whole data set, decided before the first image: each lesion's class, image count, random stream
+    and split."""
+
+    is_mel: np.ndarray
+    n_imgs: np.ndarray
+    child_seeds: list  # a SeedSequence per lesion
+    splits: Optional[list]  # a split name per lesion; None without split_fractions
+
+    @property
+    def total(self) -> int:
+        return int(self.n_imgs.sum())
+
+    @property
+    def columns(self) -> tuple:
+        return METADATA_COLUMNS + (("split",) if self.splits is not None else ())
+
+
+def _plan(n_lesions: int, mel_fraction: float, lo: int, hi: int, seed: int, split_fractions) -> _Plan:
+    """Exactly ``round(n_lesions * mel_fraction)`` melanomas in a random order, ``lo..hi`` images each."""
+    rng = np.random.default_rng(seed)
+    is_mel = np.zeros(n_lesions, dtype=bool)
+    is_mel[:int(round(n_lesions * float(mel_fraction)))] = True
+    rng.shuffle(is_mel)
+    n_imgs = rng.integers(lo, hi + 1, size=n_lesions)
+    splits = _plan_splits(is_mel, split_fractions, seed) if split_fractions is not None else None
+    return _Plan(is_mel, n_imgs, np.random.SeedSequence(seed).spawn(n_lesions), splits)
+
+
+def _patient(seed: np.random.SeedSequence, mel: bool) -> tuple:
+    """(age, sex, localization) of a lesion's patient, from a stream of its own: melanoma patients older,
+    more often male."""
+    rng = np.random.default_rng(seed)
+    age = int(np.clip(round(rng.normal(62.0 if mel else 44.0, 15.0) / 5.0) * 5, 5, 85))
+    sex = "male" if rng.random() < (0.58 if mel else 0.5) else "female"
+    loc = LOCALIZATIONS[int(rng.choice(len(LOCALIZATIONS), p=_LOC_P_MEL if mel else _LOC_P_NV))]
+    return age, sex, loc
+
+
+def _write_images(images: Path, plan: _Plan, canvas: _Canvas, look, id_prefix: str, source: str,
+                  progress) -> list:
+    """Render and save every image into ``images``, lesion by lesion; the metadata rows, in image order."""
+    rows = []
+    for li in range(len(plan.is_mel)):
+        mel = bool(plan.is_mel[li])
+        lrng = np.random.default_rng(plan.child_seeds[li])
+        lesion = (f"{id_prefix}_{li + 1:07d}", "mel" if mel else "nv", "synthetic",
+                  *_patient(plan.child_seeds[li].spawn(1)[0], mel), source)
+        split = (plan.splits[li],) if plan.splits is not None else ()
+        params = draw_lesion(lrng, mel)
+        tex = render_lesion_texture(params, canvas.tex_res)
+        for _ in range(int(plan.n_imgs[li])):
+            image_id = f"{id_prefix}_IMG_{len(rows) + 1:07d}"
+            _save_jpeg(_render_image(lrng, params, tex, canvas, look), images / f"{image_id}.jpg")
+            rows.append(lesion[:1] + (image_id,) + lesion[1:] + split)
+            if progress is not None:
+                progress(len(rows), plan.total)
+    return rows
+
+
+def _save_jpeg(img: Image.Image, path: Path) -> None:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=_JPEG_QUALITY)
+    path.write_bytes(buf.getvalue())
+
+
+def _write_metadata(path: Path, columns: tuple, rows: list) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def _check_out(out: Path) -> None:
+    """BadInputError unless ``out`` is missing or an empty folder (which the set then replaces)."""
+    if out.exists():
+        if not out.is_dir():
+            raise BadInputError(f"output path exists and is not a directory: {out}")
+        if any(out.iterdir()):
+            raise BadInputError(f"output directory exists and is not empty: {out}")
+
+
+def _clear_non_folder(path: Path) -> None:
+    """A file or link where the staging folder goes is removed (staging itself clears a stale folder)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+
+
+def _summary(rows: list, plan: _Plan, out: Path) -> dict:
+    n_mel = sum(row[2] == "mel" for row in rows)
+    summary = {"n_images": len(rows), "n_lesions": len(plan.is_mel), "n_nv": len(rows) - n_mel, "n_mel": n_mel,
+               "path": str(out)}
+    if plan.splits is not None:
+        counts = Counter(row[-1] for row in rows)
+        summary["splits"] = {name: counts[name] for name in ("train", "val", "test")}
+    return summary
+
+
 def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.35,
                         images_per_lesion=(1, 3), image_size=(200, 150), seed: int = 0,
                         progress: Optional[Callable[[int, int], object]] = None, *, source: str = "synth",
@@ -492,80 +375,13 @@ def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.3
     # Under the lock of ``out``: a second writer exits 2 instead of removing this one's staging folder, and
     # the staging folder a killed run left (with any file it was writing) is this run's to remove.
     with exclusive(out):
-        if out.exists():
-            if not out.is_dir():
-                raise BadInputError(f"output path exists and is not a directory: {out}")
-            if any(out.iterdir()):
-                raise BadInputError(f"output directory exists and is not empty: {out}")
-        partial = out.with_name(out.name + ".partial")
-
-        # Plan the whole data set up front (classes, image counts, metadata, per-lesion seeds).
-        rng = np.random.default_rng(seed)
-        n_mel_lesions = int(round(n_lesions * float(mel_fraction)))
-        is_mel = np.zeros(n_lesions, dtype=bool)
-        is_mel[:n_mel_lesions] = True
-        rng.shuffle(is_mel)
-        n_imgs = rng.integers(lo, hi + 1, size=n_lesions)
-        child_seeds = np.random.SeedSequence(seed).spawn(n_lesions)
-        total = int(n_imgs.sum())
+        _check_out(out)
+        plan = _plan(n_lesions, mel_fraction, lo, hi, seed, split_fractions)
         canvas = _Canvas(width, height)
         look = _device_look(canvas, colour_cast, vignette)
-        lesion_split = _plan_splits(is_mel, split_fractions, seed) if split_fractions is not None else None
-        columns = METADATA_COLUMNS + (("split",) if lesion_split is not None else ())
-        split_images = {}
-
-        try:
-            if partial.exists() or partial.is_symlink():
-                if partial.is_dir() and not partial.is_symlink():
-                    shutil.rmtree(partial)
-                else:
-                    partial.unlink()
-            (partial / "images").mkdir(parents=True)
-
-            rows = []
-            done = 0
-            n_mel_images = 0
-            for li in range(n_lesions):
-                mel = bool(is_mel[li])
-                lrng = np.random.default_rng(child_seeds[li])
-                meta_rng = np.random.default_rng(child_seeds[li].spawn(1)[0])
-                lesion_id = f"{id_prefix}_{li + 1:07d}"
-                age = int(np.clip(round(meta_rng.normal(62.0 if mel else 44.0, 15.0) / 5.0) * 5, 5, 85))
-                sex = "male" if meta_rng.random() < (0.58 if mel else 0.5) else "female"
-                loc = LOCALIZATIONS[int(meta_rng.choice(len(LOCALIZATIONS), p=_LOC_P_MEL if mel else _LOC_P_NV))]
-
-                params = _draw_lesion(lrng, mel)
-                tex = _render_lesion_texture(params, canvas.tex_res)
-                for _ in range(int(n_imgs[li])):
-                    image_id = f"{id_prefix}_IMG_{done + 1:07d}"
-                    img = _render_image(lrng, params, tex, canvas, look)
-                    buf = io.BytesIO()
-                    img.save(buf, format="JPEG", quality=_JPEG_QUALITY)
-                    (partial / "images" / f"{image_id}.jpg").write_bytes(buf.getvalue())
-                    row = (lesion_id, image_id, "mel" if mel else "nv", "synthetic", age, sex, loc, source)
-                    if lesion_split is not None:
-                        row += (lesion_split[li],)
-                        split_images[lesion_split[li]] = split_images.get(lesion_split[li], 0) + 1
-                    rows.append(row)
-                    done += 1
-                    n_mel_images += int(mel)
-                    if progress is not None:
-                        progress(done, total)
-
-            with open(partial / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh, lineterminator="\n")
-                writer.writerow(columns)
-                writer.writerows(rows)
-
-            if out.exists():
-                out.rmdir()  # checked empty above; os.replace onto an empty dir is not portable
-            os.replace(partial, out)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-
-        summary = {"n_images": total, "n_lesions": n_lesions, "n_nv": total - n_mel_images,
-                   "n_mel": n_mel_images, "path": str(out)}
-        if lesion_split is not None:
-            summary["splits"] = {name: split_images.get(name, 0) for name in ("train", "val", "test")}
-        return summary
+        _clear_non_folder(out.with_name(out.name + ".partial"))
+        with staging(out) as staged:
+            (staged / "images").mkdir()
+            rows = _write_images(staged / "images", plan, canvas, look, id_prefix, source, progress)
+            _write_metadata(staged / "metadata.csv", plan.columns, rows)
+    return _summary(rows, plan, out)

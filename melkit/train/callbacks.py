@@ -11,8 +11,8 @@ import math
 import time
 from pathlib import Path
 
-from melkit.core.files import atomic_writer, read_json, write_json
-from melkit.core.tf import keras
+from melkit.util.files import atomic_writer, read_json, write_json
+from melkit.util.tf import keras
 
 HISTORY_COLUMNS = ("stage", "epoch", "loss", "auc", "val_loss", "val_auc", "learning_rate", "seconds")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from melkit.core.files import atomic_path
+from melkit.util.files import atomic_path
 
 
 def _read_history(path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from melkit.core.errors import BadInputError
+from melkit.util.errors import BadInputError
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
 PRECISIONS = ("auto", "on", "off")
@@ -13,7 +13,7 @@ PRECISIONS = ("auto", "on", "off")
 
 def make_strategy(name: str):
     """Return (strategy, is_chief). Only the chief writes the run directory."""
-    from melkit.core.tf import tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import tf  # TensorFlow: imported when first needed
 
     if name == "auto":
         return tf.distribute.get_strategy(), True
@@ -39,14 +39,14 @@ def make_strategy(name: str):
 
 
 def gpu_available() -> bool:
-    from melkit.core.tf import tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import tf  # TensorFlow: imported when first needed
 
     return bool(tf.config.list_physical_devices("GPU"))
 
 
 def set_precision(mode: str) -> str:
     """'auto': mixed float16 on a GPU, float32 on a CPU (where float16 is slower). Returns the policy."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     if mode not in PRECISIONS:
         raise BadInputError("--mixed-precision must be auto, on or off")

@@ -3,6 +3,7 @@
 OUT/
   model.keras      the trained float32 Keras model
   config.json      everything needed to reproduce: data, preprocessing contract, recipe, seed, versions
+                   (its data directories, like metrics.json's external sets', relative to the run folder)
   split.csv        image_id,lesion_id,label,split
   history.csv      one row per epoch and stage
   curves.png       train/val loss and AUC per epoch
@@ -24,11 +25,12 @@ import numpy
 import sklearn
 
 from melkit import __version__
-from melkit.core.errors import BadInputError
-from melkit.core.files import atomic_path, atomic_writer, read_json, sweep_temps, writable_dir, write_json
+from melkit.util.errors import BadInputError
+from melkit.util.files import atomic_path, atomic_writer, read_json, sweep_temps, writable_dir, write_json
+from melkit.util.paths import read_path
 from melkit.core.model import build_model
 from melkit.core.run import RunConfig
-from melkit.core.spreadsheet import SpreadsheetWriter
+from melkit.util.spreadsheet import SpreadsheetWriter
 from melkit.data.records import LABELS
 from melkit.train.curves import plot_curves
 
@@ -81,7 +83,7 @@ def sweep_tf_temps(run: Path) -> None:
 
 def versions() -> dict:
 
-    from melkit.core.tf import keras, tf  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras, tf  # TensorFlow: imported when first needed
 
     return {
         "melkit": __version__,
@@ -93,7 +95,8 @@ def versions() -> dict:
     }
 
 
-def make_config(opts, recipe, data_summary, policy, strategy) -> RunConfig:
+def make_config(opts, recipe, data_summary, policy, strategy, folder=None) -> RunConfig:
+    """The run's config; ``folder``: the run folder it will be published as (its data dirs read from there)."""
     return RunConfig(
         data=data_summary,
         preprocessing=recipe.contract,
@@ -114,6 +117,7 @@ def make_config(opts, recipe, data_summary, policy, strategy) -> RunConfig:
             "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
         },
         versions=versions(),
+        folder=folder,
     )
 
 
@@ -181,13 +185,15 @@ def check_resume(run: Path, config: RunConfig, resume: bool, fp: dict | None = N
     for key in ("recipe", "seed", "preprocessing"):
         if old.get(key) != new.get(key):
             raise BadInputError(f"--resume: the {key} differs from the unfinished run's; start a new run instead")
-    if old["data"]["dir"] != config.data_dir:
+    # Where each directory is, not how it was written (relative to the run folder; absolute in older runs).
+    was = [Path(read_path(d, run)).resolve() for d in old["data"].get("dirs") or [old["data"]["dir"]]]
+    if was != [Path(d).resolve() for d in config.data_dirs]:
         raise BadInputError("--resume: the data directory differs from the unfinished run's")
 
 
 def float32_copy(model, recipe):
     """Rebuild the model in float32 and copy the weights (after mixed-precision training)."""
-    from melkit.core.tf import keras  # TensorFlow: imported when first needed
+    from melkit.util.tf import keras  # TensorFlow: imported when first needed
 
     keras.mixed_precision.set_global_policy("float32")
     copy = build_model(recipe.alpha, recipe.image_size, None, recipe.dropout, recipe.bn_momentum)

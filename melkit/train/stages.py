@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from melkit.core.model import feature_extractor, head_model, set_trainable
-from melkit.core.progress import keras_verbose
-from melkit.core.tf import keras, tf
+from melkit.util.progress import keras_verbose
+from melkit.util.tf import keras, tf
 from melkit.data.augment import build_augmenter
 from melkit.data.pipeline import make_dataset, source_weights, strata
 from melkit.train.callbacks import HistoryLog, KeepBest
@@ -41,13 +41,21 @@ def _features(model, images, batch_size):
     return feature_extractor(model).predict(ds, verbose=keras_verbose()).astype(np.float32)
 
 
-def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strategy, distributed=False, seed=0):
+def run_stage(model, stage, *, recipe, parts, class_weight, ckpt, history_path, epoch_offset, strategy,
+              distributed=False, seed=0):
+    """Train ``model`` through one ``stage`` of ``recipe`` on ``parts`` ("train", "val"), resumable from ``ckpt``.
+
+    ``class_weight``: {label: weight} or None; ``history_path`` gets one row per epoch, numbered from
+    ``epoch_offset`` (the epochs of the stages before); ``strategy`` the distribution strategy, ``distributed``
+    whether one was asked for (then the stage trains through fit, never on cached features). With early stopping
+    the model ends with the weights of the stage's best epoch (:class:`KeepBest`).
+    """
     ckpt.mkdir(parents=True, exist_ok=True)
     set_trainable(model, stage.trainable, recipe.bn_inference)
     keep = KeepBest(ckpt, patience=stage.early_stopping_patience, keep_best=stage.early_stopping_patience > 0)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(ckpt / "backup")),
-        HistoryLog(history_path, stage.name, offset),
+        HistoryLog(history_path, stage.name, epoch_offset),
         keep,
     ]
     train, val = parts["train"], parts["val"]
@@ -59,11 +67,12 @@ def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strat
         # Cached features are fitted as arrays: balancing sources weights the loss instead of the draws.
         weights = None
         if recipe.source_balance:
-            weights = source_weights(train.records) * (np.array([cw[int(y)] for y in train.labels], np.float32)
-                                                       if cw else 1.0)
+            by_class = (np.array([class_weight[int(y)] for y in train.labels], np.float32) if class_weight else 1.0)
+            weights = source_weights(train.records) * by_class
         trainee.fit(
             x_train, train.labels.astype(np.float32), batch_size=recipe.batch_size, epochs=stage.epochs,
-            validation_data=(x_val, val.labels.astype(np.float32)), class_weight=None if weights is not None else cw,
+            validation_data=(x_val, val.labels.astype(np.float32)),
+            class_weight=None if weights is not None else class_weight,
             sample_weight=weights, shuffle=True, callbacks=callbacks, verbose=keras_verbose(),
         )
     else:
@@ -79,6 +88,6 @@ def run_stage(model, stage, recipe, parts, cw, ckpt, history_path, offset, strat
             _compile(model, stage, recipe.label_smoothing)
         model.fit(
             train_ds, epochs=stage.epochs, validation_data=val_ds,
-            class_weight=None if recipe.oversample else cw, callbacks=callbacks, verbose=keras_verbose(),
+            class_weight=None if recipe.oversample else class_weight, callbacks=callbacks, verbose=keras_verbose(),
         )
     keep.restore(model)

@@ -1,6 +1,6 @@
 """Training a run: data -> split -> stages -> threshold -> metrics, in a resumable ``OUT.partial``.
 
-``train(TrainOptions(...))`` is the whole of ``melkit train``; the CLI only parses options into it.
+``run_train(TrainOptions(...))`` is the whole of ``melkit train``; the CLI only parses options into it.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ from typing import ClassVar
 import click
 import numpy as np
 
-from melkit.core.errors import BadInputError, QualityGateError
-from melkit.core.files import check_out_apart, exclusive, read_json, write_json
-from melkit.core.metrics import N_BOOT, binary_report, choose_threshold, parse_threshold_policy
+from melkit.util.errors import BadInputError, QualityGateError
+from melkit.util.files import check_out_apart, exclusive, read_json, write_json
+from melkit.core.metrics import N_BOOT, binary_report
+from melkit.core.threshold_policy import choose_threshold, parse_threshold_policy
 from melkit.core.model import build_model, resolve_weights
-from melkit.core.options import SEED, Epochs, opt
+from melkit.util.options import SEED, Epochs, opt
+from melkit.util.paths import stored_path
 from melkit.core.recipe import PRESETS, Recipe, load_recipe
 from melkit.core.run import RunConfig, predict_proba
 from melkit.data import split as splitting
-from melkit.data.pipeline import class_weights, load_images
+from melkit.data.pipeline import ImageArray, class_weights, load_images
 from melkit.data.readers import read_dataset, read_sources
 from melkit.data.records import LABELS, refuse_unusable
 from melkit.train import distribute, rundir
@@ -88,13 +90,25 @@ class TrainOptions:
 
 
 @dataclass
-class RunResult:
+class TrainResult:
     out_dir: Path
     metrics: dict
     config: RunConfig
 
 
-def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
+@dataclass
+class PreparedData:
+    """The training data of a run, read, decoded and split before anything trains (bad input fails here)."""
+
+    loaded: ImageArray  # every readable image of the training data, in record order
+    splits: np.ndarray  # the split ("train", "val", "test") of each loaded image
+    parts: dict  # {split: ImageArray of that split's images}
+    summary: dict  # config.json's "data": folders, counts, what was left out, how the split was made
+    external: list  # the --external sets, read (not decoded): evaluated once after training
+
+
+def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo) -> PreparedData:
+    """Read every source and external set, decode the images and split them (the saved split on --resume)."""
     dataset = read_sources(opts.data)
     _refuse_skipped(opts, dataset)
     external = _read_external(opts, dataset)
@@ -115,30 +129,13 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
             raise BadInputError(f"{dataset.root}: no readable {name} images: cannot train a nevus-vs-melanoma "
                                 "classifier")
 
-    saved_split = run / "split.csv"
-    if opts.split_csv:
-        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(opts.split_csv),
-                                           allow_leak=opts.split == "image")
-    elif opts.resume and saved_split.exists():
-        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(saved_split),
-                                           allow_leak=opts.split == "image")
-    elif opts.split == "image":
-        warnings.warn("--split image puts images of one lesion in train and test (the paper's leak)")
-        splits = splitting.split_by_image(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed)
-    elif opts.split == "lesion":
-        if dataset.without_lesion_id:
-            warnings.warn(f"{dataset.without_lesion_id} of {len(dataset.records)} images have no lesion_id: each "
-                          "counts as its own lesion, so images of one lesion can land in two splits")
-        splits = splitting.split_by_lesion(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed,
-                                           strict_sources=len(opts.data) > 1)
-    else:
-        raise BadInputError(f"unknown split {opts.split!r}: lesion or image")
-    splits = np.array(splits)
+    splits = np.array(_split(opts, recipe, dataset, arr, run))
     parts = {name: arr.subset(splits == name) for name in splitting.SPLITS}
     for name, part in parts.items():
         if len(set(part.labels.tolist())) < 2:
             raise BadInputError(f"the {name} split lacks a class; use a larger data set or another split file")
-    dirs = [str(Path(d).resolve()) for d in opts.data]
+    # Relative to OUT (and so to OUT.partial beside it): the run and its data can move together.
+    dirs = [stored_path(d, opts.out) for d in opts.data]
     summary = {
         "dir": " + ".join(dirs),
         **({"dirs": dirs} if len(dirs) > 1 else {}),
@@ -158,7 +155,30 @@ def _prepare_data(opts: TrainOptions, recipe: Recipe, run: Path, echo):
             "counts": splitting.split_counts(arr.records, splits),
         },
     }
-    return arr, splits, parts, summary, external
+    return PreparedData(arr, splits, parts, summary, external)
+
+
+def _split(opts: TrainOptions, recipe: Recipe, dataset, arr: ImageArray, run: Path) -> list:
+    """Each loaded image's split: --split-csv's, the split a resumed run saved, or a new one by image or lesion."""
+    saved_split = run / "split.csv"
+    if opts.split_csv:
+        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(opts.split_csv),
+                                           allow_leak=opts.split == "image")
+    elif opts.resume and saved_split.exists():
+        splits = splitting.apply_split_csv(arr.records, splitting.read_split_csv(saved_split),
+                                           allow_leak=opts.split == "image")
+    elif opts.split == "image":
+        warnings.warn("--split image puts images of one lesion in train and test (the paper's leak)")
+        splits = splitting.split_by_image(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed)
+    elif opts.split == "lesion":
+        if dataset.without_lesion_id:
+            warnings.warn(f"{dataset.without_lesion_id} of {len(dataset.records)} images have no lesion_id: each "
+                          "counts as its own lesion, so images of one lesion can land in two splits")
+        splits = splitting.split_by_lesion(arr.records, recipe.val_fraction, recipe.test_fraction, opts.seed,
+                                           strict_sources=len(opts.data) > 1)
+    else:
+        raise BadInputError(f"unknown split {opts.split!r}: lesion or image")
+    return splits
 
 
 def _refuse_skipped(opts: TrainOptions, dataset) -> None:
@@ -217,14 +237,14 @@ def _evaluate_external(model, sets, recipe, threshold, opts, echo) -> dict:
         if arr.skipped:
             echo(f"external {name}: skipped {len(arr.skipped)} unreadable image(s), e.g. {arr.skipped[0][0]}")
         if not arr.records:  # after training, a set without images is reported, never fatal to the run
-            out[name] = {"dir": str(Path(ds.root).resolve()), "n": 0}
+            out[name] = {"dir": stored_path(ds.root, opts.out), "n": 0}
             continue
         probs = predict_proba(model, arr.images, recipe.batch_size)
-        out[name] = {"dir": str(Path(ds.root).resolve()), **_report(arr, probs, threshold, opts)}
+        out[name] = {"dir": stored_path(ds.root, opts.out), **_report(arr, probs, threshold, opts)}
     return {"external": out} if out else {}
 
 
-def train(opts: TrainOptions, echo=print) -> RunResult:
+def run_train(opts: TrainOptions, echo=print) -> TrainResult:
     recipe = opts.recipe.validate()
     parse_threshold_policy(recipe.threshold_policy)
     resolve_weights(opts.weights)  # a missing or 0-byte --weights file: refused before OUT.partial exists
@@ -242,9 +262,11 @@ def train(opts: TrainOptions, echo=print) -> RunResult:
         return _train(opts, recipe, out, strategy, is_chief, echo)
 
 
-def _train(opts, recipe, out, strategy, is_chief, echo) -> RunResult:
-    from melkit.core.tf import keras, tf, writing  # TensorFlow: imported when first needed
-    from melkit.train import stages  # imports TensorFlow at its top: imported when training starts
+def _train(opts, recipe, out, strategy, is_chief, echo) -> TrainResult:
+    """The run in OUT.partial, step by step: data and split, config, the stages, the threshold on validation,
+    metrics, and the finished run moved to OUT. Bad input removes a fresh OUT.partial; Ctrl-C or a full disk
+    keeps it for --resume (:func:`_keep_for_resume`)."""
+    from melkit.util.tf import keras, tf  # TensorFlow: imported when first needed
 
     run = rundir.claim(out, opts.resume) if is_chief else Path(tempfile.mkdtemp(prefix="melkit-worker-"))
     keras.utils.set_random_seed(opts.seed)
@@ -252,80 +274,110 @@ def _train(opts, recipe, out, strategy, is_chief, echo) -> RunResult:
     policy = distribute.set_precision(opts.mixed_precision)
     fresh = not opts.resume
     try:
-        arr, splits, parts, data_summary, external = _prepare_data(opts, recipe, run, echo)
-        config = rundir.make_config(opts, recipe, data_summary, policy, strategy)
-        rundir.check_resume(run, config, opts.resume,
-                            fp=rundir.fingerprint(opts, recipe, arr.records, splits, config))
-        splitting.write_split_csv(run / "split.csv", arr.records, list(splits))
-        write_json(run / "config.json", config.with_status("training").to_json())
-
-        cw = class_weights(parts["train"].labels) if recipe.class_weights else None
+        data = _prepare_data(opts, recipe, run, echo)
+        config = _start_run(opts, recipe, run, data, policy, strategy)
+        cw = class_weights(data.parts["train"].labels) if recipe.class_weights else None
         with strategy.scope():
             model = build_model(recipe.alpha, recipe.image_size, opts.weights, recipe.dropout, recipe.bn_momentum)
         config = replace(config, model={**config.model, "parameters": int(model.count_params())})
-        state_path = run / "checkpoints" / "state.json"
-        state = read_json(state_path) if state_path.exists() else {"done": []}
-        offset = 0
-        for stage in recipe.stages:
-            ckpt = run / "checkpoints" / stage.name
-            if stage.name in state["done"]:
-                model.load_weights(str(ckpt / "final.ckpt"))
-                echo(f"stage {stage.name}: done before, weights restored")
-            else:
-                echo(f"stage {stage.name}: {stage.trainable}, {stage.epochs} epochs, lr {stage.learning_rate:g}"
-                     + (", augmented" if stage.augment else ""))
-                with writing(ckpt):  # TensorFlow's own error for a full disk: the OSError it is, naming ckpt
-                    stages.run_stage(model, stage, recipe, parts, cw, ckpt, run / "history.csv", offset,
-                                     strategy, distributed=opts.strategy != "auto", seed=opts.seed)
-                    model.save_weights(str(ckpt / "final.ckpt"))
-                state["done"].append(stage.name)
-                write_json(state_path, state)
-            offset += stage.epochs
-
+        _run_stages(model, opts, recipe, run, data.parts, cw, strategy, echo)
         # Evaluate the float32 model that export will rebuild, not the mixed-precision one.
         export = rundir.float32_copy(model, recipe) if policy != "float32" else model
-        probs = {name: predict_proba(export, parts[name].images, recipe.batch_size)
+        probs = {name: predict_proba(export, data.parts[name].images, recipe.batch_size)
                  for name in ("val", "test")}
-        threshold = choose_threshold(parts["val"].labels, probs["val"], recipe.threshold_policy,
-                                     groups=[r.source for r in parts["val"].records])
-        if not 0.0 < threshold < 1.0 and not recipe.threshold_policy.startswith("fixed:"):
-            # A threshold at 0 or 1 calls every image one class: convert would refuse it minutes later.
-            raise QualityGateError(
-                f"the {recipe.threshold_policy} threshold on validation is {threshold:g}: the model does not "
-                f"separate the classes there (saturated or constant scores); the run is kept unfinished in {run}")
-        metrics = {
-            "threshold": threshold,
-            "threshold_policy": recipe.threshold_policy,
-            "threshold_chosen_on": "val",
-        }
-        for name in ("val", "test"):
-            metrics[name] = _report(parts[name], probs[name], threshold, opts)
-        metrics.update(_by_source(parts, probs, threshold, opts))
-        metrics.update(_evaluate_external(export, external, recipe, threshold, opts, echo))
+        threshold = _threshold_on_val(recipe, data.parts["val"], probs["val"], run)
+        metrics = _evaluate(export, data, probs, threshold, recipe, opts, echo)
         # Every worker saves (saving reads synced variables collectively); non-chiefs into their scratch dir.
         final = out if is_chief else run.with_name(run.name + "-final")
-        rundir.finish(run, final, export, config, metrics, parts, probs)
+        rundir.finish(run, final, export, config, metrics, data.parts, probs)
         if not is_chief:
             shutil.rmtree(final, ignore_errors=True)
-            return RunResult(out, metrics, config)
+            return TrainResult(out, metrics, config)
     except BadInputError:
         # Bad input is found before any training: leave nothing behind that would ask for --resume.
         if fresh and is_chief:
             shutil.rmtree(run, ignore_errors=True)
         raise
     except (OSError, KeyboardInterrupt) as e:
-        # Ctrl-C or SIGTERM: the run is kept for --resume, as after a kill. A full or read-only disk: a run with a
-        # trained epoch is kept too; one without holds nothing worth resuming and is removed like bad input. A
-        # kept run's writes are atomic, so nothing in it is torn, and what TensorFlow left of a checkpoint it was
-        # writing is removed. The CLI names the kept run (``unfinished``) with the command that continues it.
         if is_chief:
-            if fresh and isinstance(e, OSError) and not rundir.worth_resuming(run):
-                shutil.rmtree(run, ignore_errors=True)
-            else:
-                rundir.sweep_tf_temps(run)
-                e.unfinished = run
+            _keep_for_resume(run, e, fresh)
         raise
     finally:
         if not is_chief:
             shutil.rmtree(run, ignore_errors=True)
-    return RunResult(out, metrics, config)
+    return TrainResult(out, metrics, config)
+
+
+def _start_run(opts, recipe, run: Path, data: PreparedData, policy, strategy) -> RunConfig:
+    """The run's config, checked against the unfinished run it resumes; split.csv and config.json ("training")
+    written before the first epoch."""
+    config = rundir.make_config(opts, recipe, data.summary, policy, strategy, folder=Path(opts.out))
+    rundir.check_resume(run, config, opts.resume,
+                        fp=rundir.fingerprint(opts, recipe, data.loaded.records, data.splits, config))
+    splitting.write_split_csv(run / "split.csv", data.loaded.records, list(data.splits))
+    write_json(run / "config.json", config.with_status("training").to_json())
+    return config
+
+
+def _run_stages(model, opts, recipe, run: Path, parts, cw, strategy, echo) -> None:
+    """Train the recipe's stages in order; a stage a resumed run finished is restored from its checkpoint."""
+    from melkit.util.tf import writing  # TensorFlow: imported when training starts
+    from melkit.train import stages  # imports TensorFlow at its top: imported when training starts
+
+    state_path = run / "checkpoints" / "state.json"
+    state = read_json(state_path) if state_path.exists() else {"done": []}
+    offset = 0
+    for stage in recipe.stages:
+        ckpt = run / "checkpoints" / stage.name
+        if stage.name in state["done"]:
+            model.load_weights(str(ckpt / "final.ckpt"))
+            echo(f"stage {stage.name}: done before, weights restored")
+        else:
+            echo(f"stage {stage.name}: {stage.trainable}, {stage.epochs} epochs, lr {stage.learning_rate:g}"
+                 + (", augmented" if stage.augment else ""))
+            with writing(ckpt):  # TensorFlow's own error for a full disk: the OSError it is, naming ckpt
+                stages.run_stage(model, stage, recipe=recipe, parts=parts, class_weight=cw, ckpt=ckpt,
+                                 history_path=run / "history.csv", epoch_offset=offset, strategy=strategy,
+                                 distributed=opts.strategy != "auto", seed=opts.seed)
+                model.save_weights(str(ckpt / "final.ckpt"))
+            state["done"].append(stage.name)
+            write_json(state_path, state)
+        offset += stage.epochs
+
+
+def _threshold_on_val(recipe, val, p_val, run: Path) -> float:
+    """The recipe's policy applied to validation; QualityGateError for a threshold that calls every image one
+    class (unless the policy fixed it)."""
+    threshold = choose_threshold(val.labels, p_val, recipe.threshold_policy, groups=[r.source for r in val.records])
+    if not 0.0 < threshold < 1.0 and not recipe.threshold_policy.startswith("fixed:"):
+        # A threshold at 0 or 1 calls every image one class: convert would refuse it minutes later.
+        raise QualityGateError(
+            f"the {recipe.threshold_policy} threshold on validation is {threshold:g}: the model does not "
+            f"separate the classes there (saturated or constant scores); the run is kept unfinished in {run}")
+    return threshold
+
+
+def _evaluate(model, data: PreparedData, probs, threshold, recipe, opts, echo) -> dict:
+    """metrics.json: val and test at the threshold, each source's with several, each external set's."""
+    metrics = {
+        "threshold": threshold,
+        "threshold_policy": recipe.threshold_policy,
+        "threshold_chosen_on": "val",
+    }
+    for name in ("val", "test"):
+        metrics[name] = _report(data.parts[name], probs[name], threshold, opts)
+    metrics.update(_by_source(data.parts, probs, threshold, opts))
+    metrics.update(_evaluate_external(model, data.external, recipe, threshold, opts, echo))
+    return metrics
+
+
+def _keep_for_resume(run: Path, e: BaseException, fresh: bool) -> None:
+    """Ctrl-C or SIGTERM: the run is kept for --resume, as after a kill. A full or read-only disk: a run with a
+    trained epoch is kept too; one without holds nothing worth resuming and is removed like bad input. A kept
+    run's writes are atomic, so nothing in it is torn, and what TensorFlow left of a checkpoint it was writing is
+    removed. The CLI names the kept run (``unfinished``) with the command that continues it."""
+    if fresh and isinstance(e, OSError) and not rundir.worth_resuming(run):
+        shutil.rmtree(run, ignore_errors=True)
+    else:
+        rundir.sweep_tf_temps(run)
+        e.unfinished = run

@@ -15,7 +15,7 @@ import json
 import sys
 
 from melkit.data import imageio
-from melkit.data.preprocess import CONTRACTS
+from melkit.data.contract import CONTRACTS
 
 # (width, height) as stored: thresholds of each draft scale at size 224 (short side 448, 896, 1792, 3584 and
 # one past), phone photos both ways round, odd sizes where the rounding up shows, panoramas, and sizes on

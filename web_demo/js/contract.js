@@ -1,4 +1,4 @@
-// The preprocessing contracts v1 and v2 (melkit/data/preprocess.py), bit for bit, in JavaScript: decoded RGBA
+// The preprocessing contracts v1 and v2 (melkit/data/contract.py), bit for bit, in JavaScript: decoded RGBA
 // pixels and their EXIF orientation to the uint8 image q the model takes. A mirror of the Java core's
 // ContractPreprocessor and ExifOrientation (android_demo/app/src/main/java/org/melkit/core/), checked against
 // the same contract goldens by `node --test` (web_demo/test/contract.test.js).

@@ -1,5 +1,5 @@
 // The contract in JavaScript (js/contract.js) against Python's, bit for bit, on the committed contract goldens
-// (melkit.golden.write_contract_goldens, the same files the Java core's ContractGoldenTest reads): for every
+// (melkit.release.golden.write_contract_goldens, the same files the Java core's ContractGoldenTest reads): for every
 // image, contract version and size, q from the stored pixels and their EXIF orientation, plain and with
 // Shades of Gray (whose illuminant must be the same float64 bits). Run: node --test web_demo/test/
 import { test } from "node:test";
@@ -17,7 +17,7 @@ const DIR = process.env.MELKIT_CONTRACT_GOLDEN ||
 
 const M64 = (1n << 64n) - 1n;
 
-/** melkit.golden._hash_noise at flat index i: a multiply-xorshift hash mod 2^64 (BigInt: exact). */
+/** melkit.release.golden._hash_noise at flat index i: a multiply-xorshift hash mod 2^64 (BigInt: exact). */
 function hashNoise(i, seed) {
   let x = ((BigInt(i) + BigInt(seed) * 0x9E3779B9n) * 0x9E3779B97F4A7C15n) & M64;
   x ^= x >> 29n;
@@ -26,7 +26,7 @@ function hashNoise(i, seed) {
   return Number(x >> 56n);
 }
 
-/** melkit.golden.photo_image(h, w, seed) as RGBA bytes (alpha 255): integers only, as Python and Java. */
+/** melkit.release.golden.photo_image(h, w, seed) as RGBA bytes (alpha 255): integers only, as Python and Java. */
 function photoImage(h, w, seed) {
   const base = [212, 132, 118];
   const fall = [70, 60, 55];

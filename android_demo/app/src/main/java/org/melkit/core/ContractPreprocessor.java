@@ -1,7 +1,7 @@
 package org.melkit.core;
 
 /**
- * The preprocessing contracts v1 and v2 ({@code melkit/data/preprocess.py}), bit for bit: ARGB pixels to the
+ * The preprocessing contracts v1 and v2 ({@code melkit/data/contract.py}), bit for bit: ARGB pixels to the
  * uint8 image {@code q}, then to the model's input bytes.
  *
  * <p>Every float operation below is the one numpy does, in the same order and in float32. Java never fuses

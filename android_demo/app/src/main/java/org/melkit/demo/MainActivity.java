@@ -40,7 +40,7 @@ public class MainActivity extends Activity {
     private static final String PREF_ACCEPTED = "accepted_notice_v1";
     private static final String[] THREADS = {"1", "2", "4"};
     /** The shares of melanoma among the lesions examined at which the details give the post-test probability. */
-    private static final double[] PREVALENCES = {0.05, 0.15, 0.40};  // melkit/golden.py PREVALENCES
+    private static final double[] PREVALENCES = {0.05, 0.15, 0.40};  // melkit/release/golden.py PREVALENCES
 
     private final ExecutorService worker = Executors.newSingleThreadExecutor();
     private ModelCard card;

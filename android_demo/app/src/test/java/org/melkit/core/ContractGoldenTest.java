@@ -12,12 +12,12 @@ import org.junit.Test;
 
 /**
  * The preprocessing contracts alone against Python, no model needed: for every image of the contract goldens
- * ({@code melkit.golden.write_contract_goldens}), every contract (v1, v2) and every size, the {@code q} the
+ * ({@code melkit.release.golden.write_contract_goldens}), every contract (v1, v2) and every size, the {@code q} the
  * core computes from the stored pixels and their EXIF orientation, plain and with Shades of Gray colour
  * constancy, must be Python's byte for byte.
  *
  * <p>Photo-sized images are not stored: {@link #photoImage} generates them from a few integers, as
- * {@code melkit.golden.photo_image} does, and the RGBA bytes' SHA-256 must be the one Python recorded.
+ * {@code melkit.release.golden.photo_image} does, and the RGBA bytes' SHA-256 must be the one Python recorded.
  *
  * <p>The directory comes from the system property {@code melkit.contract}, else the committed
  * {@code src/test/resources/contract}; it must exist (these goldens are always committed). The count of
@@ -28,7 +28,7 @@ public class ContractGoldenTest {
         return new File(System.getProperty("melkit.contract", "src/test/resources/contract"));
     }
 
-    /** {@code melkit.golden._hash_noise}'s value at flat index {@code i}: a multiply-xorshift hash, mod 2^64. */
+    /** {@code melkit.release.golden._hash_noise}'s value at flat index {@code i}: a multiply-xorshift hash, mod 2^64. */
     static int hashNoise(long i, int seed) {
         long x = (i + (long) seed * 0x9E3779B9L) * 0x9E3779B97F4A7C15L;
         x ^= x >>> 29;
@@ -37,7 +37,7 @@ public class ContractGoldenTest {
         return (int) (x >>> 56);
     }
 
-    /** {@code melkit.golden.photo_image(h, w, seed)} as RGBA bytes (alpha 255): skin field plus stripes. */
+    /** {@code melkit.release.golden.photo_image(h, w, seed)} as RGBA bytes (alpha 255): skin field plus stripes. */
     static byte[] photoImage(int h, int w, int seed) {
         long[] base = {212, 132, 118};
         long[] fall = {70, 60, 55};

@@ -16,7 +16,7 @@ import org.json.JSONObject;
 import org.junit.Test;
 
 /**
- * The core against Python, on golden sets written by {@code melkit bundle} (melkit/golden.py): for every
+ * The core against Python, on golden sets written by {@code melkit bundle} (melkit/release/golden.py): for every
  * image the model input must be Python's byte for byte, and the postprocessing of Python's LiteRT output
  * must give the same scores, P(mel) and decision (and, for a model with an input-domain guard, the same
  * domain score and in-domain answer; "not assessed" out of the domain; for a card with a borderline band,
