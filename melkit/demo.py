@@ -26,16 +26,16 @@ import click
 
 from melkit.bench.bench import BenchOptions, BenchResult, run_bench
 from melkit.bench.predict import run_predict, text
-from melkit.release.bundle import run_bundle
 from melkit.convert.converter import ConvertOptions, ConvertResult, run_convert
-from melkit.util.errors import BadInputError, QualityGateError
-from melkit.util.files import check_out_apart, exclusive, staging
-from melkit.util.options import SEED, Epochs, default_of, opt
 from melkit.data.readers import read_dataset
 from melkit.data.split import read_split_csv
 from melkit.data.synth import write_synth_dataset
+from melkit.release.bundle import run_bundle
 from melkit.train.summary import print_train_summary
 from melkit.train.trainer import TrainOptions, TrainResult, run_train
+from melkit.util.errors import BadInputError, QualityGateError
+from melkit.util.files import check_out_apart, exclusive, staging
+from melkit.util.options import SEED, Epochs, default_of, opt
 
 # The repository's Android project, next to the package in a checkout (editable install).
 APP_TEMPLATE = Path(__file__).resolve().parents[1] / "android_demo"

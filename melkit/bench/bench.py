@@ -16,13 +16,13 @@ import numpy as np
 
 from melkit.bench import evaluate, host, inputs, latency, litert_tool, parity, plots
 from melkit.bench import report as reporting
-from melkit.util.errors import BadInputError
-from melkit.util.files import check_out_apart, exclusive, keep_the_rest, staging
 from melkit.core.metrics import N_BOOT, reliability_curve
-from melkit.util.options import SEED, check, opt
 from melkit.core.probability import shown_p_mel
 from melkit.data.pipeline import load_images
 from melkit.data.split import SPLITS
+from melkit.util.errors import BadInputError
+from melkit.util.files import check_out_apart, exclusive, keep_the_rest, staging
+from melkit.util.options import SEED, check, opt
 
 
 @dataclass

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from melkit.bench.inputs import ModelRef
-from melkit.util.errors import BadInputError
 from melkit.core.litert import predict_p_mel, predict_with_domain
-from melkit.util.progress import progress_bar
 from melkit.core.run import load_trained_model, predict_proba
+from melkit.util.errors import BadInputError
+from melkit.util.progress import progress_bar
 
 
 def load_keras(model: ModelRef):

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from melkit.core.card import ModelCard, read_model
-from melkit.util.errors import BadInputError
-from melkit.util.files import read_json
-from melkit.util.paths import stored_path
 from melkit.core.litert import load_interpreter
 from melkit.core.run import RunConfig, load_run
 from melkit.data.contract import Contract
 from melkit.data.readers import read_sources
 from melkit.data.records import refuse_unusable
 from melkit.data.split import SPLITS, check_split_labels, read_split_csv
+from melkit.util.errors import BadInputError
+from melkit.util.files import read_json
+from melkit.util.paths import stored_path
 
 
 @dataclass

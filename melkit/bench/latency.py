@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from melkit.util.errors import MelkitError
 from melkit.core.litert import to_input
 from melkit.data.contract import normalize
+from melkit.util.errors import MelkitError
 
 
 def summarize(ms) -> dict:

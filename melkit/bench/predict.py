@@ -39,12 +39,13 @@ from PIL import Image
 from melkit.bench import evaluate
 from melkit.bench.inputs import open_model
 from melkit.core.card import NOT_ASSESSED
-from melkit.util.errors import BadInputError
 from melkit.core.probability import shown_p_mel
-from melkit.util.progress import progress_bar
 from melkit.core.run import predict_proba
-from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.contract import Contract
+from melkit.data.imageio import UnreadableImage, read_rgb
+from melkit.util.errors import BadInputError
+from melkit.util.fmt import num
+from melkit.util.progress import progress_bar
 
 DECISIONS = {True: ("mel", "melanoma-suspicious"), False: ("nv", "nevus-like")}
 BORDERLINE = "borderline: "  # the meaning's prefix for an image in the card's borderline band
@@ -191,7 +192,7 @@ def text(result: PredictResult) -> str:
                          f"(domain score {r['domain_score']:.3g} > {result.domain_threshold:.3g})")
         else:
             lr = r.get("likelihood_ratio")
-            risk = (f"  ({r['risk_band']}: likelihood ratio {'n/a' if lr is None else f'{lr:.2g}'})"
+            risk = (f"  ({r['risk_band']}: likelihood ratio {num(lr, '.2g')})"
                     if r.get("risk_band") else "")
             lines.append(f"{name:<{width}}  P(mel) {r['p_mel']:.4f}  {r['meaning']}{risk}")
     if any(r.get("risk_band") for r in result.predictions):

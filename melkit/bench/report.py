@@ -292,25 +292,29 @@ def _domain_md(report) -> list:
     return out
 
 
-def _borderline_md(report) -> list:
-    if not any("borderline" in e for e in report["models"]):
+def _table_section(report, key: str, title: str, text: str, head: list, rows) -> list:
+    """A section shown only when some model's entry has ``key``: its title, what it shows, its table."""
+    if not any(key in e for e in report["models"]):
         return []
-    return ["## Borderline band", "",
-            "A quantized model's card names the band of its output around the threshold where it and the float "
-            "model were seen to disagree on validation (`melkit convert`); images in it are shown as "
-            "\"borderline: ...\" with the decision. Share of these images in the band, and agreement with the "
-            "reference outside it (the band's promise: 100 %).", ""] + \
-        md_table(tables.BORDERLINE_HEAD, tables.borderline_rows(report)) + [""]
+    return [f"## {title}", "", text, ""] + md_table(head, rows(report)) + [""]
+
+
+def _borderline_md(report) -> list:
+    return _table_section(
+        report, "borderline", "Borderline band",
+        "A quantized model's card names the band of its output around the threshold where it and the float "
+        "model were seen to disagree on validation (`melkit convert`); images in it are shown as "
+        "\"borderline: ...\" with the decision. Share of these images in the band, and agreement with the "
+        "reference outside it (the band's promise: 100 %).", tables.BORDERLINE_HEAD, tables.borderline_rows)
 
 
 def _risk_md(report) -> list:
-    if not any("risk_bands" in e for e in report["models"]):
-        return []
-    return ["## Risk bands", "",
-            "Each band of the model's output with the likelihood ratio P(band | melanoma) / P(band | nevus) "
-            "measured on these images, beside the one its card states (validation): a likelihood ratio does not "
-            "depend on the share of melanomas, so it should hold on another device where P(mel) does not.", ""] + \
-        md_table(tables.RISK_HEAD, tables.risk_rows(report)) + [""]
+    return _table_section(
+        report, "risk_bands", "Risk bands",
+        "Each band of the model's output with the likelihood ratio P(band | melanoma) / P(band | nevus) "
+        "measured on these images, beside the one its card states (validation): a likelihood ratio does not "
+        "depend on the share of melanomas, so it should hold on another device where P(mel) does not.",
+        tables.RISK_HEAD, tables.risk_rows)
 
 
 def _latency_md(report) -> list:

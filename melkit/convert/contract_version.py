@@ -14,8 +14,8 @@ from dataclasses import replace
 
 from PIL import Image
 
-from melkit.util.errors import BadInputError
 from melkit.core.run import RunConfig, split_records
+from melkit.util.errors import BadInputError
 
 CHANGE_SPLITS = ("train", "val")
 

@@ -23,9 +23,7 @@ import numpy as np
 
 from melkit.convert import borderline as borderlines
 from melkit.convert import domain_guard as guards
-from melkit.core import likelihood
 from melkit.convert import qat as qat_training
-from melkit.convert.representative import representative_images
 from melkit.convert.contract_version import config_for_cards
 from melkit.convert.decision_grid import align_to_threshold
 from melkit.convert.equalize import equalize_activation_ranges
@@ -34,19 +32,22 @@ from melkit.convert.fold import fold_threshold
 from melkit.convert.metadata import ModelInfo, add_metadata
 from melkit.convert.options import ConvertOptions
 from melkit.convert.provenance import Provenance
+from melkit.convert.representative import representative_images
 from melkit.convert.rounding import round_pointwise_weights
 from melkit.convert.selfcheck import Check, compare, table
 from melkit.convert.variants import VARIANTS, check_input_quantization, convert, debug_report
 from melkit.core import card as cards
+from melkit.core import likelihood
 from melkit.core.card_build import make_card
-from melkit.util.errors import BadInputError
-from melkit.util.files import atomic_writer, check_out_apart, exclusive, keep_the_rest, read_json, staging
 from melkit.core.litert import io_details, load_interpreter, predict_p_mel, predict_with_domain
 from melkit.core.metrics import roc_auc
 from melkit.core.probability import unfold
 from melkit.core.run import RunConfig, load_run, load_trained_model, predict_outputs, predict_proba, split_records
 from melkit.data.pipeline import load_images
 from melkit.data.records import LABELS
+from melkit.util.errors import BadInputError
+from melkit.util.files import atomic_writer, check_out_apart, exclusive, keep_the_rest, read_json, staging
+from melkit.util.fmt import num
 
 DESCRIPTION = ("Dermoscopy nevus-vs-melanoma classifier (MobileNetV2, melkit). Research use only: "
                "not a medical device, gives no diagnosis.")
@@ -296,7 +297,7 @@ def likelihood_pass(variant: str, p: np.ndarray, source: Source, fold: dict | No
     record = likelihood.measure(p, source.val_labels, 0.5 if fold else source.threshold,
                                 sources=[r.source for r in source.val_records])
     echo(f"risk bands ({variant}): likelihood ratios " + ", ".join(
-        "n/a" if b["lr"] is None else f"{b['lr']:.2f}" for b in record["bands"]) + " on validation")
+        num(b["lr"], ".2f") for b in record["bands"]) + " on validation")
     return record
 
 

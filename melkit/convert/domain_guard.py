@@ -46,9 +46,9 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert import schema_py_generated as tfl
 
+from melkit.data.contract import normalize
 from melkit.util.errors import BadInputError
 from melkit.util.progress import progress_bar
-from melkit.data.contract import normalize
 
 LAYERS = ("block_9_add", "block_12_add", "block_15_add")
 SCORE_NAME = "domain_score"

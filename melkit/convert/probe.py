@@ -6,8 +6,8 @@ one probe model returns every requested layer's output in a single forward pass 
 
 from __future__ import annotations
 
-from melkit.util.progress import progress_bar
 from melkit.data.contract import normalize
+from melkit.util.progress import progress_bar
 
 
 def layer_batches(model, layers, images_q, batch_size: int = 32, desc: str = "probing"):

@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass, field
 
 from melkit import __version__
-from melkit.util.errors import BadInputError
 from melkit.data.readers import read_sources
 from melkit.data.sources import training_licence
+from melkit.util.errors import BadInputError
 
 DEFAULT_AUTHOR = "melkit contributors"
 MAX_TEXT = 300  # a licence or author is one line of metadata, not a document

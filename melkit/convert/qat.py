@@ -13,11 +13,11 @@ import numpy as np
 
 from melkit.convert.graph import single_consumer
 from melkit.convert.probe import layer_batches
-from melkit.util.errors import BadInputError
-from melkit.util.progress import keras_verbose
 from melkit.core.run import predict_outputs
 from melkit.data.augment import AugmentParams, build_augmenter
 from melkit.data.pipeline import class_weights, make_dataset
+from melkit.util.errors import BadInputError
+from melkit.util.progress import keras_verbose
 
 
 def equalize_depthwise(model) -> int:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from melkit.util.errors import BadInputError
 from melkit.core.run import split_records
 from melkit.data.pipeline import load_images
+from melkit.util.errors import BadInputError
 
 
 def full_range_image(size: int) -> np.ndarray:

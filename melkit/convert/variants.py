@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melkit.util.errors import BadInputError, QualityGateError
-from melkit.util.files import atomic_writer
 from melkit.core.litert import load_interpreter
 from melkit.data.contract import CONTRACT, normalize
+from melkit.util.errors import BadInputError, QualityGateError
+from melkit.util.files import atomic_writer
 
 IO_TYPES = ("uint8", "int8", "float32")
 

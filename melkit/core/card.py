@@ -57,8 +57,6 @@ from pathlib import Path
 
 import numpy as np
 
-from melkit.util.errors import BadInputError
-from melkit.util.files import read_json, write_json
 from melkit.core.card_parts import (
     _IMPLEMENTED,
     TensorSpec,
@@ -76,6 +74,8 @@ from melkit.core.card_parts import (
 from melkit.core.litert import io_details
 from melkit.core.probability import band_of
 from melkit.data.contract import Contract
+from melkit.util.errors import BadInputError
+from melkit.util.files import read_json, write_json
 
 CARD_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("model_card.schema.json")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from melkit.util.files import _jsonable
 from melkit.core.card import CARD_VERSION, ModelCard, sha256
 from melkit.core.run import RunConfig
+from melkit.util.files import _jsonable
 
 __all__ = ["make_card"]
 

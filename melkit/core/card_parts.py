@@ -14,8 +14,8 @@ import copy
 import math
 from dataclasses import dataclass
 
-from melkit.util.errors import BadInputError
 from melkit.data.contract import CONTRACTS, Contract
+from melkit.util.errors import BadInputError
 
 __all__ = ["Quantization", "TensorSpec", "QUANT_TOLERANCE"]
 
@@ -164,6 +164,20 @@ def _calibration(d: dict) -> dict:
     return copy.deepcopy(d)
 
 
+def _finite(d: dict, key: str, where: str) -> float:
+    """``d[key]``, a number that must be finite."""
+    v = _get(d, key, where, "a number")
+    if not math.isfinite(v):
+        raise BadInputError(f"model card field '{where}.{key}' must be a finite number, not {v}")
+    return v
+
+
+def _with_method(d: dict, where: str) -> dict:
+    """A copy of the optional record ``d`` once its free-form ``method`` is checked to be a string."""
+    _get(d, "method", where, "a string")
+    return copy.deepcopy(d)
+
+
 def _threshold_fold(d: dict) -> dict:
     """The optional record of a threshold folded into the model: the original threshold (a probability
     strictly between 0 and 1) and the folded logit (finite) are what a reader applies; the rest is free-form."""
@@ -171,11 +185,8 @@ def _threshold_fold(d: dict) -> dict:
     t = _get(d, "threshold", where, "a number")
     if not (math.isfinite(t) and 0.0 < t < 1.0):
         raise BadInputError(f"model card field 'threshold_fold.threshold' must be in (0, 1), not {t}")
-    z = _get(d, "logit", where, "a number")
-    if not math.isfinite(z):
-        raise BadInputError(f"model card field 'threshold_fold.logit' must be a finite number, not {z}")
-    _get(d, "method", where, "a string")
-    return copy.deepcopy(d)
+    _finite(d, "logit", where)
+    return _with_method(d, where)
 
 
 def _domain_guard(d: dict) -> dict:
@@ -190,11 +201,8 @@ def _domain_guard(d: dict) -> dict:
                             f"probabilities), not {index}")
     if math.prod(spec.shape) != 1:
         raise BadInputError(f"model card field '{where}.output.shape' must hold one score, not {list(spec.shape)}")
-    threshold = _get(d, "threshold", where, "a number")
-    if not math.isfinite(threshold):
-        raise BadInputError(f"model card field '{where}.threshold' must be a finite number, not {threshold}")
-    _get(d, "method", where, "a string")
-    return copy.deepcopy(d)
+    _finite(d, "threshold", where)
+    return _with_method(d, where)
 
 
 def _borderline(d: dict, threshold: float) -> dict:
@@ -205,8 +213,7 @@ def _borderline(d: dict, threshold: float) -> dict:
     if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= threshold <= high <= 1.0):
         raise BadInputError(f"model card field 'borderline' must hold 0 <= low <= threshold <= high <= 1, not "
                             f"low {low}, threshold {threshold}, high {high}")
-    _get(d, "method", where, "a string")
-    return copy.deepcopy(d)
+    return _with_method(d, where)
 
 
 def _likelihood_ratios(d: dict, threshold: float) -> dict:

@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
-from melkit.util.native_logs import quiet
-from melkit.util.errors import BadInputError
 from melkit.data.contract import normalize
+from melkit.util.errors import BadInputError
+from melkit.util.native_logs import quiet
 
 
 def load_interpreter(model, num_threads: int | None = None):

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from melkit.util.errors import BadInputError
-from melkit.util.files import read_json
 from melkit.data.augment import AugmentParams
 from melkit.data.contract import CONTRACT, Contract
+from melkit.util.errors import BadInputError
+from melkit.util.files import read_json
 
 
 @dataclass

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from melkit.util.errors import BadInputError
-from melkit.util.files import read_json
-from melkit.util.paths import read_path
 from melkit.core.model import build_model  # TensorFlow: loaded only when a model is needed
 from melkit.core.recipe import Recipe
 from melkit.data.contract import Contract, normalize
 from melkit.data.readers import read_sources
+from melkit.util.errors import BadInputError
+from melkit.util.files import read_json
+from melkit.util.paths import read_path
 
 RUN_CONFIG_VERSION = 1
 

@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from melkit.util.errors import BadInputError
 from melkit.core.metrics import _EPS, _both_classes, _roc_points, _validate
+from melkit.util.errors import BadInputError
 
 __all__ = ["parse_threshold_policy", "choose_threshold"]
 

@@ -48,7 +48,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-
 V1_RESIZE = "stretch, bilinear, half-pixel centres, no antialias, float32"
 V2_RESIZE = ("if short side > 2*size: integer box k = short // size, block mean (sum + k*k//2) // (k*k), "
              "remainder rows/columns dropped at bottom/right; then " + V1_RESIZE)

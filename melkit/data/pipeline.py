@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from melkit.util.progress import progress_bar
-from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.contract import CONTRACT, Contract, normalize
+from melkit.data.imageio import UnreadableImage, read_rgb
+from melkit.util.progress import progress_bar
 
 
 @dataclass

@@ -23,9 +23,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from melkit.util.errors import BadInputError
 from melkit.data.imageio import IMAGE_SUFFIXES
 from melkit.data.records import LABELS, SPLITS, DataSet, Record
+from melkit.util.errors import BadInputError
 
 METADATA_NAMES = ("HAM10000_metadata.csv", "metadata.csv")
 REQUIRED_COLUMNS = ("image_id", "dx")

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from melkit.data.readers import read_table
 from melkit.util.errors import BadInputError
 from melkit.util.files import atomic_writer
-from melkit.data.readers import read_table
 
 DEFAULT_BASE_URL = "https://dataverse.harvard.edu"
 DOI = "doi:10.7910/DVN/DBW86T"

@@ -20,9 +20,9 @@ from dataclasses import replace
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from melkit.data.records import LABELS, MEL, SPLITS, count_records
 from melkit.util.errors import BadInputError
 from melkit.util.files import atomic_writer
-from melkit.data.records import LABELS, MEL, SPLITS, count_records
 
 SPLIT_COLUMNS = ("image_id", "lesion_id", "label", "source", "split")
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9._-]*")  # "" is a record without a source

@@ -40,9 +40,9 @@ from typing import Callable, Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from melkit.data.synth_lesion import TWO_PI, draw_lesion, render_lesion_texture, smoothstep
 from melkit.util.errors import BadInputError
 from melkit.util.files import exclusive, staging
-from melkit.data.synth_lesion import TWO_PI, draw_lesion, render_lesion_texture, smoothstep
 
 __all__ = ["write_synth_dataset", "METADATA_COLUMNS"]
 

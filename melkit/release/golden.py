@@ -41,13 +41,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from melkit.core.card import ModelCard, sha256, write_card
-from melkit.util.errors import BadInputError
-from melkit.util.files import exclusive, staging, write_json
 from melkit.core.litert import output_index, to_input
 from melkit.core.probability import post_test_probability, shown_p_mel
-from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.contract import CONTRACTS, SHADES_OF_GRAY, SHADES_OF_GRAY_P, _root, box_factor
+from melkit.data.imageio import UnreadableImage, read_rgb
 from melkit.data.synth import write_synth_dataset
+from melkit.util.errors import BadInputError
+from melkit.util.files import exclusive, staging, write_json
 
 FORMAT = "melkit-golden-1"
 DECISIONS = ("nevus-like", "melanoma-suspicious")

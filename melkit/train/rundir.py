@@ -25,14 +25,14 @@ import numpy
 import sklearn
 
 from melkit import __version__
+from melkit.core.model import build_model
+from melkit.core.run import RunConfig
+from melkit.data.records import LABELS
+from melkit.train.curves import plot_curves
 from melkit.util.errors import BadInputError
 from melkit.util.files import atomic_path, atomic_writer, read_json, sweep_temps, writable_dir, write_json
 from melkit.util.paths import read_path
-from melkit.core.model import build_model
-from melkit.core.run import RunConfig
 from melkit.util.spreadsheet import SpreadsheetWriter
-from melkit.data.records import LABELS
-from melkit.train.curves import plot_curves
 
 RUN_FILES = ("model.keras", "config.json", "split.csv", "history.csv", "curves.png", "metrics.json", "predictions.csv",
              "fingerprint.json")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from melkit.core.model import feature_extractor, head_model, set_trainable
-from melkit.util.progress import keras_verbose
-from melkit.util.tf import keras, tf
 from melkit.data.augment import build_augmenter
 from melkit.data.pipeline import make_dataset, source_weights, strata
 from melkit.train.callbacks import HistoryLog, KeepBest
+from melkit.util.progress import keras_verbose
+from melkit.util.tf import keras, tf
 
 
 def _optimizer(stage):

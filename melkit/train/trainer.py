@@ -17,20 +17,20 @@ from typing import ClassVar
 import click
 import numpy as np
 
-from melkit.util.errors import BadInputError, QualityGateError
-from melkit.util.files import check_out_apart, exclusive, read_json, write_json
 from melkit.core.metrics import N_BOOT, binary_report
-from melkit.core.threshold_policy import choose_threshold, parse_threshold_policy
 from melkit.core.model import build_model, resolve_weights
-from melkit.util.options import SEED, Epochs, opt
-from melkit.util.paths import stored_path
 from melkit.core.recipe import PRESETS, Recipe, load_recipe
 from melkit.core.run import RunConfig, predict_proba
+from melkit.core.threshold_policy import choose_threshold, parse_threshold_policy
 from melkit.data import split as splitting
 from melkit.data.pipeline import ImageArray, class_weights, load_images
 from melkit.data.readers import read_dataset, read_sources
 from melkit.data.records import LABELS, refuse_unusable
 from melkit.train import distribute, rundir
+from melkit.util.errors import BadInputError, QualityGateError
+from melkit.util.files import check_out_apart, exclusive, read_json, write_json
+from melkit.util.options import SEED, Epochs, opt
+from melkit.util.paths import stored_path
 
 log = logging.getLogger("melkit.train")
 
@@ -321,8 +321,8 @@ def _start_run(opts, recipe, run: Path, data: PreparedData, policy, strategy) ->
 
 def _run_stages(model, opts, recipe, run: Path, parts, cw, strategy, echo) -> None:
     """Train the recipe's stages in order; a stage a resumed run finished is restored from its checkpoint."""
-    from melkit.util.tf import writing  # TensorFlow: imported when training starts
     from melkit.train import stages  # imports TensorFlow at its top: imported when training starts
+    from melkit.util.tf import writing  # TensorFlow: imported when training starts
 
     state_path = run / "checkpoints" / "state.json"
     state = read_json(state_path) if state_path.exists() else {"done": []}

@@ -17,12 +17,12 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from melkit.util.errors import BadInputError
-from melkit.util.files import exclusive, file_in_the_way, sweep_temps, writable_dir
 from melkit.data.fetch.dataverse import NO_NETWORK_ADVICE, download_url, list_files, resolve_base_url, select_files
 from melkit.data.fetch.extract import marker_path, other_sets_in, read_marker, safe_extract, write_marker
 from melkit.data.fetch.http import DEADLINE_S, STALL_S, Patience, download, file_digest, printable
 from melkit.data.sources import CITATION, DOI, LICENCE, get_source, write_metadata_from_ground_truth
+from melkit.util.errors import BadInputError
+from melkit.util.files import exclusive, file_in_the_way, sweep_temps, writable_dir
 
 __all__ = ["fetch_set"]
 

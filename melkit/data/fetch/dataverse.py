@@ -16,9 +16,9 @@ import urllib.error
 import urllib.parse
 from dataclasses import dataclass
 
-from melkit.util.errors import BadInputError
 from melkit.data.fetch.http import DeadlinePassed, Patience, Retryable, Watch, open_url, printable, read_body
 from melkit.data.sources import DEFAULT_BASE_URL, DOI
+from melkit.util.errors import BadInputError
 
 __all__ = ["BASE_URL_ENV", "NO_NETWORK_ADVICE", "RemoteFile", "download_url", "list_files", "resolve_base_url",
            "select_files"]

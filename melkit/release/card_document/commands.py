@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from dataclasses import MISSING
@@ -18,6 +17,7 @@ from melkit.data.sources import training_licence
 from melkit.release.card_document.inputs import OUT_NAME, Bench, CardInputs, training_datasets
 from melkit.train.trainer import TrainOptions
 from melkit.util.options import cli_fields, flag_name, option_of
+from melkit.util.paths import stored_path
 
 __all__ = ["command_line", "reproduce_section"]
 
@@ -140,26 +140,22 @@ def _bench_command(b: Bench) -> str | None:
     return command_line(["melkit", "bench"], BenchOptions, values)
 
 
-def _rel(path: Path, base: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
-
-
 def _card_command(inputs: CardInputs) -> str:
     """This command, run from the model's directory."""
     d = inputs.card_dir
     model = d / inputs.card.model_file
     args = ["melkit", "card", model.name if model.is_file() else inputs.card_path.name]
     for b in inputs.benches:
-        args += ["--bench", _rel(b.dir, d)]
+        args += ["--bench", stored_path(b.dir, d)]
     if inputs.notes_path is not None:
-        args += ["--notes", _rel(inputs.notes_path, d)]
+        args += ["--notes", stored_path(inputs.notes_path, d)]
     if inputs.compare is not None:
-        args += ["--compare", _rel(inputs.compare_path, d)]
-        args += [x for b in inputs.compare_benches for x in ("--compare-bench", _rel(b.dir, d))]
+        args += ["--compare", stored_path(inputs.compare_path, d)]
+        args += [x for b in inputs.compare_benches for x in ("--compare-bench", stored_path(b.dir, d))]
     if inputs.license_id:
         args += ["--license", inputs.license_id]
     if inputs.out.resolve() != (d / OUT_NAME).resolve():
-        args += ["--out", _rel(inputs.out, d)]
+        args += ["--out", stored_path(inputs.out, d)]
     return " ".join(shlex.quote(a) for a in args)
 
 
