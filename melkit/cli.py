@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -21,15 +21,15 @@ import click
 from melkit.bench import BenchOptions, run_bench, run_predict
 from melkit.bench.predict import text
 from melkit.convert import ConvertOptions, run_convert
-from melkit.data.fetch import fetch_set
-from melkit.data.synth import write_synth_dataset
+from melkit.data.fetch import FetchOptions, fetch_set
+from melkit.data.synth import SynthOptions, write_synth_dataset
 from melkit.demo import DemoOptions, run_demo
 from melkit.release import CalibrateOptions, CardOptions, run_bundle, run_bundle_web, run_calibrate, run_card, run_web
 from melkit.train import TrainOptions, run_train
 from melkit.train.summary import print_train_summary
 from melkit.util.errors import Interrupted, MelkitError, QualityGateError
 from melkit.util.files import WRITE_ERRNOS
-from melkit.util.options import click_options, default_of, opt
+from melkit.util.options import click_options
 from melkit.util.progress import progress_bar
 
 
@@ -129,17 +129,6 @@ def data():
     """Data sets: the embedded synthetic default, and public ones to fetch."""
 
 
-@dataclass
-class SynthOptions:
-    """``melkit data synth``: the keywords of ``write_synth_dataset``, with its defaults."""
-
-    out_dir: str = opt(argument=True, type=click.Path(file_okay=False))
-    n_lesions: int = opt(default_of(write_synth_dataset, "n_lesions"), flag="--lesions", min=4, max=100000,
-                         help="Number of lesions.")
-    mel_fraction: float = opt(default_of(write_synth_dataset, "mel_fraction"), min=0.05, max=0.95)
-    seed: int = opt(default_of(write_synth_dataset, "seed"))
-
-
 @data.command("synth")
 @click_options(SynthOptions)
 def data_synth(opts):
@@ -152,26 +141,6 @@ def data_synth(opts):
         summary = write_synth_dataset(**asdict(opts), progress=progress)
     _echo(f"wrote {summary['n_images']} images of {summary['n_lesions']} lesions "
           f"({summary['n_nv']} nv, {summary['n_mel']} mel) to {summary['path']}")
-
-
-@dataclass
-class FetchOptions:
-    """``melkit data fetch``: the keywords of ``fetch_set``, with its defaults."""
-
-    name: str = opt("ham10000", argument=True)
-    to: str | None = opt(None, type=click.Path(file_okay=False), help="Target directory (default data/NAME).")
-    base_url: str | None = opt(None, help="Dataverse server (default https://dataverse.harvard.edu, "
-                                          "or $MELKIT_DATAVERSE_URL).")
-    retries: int = opt(default_of(fetch_set, "retries"), min=0, max=100,
-                       help="Further tries after a network failure, with doubling waits.")
-    keep_archives: bool = opt(default_of(fetch_set, "keep_archives"),
-                              help="Keep the downloaded zip files after extracting them.")
-    stall_timeout: float = opt(default_of(fetch_set, "stall_timeout"), min=1, max=3600,
-                               help="Seconds a try may go with under 16 KiB received before it is cut off "
-                                    "and retried.")
-    deadline: float = opt(default_of(fetch_set, "deadline"), min=1,
-                          help="Seconds the whole fetch may take, waits and retries included (default 6 h); "
-                               "a rerun resumes what was downloaded.")
 
 
 @data.command("fetch")

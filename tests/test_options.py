@@ -14,6 +14,8 @@ from melkit.bench.bench import BenchOptions
 from melkit.convert.options import ConvertOptions
 from melkit.core.metrics import N_BOOT
 from melkit.core.recipe import load_recipe
+from melkit.data.fetch import FetchOptions
+from melkit.data.synth import SynthOptions
 from melkit.demo import DemoOptions
 from melkit.release.calibrate import CalibrateOptions
 from melkit.release.card_document import CardOptions
@@ -28,8 +30,8 @@ COMMANDS = {  # command path -> (options class, the library function the command
     ("card",): (CardOptions, "run_card"),
     ("calibrate",): (CalibrateOptions, "run_calibrate"),
     ("demo",): (DemoOptions, "run_demo"),
-    ("data", "synth"): (cli.SynthOptions, "write_synth_dataset"),
-    ("data", "fetch"): (cli.FetchOptions, "fetch_set"),
+    ("data", "synth"): (SynthOptions, "write_synth_dataset"),
+    ("data", "fetch"): (FetchOptions, "fetch_set"),
 }
 
 

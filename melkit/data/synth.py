@@ -37,14 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import click
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from melkit.data.synth_lesion import TWO_PI, draw_lesion, render_lesion_texture, smoothstep
 from melkit.util.errors import BadInputError
 from melkit.util.files import exclusive, staging
+from melkit.util.options import default_of, opt
 
-__all__ = ["write_synth_dataset", "METADATA_COLUMNS"]
+__all__ = ["write_synth_dataset", "SynthOptions", "METADATA_COLUMNS"]
 
 METADATA_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "dataset")
 LOCALIZATIONS = ("back", "lower extremity", "trunk", "upper extremity", "face", "abdomen", "chest")
@@ -385,3 +387,14 @@ def write_synth_dataset(out_dir, n_lesions: int = 240, mel_fraction: float = 0.3
             rows = _write_images(staged / "images", plan, canvas, look, id_prefix, source, progress)
             _write_metadata(staged / "metadata.csv", plan.columns, rows)
     return _summary(rows, plan, out)
+
+
+@dataclass
+class SynthOptions:
+    """``melkit data synth``: the keywords of ``write_synth_dataset``, with its defaults."""
+
+    out_dir: str = opt(argument=True, type=click.Path(file_okay=False))
+    n_lesions: int = opt(default_of(write_synth_dataset, "n_lesions"), flag="--lesions", min=4, max=100000,
+                         help="Number of lesions.")
+    mel_fraction: float = opt(default_of(write_synth_dataset, "mel_fraction"), min=0.05, max=0.95)
+    seed: int = opt(default_of(write_synth_dataset, "seed"))

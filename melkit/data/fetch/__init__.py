@@ -14,8 +14,11 @@ and the next run of the same command resumes from there.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+import click
 
 from melkit.data.fetch.dataverse import NO_NETWORK_ADVICE, download_url, list_files, resolve_base_url, select_files
 from melkit.data.fetch.extract import marker_path, other_sets_in, read_marker, safe_extract, write_marker
@@ -23,8 +26,9 @@ from melkit.data.fetch.http import DEADLINE_S, STALL_S, Patience, download, file
 from melkit.data.sources import CITATION, DOI, LICENCE, get_source, write_metadata_from_ground_truth
 from melkit.util.errors import BadInputError
 from melkit.util.files import exclusive, file_in_the_way, sweep_temps, writable_dir
+from melkit.util.options import default_of, opt
 
-__all__ = ["fetch_set"]
+__all__ = ["fetch_set", "FetchOptions"]
 
 
 def fetch_set(name: str, to=None, base_url: str | None = None, retries: int = 5, keep_archives: bool = False,
@@ -134,3 +138,23 @@ def _human(size) -> str:
 def _echo_terms(echo) -> None:
     echo(f"Licence: {LICENCE}")
     echo(f"Cite: {CITATION}")
+
+
+@dataclass
+class FetchOptions:
+    """``melkit data fetch``: the keywords of ``fetch_set``, with its defaults."""
+
+    name: str = opt("ham10000", argument=True)
+    to: str | None = opt(None, type=click.Path(file_okay=False), help="Target directory (default data/NAME).")
+    base_url: str | None = opt(None, help="Dataverse server (default https://dataverse.harvard.edu, "
+                                          "or $MELKIT_DATAVERSE_URL).")
+    retries: int = opt(default_of(fetch_set, "retries"), min=0, max=100,
+                       help="Further tries after a network failure, with doubling waits.")
+    keep_archives: bool = opt(default_of(fetch_set, "keep_archives"),
+                              help="Keep the downloaded zip files after extracting them.")
+    stall_timeout: float = opt(default_of(fetch_set, "stall_timeout"), min=1, max=3600,
+                               help="Seconds a try may go with under 16 KiB received before it is cut off "
+                                    "and retried.")
+    deadline: float = opt(default_of(fetch_set, "deadline"), min=1,
+                          help="Seconds the whole fetch may take, waits and retries included (default 6 h); "
+                               "a rerun resumes what was downloaded.")
