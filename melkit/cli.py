@@ -1,5 +1,8 @@
 """melkit's command line: parse options, call the library, print. No logic lives here.
 
+It imports each command's module itself, not the packages' public faces (``melkit.bench`` ...), which load
+their modules on first use: through them every command started 0.2 s slower (measured on a 2-core host).
+
 Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, 130 / 143 interrupted (SIGINT / SIGTERM).
 """
 
@@ -18,15 +21,18 @@ from pathlib import Path
 
 import click
 
-from melkit.bench import BenchOptions, run_bench, run_predict
-from melkit.bench.predict import text
-from melkit.convert import ConvertOptions, run_convert
+from melkit.bench.bench import BenchOptions, run_bench
+from melkit.bench.predict import run_predict, text
+from melkit.convert.converter import run_convert
+from melkit.convert.options import ConvertOptions
 from melkit.data.fetch import FetchOptions, fetch_set
 from melkit.data.synth import SynthOptions, write_synth_dataset
 from melkit.demo import DemoOptions, run_demo
-from melkit.release import CalibrateOptions, CardOptions, run_bundle, run_bundle_web, run_calibrate, run_card, run_web
-from melkit.train import TrainOptions, run_train
+from melkit.release.bundle import run_bundle, run_bundle_web, run_web
+from melkit.release.calibrate import CalibrateOptions, run_calibrate
+from melkit.release.card_document import CardOptions, run_card
 from melkit.train.summary import print_train_summary
+from melkit.train.trainer import TrainOptions, run_train
 from melkit.util.errors import Interrupted, MelkitError, QualityGateError
 from melkit.util.files import WRITE_ERRNOS
 from melkit.util.options import click_options

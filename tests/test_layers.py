@@ -168,3 +168,33 @@ def test_heavy_detection():
     heavy = _heavy_modules()
     assert {"melkit.util.tf", "melkit.train.stages"} <= heavy
     assert not heavy & {"melkit.util.errors", "melkit.util.files", "melkit.data.readers", "melkit.cli"}
+
+
+FACES = ["melkit.data", "melkit.train", "melkit.convert", "melkit.bench", "melkit.release"]
+
+
+def test_each_package_face_names_what_its_modules_define():
+    """``from melkit.train import TrainOptions, run_train``: every name a package's face lists resolves, to the
+    object its submodule defines."""
+    import importlib
+
+    for name in FACES:
+        package = importlib.import_module(name)
+        assert package.__all__, name
+        for attr in package.__all__:
+            value = getattr(package, attr)
+            module = importlib.import_module(f"{name}.{package._EXPORTS[attr]}")
+            assert value is getattr(module, attr), f"{name}.{attr}"
+        assert set(package.__all__) <= set(dir(package))
+
+
+def test_a_face_loads_nothing_until_used():
+    """Importing one module of a package does not import the rest through its face (melkit.util.lazy): a
+    reader of the preprocessing contract does not load the download code."""
+    import subprocess
+    import sys
+
+    code = ("import sys, melkit.data.contract, melkit.bench.latency; "
+            "print(sorted(m for m in ('melkit.data.fetch', 'melkit.data.synth', 'melkit.bench.bench') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

@@ -5,7 +5,14 @@ intervals and latency on the same images; one model's answer for a few images.
     result = run_bench(BenchOptions(models=["runs/ham", "runs/ham/tflite/MODEL_int8.tflite"]))   # -> BenchResult
 """
 
-from melkit.bench.bench import BenchOptions, BenchResult, run_bench
-from melkit.bench.predict import PredictResult, run_predict
+from melkit.util.lazy import lazy_exports
 
-__all__ = ["BenchOptions", "BenchResult", "run_bench", "PredictResult", "run_predict"]
+_EXPORTS = {  # name -> the submodule that defines it, imported on first use (melkit.util.lazy)
+    "BenchOptions": "bench",
+    "BenchResult": "bench",
+    "run_bench": "bench",
+    "PredictResult": "predict",
+    "run_predict": "predict",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

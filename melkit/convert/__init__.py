@@ -5,7 +5,12 @@ cards and metadata, each written only if it decides as the Keras model does.
     result = run_convert("runs/ham", ConvertOptions(variants=["float32", "int8"]))   # -> ConvertResult
 """
 
-from melkit.convert.converter import ConvertResult, run_convert
-from melkit.convert.options import ConvertOptions
+from melkit.util.lazy import lazy_exports
 
-__all__ = ["ConvertOptions", "ConvertResult", "run_convert"]
+_EXPORTS = {  # name -> the submodule that defines it, imported on first use (melkit.util.lazy)
+    "ConvertOptions": "options",
+    "ConvertResult": "converter",
+    "run_convert": "converter",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,11 +8,22 @@ sets (``melkit data fetch``).
     data = read_dataset("data/synth")   # -> DataSet of Records (image, label, lesion, source)
 """
 
-from melkit.data.contract import CONTRACT, CONTRACTS, Contract
-from melkit.data.fetch import FetchOptions, fetch_set
-from melkit.data.readers import read_dataset, read_sources
-from melkit.data.records import LABELS, SPLITS, DataSet, Record
-from melkit.data.synth import SynthOptions, write_synth_dataset
+from melkit.util.lazy import lazy_exports
 
-__all__ = ["CONTRACT", "CONTRACTS", "Contract", "DataSet", "FetchOptions", "LABELS", "Record", "SPLITS",
-           "SynthOptions", "fetch_set", "read_dataset", "read_sources", "write_synth_dataset"]
+_EXPORTS = {  # name -> the submodule that defines it, imported on first use (melkit.util.lazy)
+    "CONTRACT": "contract",
+    "CONTRACTS": "contract",
+    "Contract": "contract",
+    "FetchOptions": "fetch",
+    "fetch_set": "fetch",
+    "read_dataset": "readers",
+    "read_sources": "readers",
+    "LABELS": "records",
+    "SPLITS": "records",
+    "DataSet": "records",
+    "Record": "records",
+    "SynthOptions": "synth",
+    "write_synth_dataset": "synth",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

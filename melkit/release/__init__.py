@@ -3,9 +3,20 @@ model card document (``card_document``, ``melkit card``), the threshold and temp
 (``calibrate``), the Android and web bundles (``bundle``) and the golden vectors their clients are tested
 against (``golden``)."""
 
-from melkit.release.bundle import BundleResult, WebBundleResult, run_bundle, run_bundle_web, run_web
-from melkit.release.calibrate import CalibrateOptions, CalibrateResult, run_calibrate
-from melkit.release.card_document import CardOptions, CardResult, run_card
+from melkit.util.lazy import lazy_exports
 
-__all__ = ["CalibrateOptions", "CalibrateResult", "run_calibrate", "CardOptions", "CardResult", "run_card",
-           "BundleResult", "run_bundle", "WebBundleResult", "run_bundle_web", "run_web"]
+_EXPORTS = {  # name -> the submodule that defines it, imported on first use (melkit.util.lazy)
+    "BundleResult": "bundle",
+    "WebBundleResult": "bundle",
+    "run_bundle": "bundle",
+    "run_bundle_web": "bundle",
+    "run_web": "bundle",
+    "CalibrateOptions": "calibrate",
+    "CalibrateResult": "calibrate",
+    "run_calibrate": "calibrate",
+    "CardOptions": "card_document",
+    "CardResult": "card_document",
+    "run_card": "card_document",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,6 +4,12 @@
     result = run_train(TrainOptions(data="data/ham10000", out="runs/ham"))   # -> TrainResult
 """
 
-from melkit.train.trainer import TrainOptions, TrainResult, run_train
+from melkit.util.lazy import lazy_exports
 
-__all__ = ["TrainOptions", "TrainResult", "run_train"]
+_EXPORTS = {  # name -> the submodule that defines it, imported on first use (melkit.util.lazy)
+    "TrainOptions": "trainer",
+    "TrainResult": "trainer",
+    "run_train": "trainer",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
