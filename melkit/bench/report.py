@@ -117,7 +117,7 @@ def build(inputs: ReportInputs) -> dict:
     for m in inputs.models:
         card = m.card
         entry = {
-            "name": m.name, "kind": m.kind, "path": str(m.path),
+            "name": m.name, "kind": m.kind, "path": stored_path(m.path, inputs.folder),
             "variant": card.variant if card else "keras" if m.kind == "keras" else None,
             "threshold": m.threshold, "image_size": m.image_size, "size_bytes": m.size_bytes,
             "input": card.input.to_json() if card else None, "metrics": inputs.results[m.name]["metrics"],
@@ -346,17 +346,10 @@ def _latency_md(report) -> list:
 # --------------------------------------------------------------------------- writing
 
 
-def _as_stored(report, folder) -> dict:
-    """The report as report.json in ``folder`` holds it: each model's path relative to that folder
-    (:mod:`melkit.util.paths`; ``OUT.partial`` or ``OUT`` beside it alike), so that the report still names its
-    models when they move together with it."""
-    return {**report, "models": [{**e, "path": stored_path(e["path"], folder)} for e in report["models"]]}
-
-
 def write(out, report, records, probs) -> list:
     """report.json, report.md and predictions.csv (``probs``: the P(mel) a person is shown, per model), each
     atomically; returns their paths."""
-    write_json(out / "report.json", _as_stored(report, out))
+    write_json(out / "report.json", report)
     with atomic_writer(out / "report.md") as f:
         f.write(markdown(report))
     with atomic_writer(out / "predictions.csv") as f:

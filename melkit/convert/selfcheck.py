@@ -62,7 +62,8 @@ def table(checks) -> str:
     head = f"{'variant':<11} {'AUC keras':>9} {'AUC tflite':>10} {'agree':>7} {'mean|dp|':>9} {'max|dp|':>8} {'MB':>6}  result"
     lines = [head, "-" * len(head)]
     for c in checks:
-        lines.append(f"{c.variant:<11} {num(c.auc_keras, '.4f'):>9} {num(c.auc_tflite, '.4f'):>10} {100 * c.agreement:6.2f}% "
+        lines.append(f"{c.variant:<11} {num(c.auc_keras, '.4f'):>9} {num(c.auc_tflite, '.4f'):>10} "
+                     f"{100 * c.agreement:6.2f}% "
                      f"{c.mean_abs_diff:9.4f} {c.max_abs_diff:8.4f} {c.size_bytes / 1e6:6.2f}  "
                      f"{'ok' if c.passed else 'FAILED: ' + c.reason}")
     return "\n".join(lines)

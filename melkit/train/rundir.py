@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy
@@ -31,7 +32,6 @@ from melkit.data.records import LABELS
 from melkit.train.curves import plot_curves
 from melkit.util.errors import BadInputError
 from melkit.util.files import atomic_path, atomic_writer, read_json, sweep_temps, writable_dir, write_json
-from melkit.util.paths import read_path
 from melkit.util.spreadsheet import SpreadsheetWriter
 
 RUN_FILES = ("model.keras", "config.json", "split.csv", "history.csv", "curves.png", "metrics.json", "predictions.csv",
@@ -186,7 +186,7 @@ def check_resume(run: Path, config: RunConfig, resume: bool, fp: dict | None = N
         if old.get(key) != new.get(key):
             raise BadInputError(f"--resume: the {key} differs from the unfinished run's; start a new run instead")
     # Where each directory is, not how it was written (relative to the run folder; absolute in older runs).
-    was = [Path(read_path(d, run)).resolve() for d in old["data"].get("dirs") or [old["data"]["dir"]]]
+    was = [Path(d).resolve() for d in replace(config, data=old["data"], folder=run).data_dirs]
     if was != [Path(d).resolve() for d in config.data_dirs]:
         raise BadInputError("--resume: the data directory differs from the unfinished run's")
 
